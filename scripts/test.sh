@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Set up a fresh virtual environment and run the whole test suite (what CI runs).
+# Installs nirdeploy with its test extras and the vendor oracles used by the differential
+# tests: xylosim (C++, builds from source: needs g++ and the Python headers) and Rockpool
+# (AGPL-3.0; a test-only oracle, installed without its optional dependencies).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+"$PY" -m venv "$VENV"
+. "$VENV/bin/activate"
+python -m pip install -q --upgrade pip
+python -m pip install -q -e '.[test]'
+python -m pip install -q 'xylosim==0.1.3' 'scipy'
+python -m pip install -q --no-deps 'rockpool==3.1.0'
+# samna from the public index is an installer stub that must never be imported here
+python -m pip uninstall -y -q samna >/dev/null 2>&1 || true
+export NIRDEPLOY_REQUIRE_ORACLES=1
+set +e
+python -m pytest -q "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then
+  echo "error: pytest collected no tests" >&2
+  exit 1
+fi
+exit "$rc"

@@ -1,0 +1,290 @@
+"""Command-line interface. Exit codes: 0 ok / fits, 1 does not fit, 2 invalid input or usage.
+
+Heavy imports (numpy, h5py, nir, rich) happen inside the commands so that ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+EXIT_OK, EXIT_NOFIT, EXIT_INVALID, EXIT_INTERNAL = 0, 1, 2, 3
+PROGRESS_MIN_WORK = 2_000_000  # batch * time * neurons above which a progress bar is shown
+
+
+def _err(msg: str) -> None:
+    click.echo(f"error: {msg}", err=True)
+
+
+def _run(fn):
+    """Run a command body, turning nirdeploy errors into a message and an exit code."""
+    from .errors import NirDeployError
+
+    try:
+        code = fn()
+    except NirDeployError as e:
+        _err(str(e))
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        _err("interrupted")
+        sys.exit(130)
+    except MemoryError:
+        _err("out of memory: the graph or input is too large")
+        sys.exit(EXIT_INVALID)
+    except Exception as e:  # never a traceback for users; NIRDEPLOY_DEBUG=1 shows it
+        if os.environ.get("NIRDEPLOY_DEBUG"):
+            raise
+        _err(f"internal error: {type(e).__name__}: {e} (set NIRDEPLOY_DEBUG=1 for the traceback; please report it)")
+        sys.exit(EXIT_INTERNAL)
+    sys.exit(code or 0)
+
+
+def _echo_json(data) -> None:
+    click.echo(json.dumps(data, indent=2, allow_nan=False))
+
+
+class _Progress:
+    """A rich progress bar fed by simulate(progress=...) callbacks; silent for small jobs."""
+
+    def __init__(self, work: int, label: str):
+        self.bar = None
+        self.label = label
+        self.enabled = work >= PROGRESS_MIN_WORK and sys.stderr.isatty()
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import Progress
+
+            self.bar = Progress(transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=None)
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done, total=total)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+        return False
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="nirdeploy")
+def main() -> None:
+    """nirdeploy: lower NIR spiking networks to neuromorphic chips (Xylo, ...).
+
+    Discretize with an explicit dt, quantize to the chip's integer formats, check that the network
+    fits, simulate it bit-accurately and export what the vendor stack loads.
+    """
+
+
+@main.command("targets")
+@click.option("--json", "as_json", is_flag=True, help="print data instead of a table")
+def targets_cmd(as_json: bool) -> None:
+    """List targets and their variants with their main limits."""
+
+    def body():
+        from .render import render_rows
+        from .target import available_targets, get_target
+
+        data = []
+        for name in available_targets():
+            t = get_target(name)
+            for v in t.variants():
+                hw = t.hwconfig(v)
+                data.append({"target": name, "variant": v, "name": hw.name, "summary": t.summary(v), "limits": hw.limits})
+        if as_json:
+            _echo_json(data)
+        else:
+            click.echo(render_rows("Targets", ["target:variant", "chip", "main limits"], [[f"{d['target']}:{d['variant']}", d["name"], d["summary"]] for d in data]), nl=False)
+        return EXIT_OK
+
+    _run(body)
+
+
+@main.command("inspect")
+@click.argument("graph", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="print data instead of a table")
+def inspect_cmd(graph: str, as_json: bool) -> None:
+    """Nodes, shapes, neuron counts, parameters, inferred dt candidates, recurrent loops."""
+
+    def body():
+        from . import api
+        from .inspection import render_inspection
+
+        info = api.inspect(graph)
+        if as_json:
+            _echo_json(info)
+        else:
+            click.echo(render_inspection(info), nl=False)
+            click.echo()
+        return EXIT_OK
+
+    _run(body)
+
+
+_dt_opt = click.option("--dt", type=float, default=None, help="time step in seconds (inferred with a notice when unambiguous)")
+_reset_opt = click.option("--reset", type=click.Choice(["zero", "subtract"]), default="zero", show_default=True,
+                          help="reset semantics: zero = jump to v_reset (NIR >= 1.0.6), subtract = v -= threshold")
+_scheme_opt = click.option("--scheme", type=click.Choice(["euler", "exact"]), default="euler", show_default=True,
+                           help="discretization: forward Euler or exact exponential")
+_quant_opt = click.option("--quantization", type=click.Choice(["channel", "global"]), default="channel", show_default=True,
+                          help="weight scaling: one scale per post-neuron or one per matrix")
+
+
+@main.command("check")
+@click.argument("graph", type=click.Path(dir_okay=False))
+@click.option("--target", "-t", "target", required=True, help="TARGET[:VARIANT], or 'all'")
+@_dt_opt
+@_reset_opt
+@_scheme_opt
+@_quant_opt
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+def check_cmd(graph, target, dt, reset, scheme, quantization, as_json) -> None:
+    """Does GRAPH fit TARGET? Exit 0 if it fits, 1 if not, 2 on invalid input."""
+
+    def body():
+        from . import api
+        from .render import render_rows
+
+        if target == "all":
+            reps = api.check_all(graph, dt=dt, reset=reset, scheme=scheme)
+            if as_json:
+                _echo_json([r.to_dict() for r in reps])
+            else:
+                rows = [[f"{r.target}:{r.variant}", "yes" if r.fits else "no", r.first_blocking_reason() or "-"] for r in reps]
+                click.echo(render_rows("Fit on every target", ["target", "fits", "first blocking reason"], rows), nl=False)
+            return EXIT_OK if any(r.fits for r in reps) else EXIT_NOFIT
+        rep = api.check(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization)
+        if as_json:
+            _echo_json(rep.to_dict())
+        else:
+            click.echo(rep.render())
+        return EXIT_OK if rep.fits else EXIT_NOFIT
+
+    _run(body)
+
+
+@main.command("compile")
+@click.argument("graph", type=click.Path(dir_okay=False))
+@click.option("--target", "-t", "target", required=True, help="TARGET[:VARIANT]")
+@_dt_opt
+@_reset_opt
+@_scheme_opt
+@_quant_opt
+@click.option("--calibrate", type=click.Path(dir_okay=False), default=None, help="sample input .npy (batch, time, *input_shape) used to choose scales")
+@click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False), help="output folder (written atomically)")
+@click.option("--force", is_flag=True, help="replace OUT if it exists")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, out, force, as_json) -> None:
+    """Lower GRAPH for TARGET and write OUT/report.json, the vendor export and what `simulate` needs.
+
+    A network that does not fit still gets its report printed, but no folder (exit 1)."""
+
+    def body():
+        from . import api
+
+        dep = api.compile(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibrate=calibrate)
+        for n in dep.notices:
+            click.echo(f"notice: {n}", err=True)
+        rep = dep.report
+        if as_json:
+            _echo_json(rep.to_dict())
+        else:
+            click.echo(rep.render())
+        if not rep.fits:
+            _err(f"not written: the network does not fit {rep.target}:{rep.variant}")
+            return EXIT_NOFIT
+        dep.save(out, force=force)
+        click.echo(f"wrote {out}", err=True)
+        return EXIT_OK
+
+    _run(body)
+
+
+@main.command("simulate")
+@click.argument("source", type=click.Path())
+@click.option("--input", "-i", "input_path", required=True, type=click.Path(dir_okay=False), help="X.npy: (batch, time, *input_shape) spike counts")
+@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="Y.npy: (batch, time, *output_shape)")
+@click.option("--reference", is_flag=True, help="SOURCE is a .nir graph: run the float64 reference simulator")
+@_dt_opt
+@_reset_opt
+@_scheme_opt
+@click.option("--compare-reference", is_flag=True, help="also run the reference on the compiled graph and print agreement")
+def simulate_cmd(source, input_path, out, reference, dt, reset, scheme, compare_reference) -> None:
+    """Chip simulation of a compiled folder, or (--reference) float simulation of a .nir graph."""
+
+    def body():
+        import numpy as np
+
+        from . import api
+        from .errors import UsageError
+
+        x = api.load_input_array(input_path)
+        if reference:
+            if os.path.isdir(source):
+                raise UsageError("--reference takes a .nir graph, not a compiled folder")
+            with _Progress(int(np.prod(x.shape)) * 8, "reference") as prog:
+                y = api.simulate_reference(source, x, dt=dt, reset=reset, scheme=scheme, progress=prog)
+            _save_npy(out, y)
+            click.echo(f"wrote {out} {tuple(y.shape)}", err=True)
+            return EXIT_OK
+        if not os.path.isdir(source):
+            raise UsageError(f"{source} is not a compiled folder (use --reference to simulate a .nir graph)")
+        dep = api.load_deployment(source)
+        with _Progress(int(np.prod(x.shape)) * 64, "chip simulation") as prog:
+            y = dep.simulate(x, progress=prog)
+        _save_npy(out, y)
+        click.echo(f"wrote {out} {tuple(y.shape)}", err=True)
+        if compare_reference:
+            if dep.source_path is None:
+                raise UsageError("this folder holds no copy of its graph; cannot compare")
+            s = dep.report.settings
+            ref = api.simulate_reference(dep.source_path, x, dt=s["dt"], reset=s.get("reset", "zero"), scheme=s.get("scheme", "euler"))
+            cmp = api.compare_outputs(y, ref, dep.artifact.latency_steps)
+            _print_compare(cmp)
+        return EXIT_OK
+
+    _run(body)
+
+
+def _print_compare(cmp: dict) -> None:
+    from .render import render_rows
+
+    rows = [[i, c, r] for i, (c, r) in enumerate(zip(cmp["chip_counts"], cmp["reference_counts"]))]
+    click.echo(render_rows(f"Chip vs reference (chip shifted by {cmp['latency_steps']} steps of latency)", ["output", "chip spikes", "reference spikes"], rows), nl=False)
+    click.echo(
+        f"spike-count correlation {cmp['count_correlation']:.3f}; element-wise agreement {cmp['elementwise_agreement']:.3f}; "
+        f"same winning output in {100 * cmp['argmax_agreement']:.1f} % of samples"
+    )
+
+
+def _save_npy(path: str, y) -> None:
+    """Write atomically: a temp file in the same folder, then rename."""
+    import tempfile
+
+    import numpy as np
+
+    from .errors import UsageError
+
+    d = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(d):
+        raise UsageError(f"folder {d} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=".nirdeploy-", suffix=".npy", dir=d)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, np.asarray(y))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,108 @@
+"""Load the per-variant chip data files shipped in ``hw_configs/``.
+
+A file ``<target>-<variant>.toml`` has tables ``[chip]`` (names), ``[limits]`` (counts and
+flags) and ``[formats]`` (one :class:`~nirdeploy.intformat.IntFormat` per named number).
+Third-party targets may pass their own folder.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .intformat import IntFormat
+
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+__all__ = ["HWConfig", "load_hwconfig", "list_hwconfigs"]
+
+
+@dataclass(frozen=True)
+class HWConfig:
+    target: str
+    variant: str
+    name: str
+    chip: dict[str, Any]
+    limits: dict[str, Any]
+    formats: dict[str, IntFormat]
+    extra: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+    def fmt(self, name: str) -> IntFormat:
+        try:
+            return self.formats[name]
+        except KeyError:
+            raise KeyError(f"{self.target}:{self.variant} has no format {name!r} in its hw_config") from None
+
+    def limit(self, name: str) -> Any:
+        try:
+            return self.limits[name]
+        except KeyError:
+            raise KeyError(f"{self.target}:{self.variant} has no limit {name!r} in its hw_config") from None
+
+    def to_dict(self) -> dict:
+        return {
+            "target": self.target,
+            "variant": self.variant,
+            "name": self.name,
+            "chip": dict(self.chip),
+            "limits": dict(self.limits),
+            "formats": {k: v.to_dict() for k, v in self.formats.items()},
+        }
+
+
+def _parse(data: dict, source: str) -> HWConfig:
+    chip = dict(data.get("chip", {}))
+    formats = {k: IntFormat.from_dict(v, name=k) for k, v in data.get("formats", {}).items()}
+    extra = {k: v for k, v in data.items() if k not in ("chip", "limits", "formats")}
+    return HWConfig(
+        target=chip["target"],
+        variant=chip["variant"],
+        name=chip.get("name", f"{chip['target']}:{chip['variant']}"),
+        chip=chip,
+        limits=dict(data.get("limits", {})),
+        formats=formats,
+        extra=extra,
+        source=source,
+    )
+
+
+def _builtin_dir():
+    return resources.files("nirdeploy.hw_configs")
+
+
+@functools.lru_cache(maxsize=None)
+def _load_builtin(fname: str) -> HWConfig:
+    f = _builtin_dir() / fname
+    return _parse(tomllib.loads(f.read_text(encoding="utf-8")), source=f"hw_configs/{fname}")
+
+
+def list_hwconfigs(target: str, folder: str | Path | None = None) -> list[str]:
+    """Variant names available for ``target`` (sorted)."""
+    if folder is None:
+        names = [p.name for p in _builtin_dir().iterdir()]
+    else:
+        names = [p.name for p in Path(folder).iterdir()]
+    prefix = f"{target}-"
+    return sorted(n[len(prefix) : -5] for n in names if n.startswith(prefix) and n.endswith(".toml"))
+
+
+def load_hwconfig(target: str, variant: str, folder: str | Path | None = None) -> HWConfig:
+    fname = f"{target}-{variant}.toml"
+    if folder is None:
+        if variant not in list_hwconfigs(target):
+            raise UsageError(
+                f"unknown variant {variant!r} for target {target!r}; known: {', '.join(list_hwconfigs(target)) or 'none'}"
+            )
+        return _load_builtin(fname)
+    p = Path(folder) / fname
+    if not p.is_file():
+        raise UsageError(f"no hw_config {fname} in {folder}")
+    return _parse(tomllib.loads(p.read_text(encoding="utf-8")), source=str(p))

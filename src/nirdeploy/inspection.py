@@ -1,0 +1,98 @@
+"""`nirdeploy inspect`: what a graph is, as data."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .ir import NODE_TYPES, Graph
+
+__all__ = ["inspect_graph", "render_inspection"]
+
+
+def _param_summary(v) -> object:
+    if isinstance(v, np.ndarray):
+        if v.size == 0:
+            return {"shape": list(v.shape)}
+        if v.dtype.kind in "biuf":
+            lo, hi = float(np.min(v)), float(np.max(v))
+            d = {"shape": list(v.shape), "min": lo, "max": hi}
+            if v.size > 1 and lo != hi:
+                d["mean"] = float(np.mean(v))
+            return d
+        return {"shape": list(v.shape), "dtype": str(v.dtype)}
+    if isinstance(v, (tuple, list)):
+        return list(v)
+    return v
+
+
+def inspect_graph(graph: Graph) -> dict:
+    from .discretize import infer_dt
+    from .passes import normalize, recurrent_loops
+
+    flat = normalize(graph)
+    nodes = []
+    for name, n in flat.nodes.items():
+        nodes.append(
+            {
+                "name": name,
+                "type": n.type,
+                "input_shape": list(n.input_shape) if n.input_shape is not None else None,
+                "output_shape": list(n.output_shape) if n.output_shape is not None else None,
+                "neurons": n.n_neurons if n.type in NODE_TYPES and NODE_TYPES[n.type].category == "neuron" else 0,
+                "params": {k: _param_summary(v) for k, v in n.params.items() if k not in ("shape",)},
+            }
+        )
+    cands = infer_dt(graph)
+    counts = graph.summary_counts()
+    return {
+        "nir_version": graph.nir_version,
+        "node_counts": counts,
+        "n_neurons": int(sum(x["neurons"] for x in nodes)),
+        "inputs": {n.name: list(n.output_shape or ()) for n in flat.inputs},
+        "outputs": {n.name: list(n.input_shape or ()) for n in flat.outputs},
+        "nodes": nodes,
+        "edges": [list(e) for e in flat.edges],
+        "recurrent_loops": recurrent_loops(flat),
+        "delayed_edges": sorted(list(e) for e in flat.delayed_edges),
+        "dt_candidates": [_cand_dict(c) for c in cands],
+    }
+
+
+def _cand_dict(c) -> dict:
+    import dataclasses
+
+    d = c.to_dict() if hasattr(c, "to_dict") else dataclasses.asdict(c)
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+
+def render_inspection(info: dict) -> str:
+    from .render import render_rows
+
+    out = [
+        f"NIR version {info['nir_version']}; {len(info['nodes'])} nodes after inlining; {info['n_neurons']} neurons",
+        "inputs: " + ", ".join(f"{k} {v}" for k, v in info["inputs"].items())
+        + "; outputs: " + ", ".join(f"{k} {v}" for k, v in info["outputs"].items()),
+    ]
+    rows = []
+    for n in info["nodes"]:
+        ps = []
+        for k, v in n["params"].items():
+            if isinstance(v, dict) and "min" in v:
+                ps.append(f"{k}={v['min']:.3g}" if v["min"] == v["max"] else f"{k}=[{v['min']:.3g}..{v['max']:.3g}]")
+            elif isinstance(v, dict):
+                ps.append(f"{k}{v.get('shape')}")
+            else:
+                ps.append(f"{k}={v}")
+        rows.append([n["name"], n["type"], n["input_shape"], n["output_shape"], n["neurons"] or "", " ".join(ps)])
+    out.append(render_rows("Nodes", ["name", "type", "in", "out", "neurons", "parameters"], rows))
+    if info["recurrent_loops"]:
+        out.append("recurrent loops: " + "; ".join(" -> ".join(l) for l in info["recurrent_loops"]))
+        out.append("one-step delayed edges: " + ", ".join(f"{a} -> {b}" for a, b in info["delayed_edges"]))
+    else:
+        out.append("recurrent loops: none")
+    if info["dt_candidates"]:
+        for c in info["dt_candidates"]:
+            out.append(f"dt candidate: {c['dt']:g} s ({c['convention']}): {c['evidence']}")
+    else:
+        out.append("dt candidates: none can be inferred from the parameters; pass --dt")
+    return "\n".join(out)

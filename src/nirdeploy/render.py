@@ -1,0 +1,48 @@
+"""Human renderings of report data (rich tables), kept apart from the data types."""
+
+from __future__ import annotations
+
+import io
+
+__all__ = ["render_report", "render_rows", "to_text"]
+
+
+def to_text(renderable, width: int = 110) -> str:
+    from rich.console import Console
+
+    buf = io.StringIO()
+    Console(file=buf, width=width, force_terminal=False, color_system=None).print(renderable)
+    return buf.getvalue()
+
+
+def render_rows(title: str, columns: list[str], rows: list[list], width: int = 110) -> str:
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    for c in columns:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*[str(c) for c in r])
+    return to_text(t, width)
+
+
+def _fmt(x) -> str:
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    return "-" if x is None else str(x)
+
+
+def render_report(report) -> str:
+    status = "FITS" if report.fits else "DOES NOT FIT"
+    out = [f"{report.target}:{report.variant}: {status}"]
+    if report.settings:
+        out.append("settings: " + ", ".join(f"{k}={_fmt(v)}" for k, v in report.settings.items()))
+    rows = [[r.name, _fmt(r.used), _fmt(r.limit), r.unit, "ok" if r.fits else "OVER"] for r in report.resources]
+    if rows:
+        out.append(render_rows("Resources", ["resource", "used", "limit", "unit", ""], rows))
+    if report.violations:
+        vrows = [[v.severity, v.rule, v.node or "-", _fmt(v.limit), _fmt(v.actual), v.message + (f" ({v.hint})" if v.hint else "")] for v in report.violations]
+        out.append(render_rows("Violations", ["severity", "rule", "node", "limit", "actual", "message / hint"], vrows))
+    for n in report.notes:
+        out.append(f"note: {n}")
+    return "\n".join(out)

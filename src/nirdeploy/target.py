@@ -1,0 +1,190 @@
+"""The target contract and the target registry.
+
+A target is one chip backend behind four calls:
+
+* ``check(graph, variant, options) -> FitReport``: design-rule and resource checks, all
+  violations collected;
+* ``compile(graph, variant, options) -> Artifact``: the lowered, quantized network plus its report;
+* ``simulate(artifact, x, record=False, progress=None) -> SimOutput``: the chip's behaviour
+  (bit-accurate for the built-in targets), inputs ``(batch, time, *input_shape)``;
+* ``export(artifact, folder) -> list[str]``: the files the vendor stack loads, plus whatever
+  ``load(folder)`` needs to rebuild the artifact for ``simulate``.
+
+Targets are found through the entry-point group ``nirdeploy.targets`` (built-in ones too), so a
+third-party package registers with one line in its pyproject. ``register_target`` adds one
+in-process (tests, notebooks).
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import TargetError, UsageError
+from .hwconfig import HWConfig, list_hwconfigs, load_hwconfig
+from .ir import Graph
+from .report import FitReport
+
+__all__ = [
+    "CompileOptions",
+    "Artifact",
+    "SimOutput",
+    "Target",
+    "get_target",
+    "available_targets",
+    "register_target",
+    "parse_target_spec",
+    "ENTRY_POINT_GROUP",
+]
+
+ENTRY_POINT_GROUP = "nirdeploy.targets"
+
+
+@dataclass
+class CompileOptions:
+    """Everything a lowering depends on, recorded in every report."""
+
+    dt: float
+    reset: str = "zero"  # "zero" | "subtract"
+    scheme: str = "euler"  # "euler" | "exact"
+    quantization: str = "channel"  # target-specific: e.g. "channel" | "global"
+    calibration: np.ndarray | None = None  # sample input (batch, time, *input_shape)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = {"dt": self.dt, "reset": self.reset, "scheme": self.scheme, "quantization": self.quantization,
+             "calibrated": self.calibration is not None}
+        d.update(self.extra)
+        return d
+
+
+@dataclass
+class Artifact:
+    target: str
+    variant: str
+    report: FitReport
+    payload: Any  # target-specific compiled network
+    input_shape: tuple[int, ...] = ()
+    output_shape: tuple[int, ...] = ()
+    latency_steps: int = 0  # chip output at step t + latency corresponds to reference step t
+
+
+@dataclass
+class SimOutput:
+    output: np.ndarray  # (batch, time, *output_shape)
+    states: dict[str, Any] = field(default_factory=dict)
+
+
+class Target(abc.ABC):
+    """Base class for chip backends. Subclasses set ``name`` and ``description``."""
+
+    name: str = ""
+    description: str = ""
+    #: NIR node types this target can lower (for the README's support table)
+    supported_nodes: frozenset[str] = frozenset()
+    #: where its hw_config files live (None: the built-in hw_configs package)
+    hwconfig_dir: str | Path | None = None
+
+    # -- variants --------------------------------------------------------------------------------
+    def variants(self) -> list[str]:
+        return list_hwconfigs(self.name, self.hwconfig_dir)
+
+    @property
+    def default_variant(self) -> str:
+        v = self.variants()
+        if not v:
+            raise TargetError(f"target {self.name!r} declares no variants")
+        return v[0]
+
+    def hwconfig(self, variant: str) -> HWConfig:
+        return load_hwconfig(self.name, variant, self.hwconfig_dir)
+
+    def summary(self, variant: str) -> str:
+        """One line of main limits for `nirdeploy targets`."""
+        hw = self.hwconfig(variant)
+        return ", ".join(f"{k}={v}" for k, v in list(hw.limits.items())[:4])
+
+    # -- the contract ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def check(self, graph: Graph, variant: str, options: CompileOptions) -> FitReport: ...
+
+    @abc.abstractmethod
+    def compile(self, graph: Graph, variant: str, options: CompileOptions) -> Artifact: ...
+
+    @abc.abstractmethod
+    def simulate(
+        self, artifact: Artifact, x: np.ndarray, *, record: bool = False, progress: Callable[[int, int], None] | None = None
+    ) -> SimOutput: ...
+
+    @abc.abstractmethod
+    def export(self, artifact: Artifact, folder: Path) -> list[str]: ...
+
+    @abc.abstractmethod
+    def load(self, folder: Path) -> Artifact: ...
+
+
+# -- registry --------------------------------------------------------------------------------------
+_EXTRA: dict[str, Callable[[], Target] | type] = {}
+
+
+def register_target(name: str, factory: Callable[[], Target] | type) -> None:
+    """Register a target in this process (entry points are the persistent way)."""
+    _EXTRA[name] = factory
+    _clear_caches()
+
+
+@functools.lru_cache(maxsize=None)
+def _entry_points() -> dict[str, Any]:
+    eps = metadata.entry_points()
+    group = eps.select(group=ENTRY_POINT_GROUP) if hasattr(eps, "select") else eps.get(ENTRY_POINT_GROUP, [])
+    found: dict[str, Any] = {ep.name: ep for ep in group}
+    found.update(_EXTRA)
+    return found
+
+
+def available_targets() -> list[str]:
+    return sorted(_entry_points())
+
+
+@functools.lru_cache(maxsize=None)
+def _instantiate(name: str) -> Target:
+    obj = _entry_points()[name]
+    try:
+        factory = obj.load() if isinstance(obj, metadata.EntryPoint) else obj
+        t = factory()
+    except Exception as e:  # a broken plugin must not take the tool down with a traceback
+        raise TargetError(f"target {name!r} failed to load: {type(e).__name__}: {e}") from e
+    if not isinstance(t, Target):
+        raise TargetError(f"target {name!r} does not implement nirdeploy.target.Target")
+    if not t.name:
+        t.name = name
+    return t
+
+
+def get_target(name: str) -> Target:
+    if name not in _entry_points():
+        raise UsageError(f"unknown target {name!r}; available: {', '.join(available_targets()) or 'none'}")
+    return _instantiate(name)
+
+
+def parse_target_spec(spec: str) -> tuple[Target, str]:
+    """``"xylo"`` or ``"xylo:audio2"`` -> (target, variant)."""
+    if not spec or not isinstance(spec, str):
+        raise UsageError("a target is required, e.g. --target xylo:audio2")
+    name, _, variant = spec.partition(":")
+    t = get_target(name.strip())
+    variant = variant.strip() or t.default_variant
+    if variant not in t.variants():
+        raise UsageError(f"unknown variant {variant!r} for target {t.name!r}; known: {', '.join(t.variants())}")
+    return t, variant
+
+
+def _clear_caches() -> None:  # for tests
+    _entry_points.cache_clear()
+    _instantiate.cache_clear()

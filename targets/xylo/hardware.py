@@ -1,0 +1,75 @@
+"""The real-hardware path: a samna configuration from an exported specification.
+
+This needs SynSense's real ``samna`` and ``rockpool`` (AGPL-3.0, installed by the user). The
+``samna`` on the public package index is an installer stub that, when imported, tries to pip
+install the real binary from an outside index; we detect it by READING its ``__init__.py``
+(``PYPI_SAMNA = True``) and never import it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from nirdeploy.errors import MissingDependencyError
+
+__all__ = ["samna_status", "require_samna", "samna_config"]
+
+SAMNA_INSTALL = "install SynSense's real samna for your platform (see SynSense's samna documentation); the 'samna' package on PyPI is only an installer stub"
+ROCKPOOL_INSTALL = "pip install rockpool==3.1.0 xylosim==0.1.3"
+
+
+def samna_status() -> str:
+    """'missing', 'stub' or 'real', found without importing samna."""
+    spec = importlib.util.find_spec("samna")
+    if spec is None:
+        return "missing"
+    init = spec.origin
+    if init and init.endswith("__init__.py"):
+        try:
+            text = Path(init).read_text(errors="replace")
+        except OSError:
+            text = ""
+        if "PYPI_SAMNA" in text and "PYPI_SAMNA = True" in text.replace("  ", " "):
+            return "stub"
+    return "real"
+
+
+def require_samna() -> None:
+    st = samna_status()
+    if st == "missing":
+        raise MissingDependencyError("samna", SAMNA_INSTALL, "needed to build a Xylo hardware configuration")
+    if st == "stub":
+        raise MissingDependencyError(
+            "samna", SAMNA_INSTALL + "; then `pip uninstall samna` the stub first",
+            "the installed 'samna' is the PyPI installer stub (PYPI_SAMNA = True), not the real SDK",
+        )
+
+
+def samna_config(folder, variant: str | None = None):
+    """``(config, is_valid, message)`` from Rockpool's ``config_from_specification`` for an
+    exported deployment folder. Raises MissingDependencyError when samna or rockpool is absent."""
+    require_samna()
+    from nirdeploy.hwconfig import load_hwconfig
+
+    folder = Path(folder)
+    with np.load(folder / "rockpool_spec.npz", allow_pickle=False) as z:
+        spec = {k: z[k] for k in z.files}
+    if variant is None:
+        import json
+
+        variant = json.loads((folder / "xylo_meta.json").read_text())["variant"]
+    hw = load_hwconfig("xylo", variant)
+    if importlib.util.find_spec("rockpool") is None:
+        raise MissingDependencyError("rockpool", ROCKPOOL_INSTALL, "needed for config_from_specification")
+    mod = importlib.import_module(hw.chip["rockpool_module"])
+    spec.pop("dt", None)
+    # Rockpool's mapper emits `bias`, but config_from_specification reads `bias_hidden`
+    # (xylo.md section 5, bug 6): pass it under the name the config builder really uses.
+    spec["bias_hidden"] = spec.pop("bias")
+    for k in ("weight_shift_in", "weight_shift_rec", "weight_shift_out"):
+        spec[k] = int(spec[k])
+    return mod.config_from_specification(**spec)

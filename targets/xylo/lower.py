@@ -1,0 +1,648 @@
+"""Lower a NIR graph onto Xylo: structure, discretization, quantization and fit rules.
+
+Structure (the Xylo core is one recurrent population between an input and an output layer):
+
+* every neuron layer that feeds the graph's Output is an **output layer** (``weights_out``);
+  all other neuron layers are **hidden** and share the hidden population;
+* weights from the Input go to ``weights_in``; weights from a hidden layer to another hidden
+  layer (feed-forward or recurrent alike) go to ``weights_rec``; weights into an output layer go
+  to ``weights_out``. Chains of Affine / Linear / Scale nodes are folded into one matrix, and
+  an edge straight from the Input or a neuron layer is an identity matrix;
+* every hidden->hidden and hidden->output hop costs one Xylo step; the reference simulator pays
+  one step only on recurrent (delayed) edges. The difference is the **latency** in the report.
+
+Discretization: ``dash = round(-log2(1 - alpha))`` where alpha is the discrete decay of the
+chosen scheme, rounded to the nearest integer in the log domain (half up), then clipped to the
+dash format. For forward Euler this is ``round(log2(tau/dt))``.
+
+Matching the update (see xylo.md section 6): Xylo adds an input event to Isyn *before* the synaptic
+decay, so an event arrives scaled by ``(1 - 2**-dash_syn)``; we divide the weights by that factor
+(Rockpool does not), and fold the neuron's input gain ``gain_v * gain_i`` into the weights so
+that Xylo's ``v += Isyn`` matches ``v = alpha_v v + gain_v i``. A LIF has no synaptic current; Xylo
+always has one, so a LIF gets ``dash_syn = 1`` and weights that deliver the same total charge,
+spread over a few steps (a warning says so).
+
+Quantization: per post-neuron scale ``s`` (``"channel"``) or one scale for the hidden population
+and one for the outputs (``"global"``). The scale aims the threshold at ``THRESHOLD_TARGET`` for
+state resolution and headroom, and each weight matrix gets the smallest left shift that lets the
+largest weight use the int8 range; then ``s`` is lowered where a weight would not fit. With
+calibration input, neurons whose states saturate get their scale halved until they do not.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nirdeploy.discretize import NeuronDiscretization, discretize_node
+from nirdeploy.hwconfig import HWConfig
+from nirdeploy.ir import Graph, Node
+from nirdeploy.report import FitReport, NodeUsage, Resource, Violation
+from nirdeploy.target import CompileOptions
+
+from .config import XyloConfig
+
+__all__ = ["lower", "Lowered", "SUPPORTED_NODES", "THRESHOLD_TARGET"]
+
+LINEAR_TYPES = ("Affine", "Linear", "Scale", "Flatten")
+NEURON_TYPES = ("LIF", "CubaLIF", "LI", "CubaLI")
+SPIKING = ("LIF", "CubaLIF")
+SUPPORTED_NODES = frozenset(("Input", "Output", "NIRGraph") + LINEAR_TYPES + NEURON_TYPES)
+THRESHOLD_TARGET = 4096  # quantized threshold aimed at: 2**12 leaves 8x headroom for Vmem in int16
+
+
+@dataclass
+class _Contribution:
+    src: str  # "__input__" or a neuron layer name
+    matrix: np.ndarray  # (n_dst, n_src)
+    bias: np.ndarray  # (n_dst,)
+    delays: int  # delayed (recurrent) edges on the path in the reference graph
+
+
+@dataclass
+class _Layer:
+    name: str
+    node: Node
+    n: int
+    role: str = "hidden"  # hidden | output
+    contributions: list[_Contribution] = field(default_factory=list)
+    offset: int = 0  # first hidden / output id
+    disc: NeuronDiscretization | None = None
+    latency: int = 0
+
+
+@dataclass
+class Lowered:
+    config: XyloConfig | None
+    report: FitReport
+    input_shape: tuple[int, ...] = ()
+    output_shape: tuple[int, ...] = ()
+    latency_steps: int = 0
+    readout: str = "spikes"  # spikes | vmem
+    output_scale: np.ndarray | None = None  # Vmem_out / output_scale = reference voltage (LI readout)
+    output_offset: int = 0
+
+
+INPUT = "__input__"
+
+
+def _v(rule, message, node: Node | None = None, *, limit=None, actual=None, hint="", severity="error") -> Violation:
+    return Violation(
+        rule=rule,
+        message=message,
+        node=node.name if node is not None else "",
+        node_type=node.type if node is not None else "",
+        limit=limit,
+        actual=actual,
+        hint=hint,
+        severity=severity,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# structure
+# ---------------------------------------------------------------------------------------------
+def _linear_apply(node: Node, m: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    t = node.type
+    if t in ("Affine", "Linear"):
+        w = np.asarray(node.params["weight"], dtype=np.float64)
+        w = w.reshape(w.shape[-2], w.shape[-1])
+        bias = np.asarray(node.params.get("bias", 0.0), dtype=np.float64).reshape(-1) if t == "Affine" else 0.0
+        return w @ m, w @ b + bias
+    if t == "Scale":
+        s = np.asarray(node.params["scale"], dtype=np.float64).reshape(-1)
+        return s[:, None] * m, s * b
+    return m, b  # Flatten of a 1-D vector
+
+
+def _size(shape) -> int:
+    return int(np.prod(shape)) if shape is not None else 0
+
+
+def _structure(g: Graph, hw: HWConfig, viol: list[Violation]):
+    """Neuron layers with their input contributions, or None when the structure cannot map."""
+    ok = True
+    inputs, outputs = g.inputs, g.outputs
+    if len(inputs) != 1 or len(outputs) != 1:
+        viol.append(_v("single_input_output", f"Xylo takes one Input and one Output node; the graph has {len(inputs)} and {len(outputs)}",
+                       limit=1, actual=max(len(inputs), len(outputs)), hint="split the graph, or merge its inputs into one vector"))
+        return None
+    inp, out = inputs[0], outputs[0]
+    for name, n in g.nodes.items():
+        if n.type not in SUPPORTED_NODES:
+            ok = False
+            viol.append(_v("unsupported_node", f"{n.type} has no Xylo equivalent", n,
+                           hint="Xylo runs Affine/Linear weights into LIF or CubaLIF neurons (LI/CubaLI as readout)"))
+        elif n.type in NEURON_TYPES + ("Input", "Output", "Flatten", "Scale", "Affine", "Linear"):
+            shp = n.output_shape if n.type != "Output" else n.input_shape
+            if shp is not None and len(shp) > 1 and n.type != "Flatten":
+                ok = False
+                viol.append(_v("not_one_dimensional", f"Xylo layers are vectors; {n.type} has shape {tuple(shp)}", n,
+                               limit=1, actual=len(shp), hint="flatten the network to 1-D layers"))
+    if not ok:
+        return None
+
+    layers: dict[str, _Layer] = {n: _Layer(n, g.nodes[n], _size(g.nodes[n].output_shape)) for n in g.nodes if g.nodes[n].type in NEURON_TYPES}
+    n_in = _size(inp.output_shape)
+    memo: dict[str, list[_Contribution]] = {}
+
+    def contributions(name: str, stack: tuple[str, ...] = ()) -> list[_Contribution]:
+        node = g.nodes[name]
+        if name == inp.name:
+            return [_Contribution(INPUT, np.eye(n_in), np.zeros(n_in), 0)]
+        if name in layers:
+            n = layers[name].n
+            return [_Contribution(name, np.eye(n), np.zeros(n), 0)]
+        if name in memo:
+            return memo[name]
+        if name in stack:  # a cycle without neurons: validation rejects it; guard anyway
+            raise ValueError(f"algebraic loop through {name}")
+        res: list[_Contribution] = []
+        for p in g.predecessors(name):
+            d = 1 if (p, name) in g.delayed_edges else 0
+            for c in contributions(p, stack + (name,)):
+                m, b = _linear_apply(node, c.matrix, c.bias)
+                res.append(_Contribution(c.src, m, b, c.delays + d))
+        memo[name] = res
+        return res
+
+    for name, layer in layers.items():
+        for p in g.predecessors(name):
+            d = 1 if (p, name) in g.delayed_edges else 0
+            for c in contributions(p):
+                layer.contributions.append(_Contribution(c.src, c.matrix, c.bias, c.delays + d))
+        if not layer.contributions:
+            viol.append(_v("unconnected_layer", "neuron layer receives no input", layer.node, hint="remove it or connect it"))
+            ok = False
+
+    # which layers feed the Output node (directly: Xylo has no weights after the output neurons)
+    feeding = g.predecessors(out.name)
+    for p in feeding:
+        if p not in layers:
+            viol.append(_v("output_must_be_neurons", f"the Output is fed by {g.nodes[p].type} {p!r}, not by a neuron layer", out,
+                           hint="end the network with a LIF/CubaLIF (or LI/CubaLI readout) layer: Xylo reads output neurons"))
+            ok = False
+    out_layers = [p for p in feeding if p in layers]
+    if len(out_layers) > 1:
+        viol.append(_v("single_output_layer", f"{len(out_layers)} neuron layers feed the Output: {', '.join(out_layers)}", out,
+                       limit=1, actual=len(out_layers), hint="concatenate them into one output layer"))
+        ok = False
+    if not ok or not out_layers:
+        if not out_layers and ok:
+            viol.append(_v("output_must_be_neurons", "no neuron layer feeds the Output", out))
+        return None
+    for name in out_layers:
+        layers[name].role = "output"
+    # rules on roles
+    for name, layer in layers.items():
+        succ = [s for s in g.successors(name)]
+        if layer.role == "output":
+            if any(s != out.name for s in succ):
+                viol.append(_v("output_neurons_cannot_be_recurrent", "the output layer also feeds other nodes; Xylo output neurons only drive the output", layer.node,
+                               hint="add a hidden copy of this layer for the recurrent/forward path"))
+                ok = False
+            if any(c.src == INPUT for c in layer.contributions):
+                viol.append(_v("input_to_output", "the Input connects straight to the output layer; Xylo inputs only reach hidden neurons", layer.node,
+                               hint="insert a hidden LIF layer between the input and the output (Xylo needs at least two neuron layers)"))
+                ok = False
+        else:
+            if layer.node.type not in SPIKING:
+                viol.append(_v("hidden_must_spike", f"hidden {layer.node.type} neurons do not spike; only spikes travel between Xylo neurons", layer.node,
+                               hint="use LIF/CubaLIF in hidden layers; LI/CubaLI only as the output readout"))
+                ok = False
+        for c in layer.contributions:
+            if c.delays > 1:
+                viol.append(_v("multi_step_delay", f"a path from {c.src} carries {c.delays} one-step delays", layer.node, limit=1, actual=c.delays))
+                ok = False
+    if not ok:
+        return None
+    return inp, out, layers
+
+
+def _order_hidden(g: Graph, layers: dict[str, _Layer]) -> list[_Layer]:
+    """Input-fed layers first (Audio 3 / IMU input window), output-feeding layers last (output window)."""
+    order = {n: i for i, n in enumerate(g.nodes)}
+    hidden = [l for l in layers.values() if l.role == "hidden"]
+    feeds_out = {c.src for l in layers.values() if l.role == "output" for c in l.contributions}
+
+    def key(l: _Layer):
+        input_fed = any(c.src == INPUT for c in l.contributions)
+        return (0 if input_fed else 1, 1 if l.name in feeds_out else 0, order[l.name])
+
+    return sorted(hidden, key=key)
+
+
+def _latencies(hidden: list[_Layer], out_layer: _Layer, viol: list[Violation]) -> int:
+    lat: dict[str, int] = {INPUT: 0}
+    for _ in range(len(hidden) + 2):  # relax (graphs are small)
+        for l in hidden + [out_layer]:
+            cands = [lat[c.src] + (0 if c.src == INPUT else 1) - c.delays for c in l.contributions if c.src in lat]
+            if cands:
+                lat[l.name] = max(cands)
+    mismatch = []
+    for l in hidden + [out_layer]:
+        for c in l.contributions:
+            if c.src in lat and l.name in lat:
+                if lat[c.src] + (0 if c.src == INPUT else 1) - c.delays != lat[l.name]:
+                    mismatch.append(f"{c.src} -> {l.name}")
+        l.latency = lat.get(l.name, 0)
+    if mismatch:
+        viol.append(_v("latency_mismatch", "paths into a layer reach it with different Xylo latencies, so the chip's timing differs from the "
+                       f"reference by more than a constant shift: {', '.join(sorted(set(mismatch)))}", severity="warning",
+                       hint="avoid skip connections around hidden layers, or retrain with the per-hop delay"))
+    return lat.get(out_layer.name, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# discretization
+# ---------------------------------------------------------------------------------------------
+def _dash(alpha: np.ndarray, fmt) -> np.ndarray:
+    """round(-log2(1 - alpha)) in the log domain, half up; alpha <= 0 gives 0, alpha >= 1 the max."""
+    a = np.asarray(alpha, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = -np.log2(1.0 - a)
+    d = np.where(a <= 0, 0.0, d)
+    d = np.where(a >= 1, float(fmt.max) + 1, d)
+    return np.floor(d + 0.5)
+
+
+def _tau_eff(dash: np.ndarray, dt: float, scheme: str) -> np.ndarray:
+    d = np.asarray(dash, dtype=np.float64)
+    if scheme == "exact":
+        with np.errstate(divide="ignore"):
+            return np.where(d > 0, -dt / np.log1p(-(2.0 ** -d)), 0.0)
+    return np.where(d > 0, dt * 2.0**d, 0.0)
+
+
+@dataclass
+class _ChipLayer:
+    """Float chip parameters of one layer, before quantization."""
+
+    dash_mem: np.ndarray
+    dash_syn: np.ndarray
+    k: np.ndarray  # factor from the NIR input of the layer to chip Isyn units (per neuron)
+    threshold: np.ndarray
+    bias: np.ndarray  # per-step additive term on Vmem (float)
+
+
+def _chip_layer(layer: _Layer, hw: HWConfig, opts: CompileOptions, viol: list[Violation], usage: dict) -> _ChipLayer:
+    d = layer.disc
+    node = layer.node
+    dfmt = hw.fmt("dash")
+    dt = opts.dt
+    raw_mem = _dash(d.alpha_v, dfmt)
+    dash_mem = np.clip(raw_mem, dfmt.min, dfmt.max)
+    tau_key = "tau_mem" if node.type.startswith("Cuba") else "tau"
+    tau_mem = np.broadcast_to(np.asarray(node.params[tau_key], dtype=np.float64).reshape(-1), (layer.n,))
+    if d.cuba:
+        raw_syn = _dash(d.alpha_i, dfmt)
+        dash_syn = np.clip(raw_syn, dfmt.min, dfmt.max)
+        tau_syn = np.broadcast_to(np.asarray(node.params["tau_syn"], dtype=np.float64).reshape(-1), (layer.n,))
+    else:
+        raw_syn = np.ones(layer.n)
+        dash_syn = raw_syn.copy()
+        tau_syn = None
+        viol.append(_v("lif_synapse_added", f"{node.type} has no synaptic current; Xylo always has one, so it gets dash_syn = 1 "
+                       f"(tau_syn = {_tau_eff(np.array([1.0]), dt, opts.scheme)[0]:.3g} s) and weights that deliver the same total charge "
+                       "over a few steps instead of at once", node, severity="warning", hint="export CubaLIF from the training library for an exact match"))
+    for what, raw, clipped, tau in (("dash_mem", raw_mem, dash_mem, tau_mem), ("dash_syn", raw_syn, dash_syn, tau_syn)):
+        if tau is None:
+            continue
+        if np.any(raw > dfmt.max):
+            viol.append(_v(f"{what}_clipped", f"{int(np.sum(raw > dfmt.max))} neuron(s) need {what} > {dfmt.max}; clipped (time constant shortened)",
+                           node, limit=dfmt.max, actual=int(raw.max()), severity="warning", hint=f"tau/dt must stay below 2**{dfmt.max}: use a larger dt"))
+        if np.any(clipped == 0):
+            viol.append(_v(f"{what}_zero", f"{int(np.sum(clipped == 0))} neuron(s) round to {what} = 0, which clears the state every step "
+                           f"(tau below about 1.41 dt: min tau {float(tau.min()):.3g} s vs dt {dt:.3g} s)",
+                           node, limit=1, actual=0, severity="warning", hint="use a smaller dt or a longer time constant"))
+        eff = _tau_eff(clipped, dt, opts.scheme)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.where(tau > 0, np.abs(eff - tau) / tau, 0.0)
+        usage[f"{'tau_mem' if what == 'dash_mem' else 'tau_syn'}_requested_s"] = _span(tau)
+        usage[f"{'tau_mem' if what == 'dash_mem' else 'tau_syn'}_effective_s"] = _span(eff)
+        usage[f"{what}"] = _span(clipped)
+        usage[f"{'tau_mem' if what == 'dash_mem' else 'tau_syn'}_max_rel_error"] = float(np.max(rel)) if rel.size else 0.0
+    a_syn = 1.0 - 2.0 ** (-dash_syn)  # gain of an event through Xylo's delivery-then-decay
+    safe = np.where(a_syn > 0, a_syn, 1.0)
+    if d.cuba:
+        k = d.gain_v * d.gain_i / safe
+    else:
+        k = d.gain_v * (1.0 - a_syn) / safe
+    bias = np.array(d.bias_v, dtype=np.float64).reshape(-1) * np.ones(layer.n)
+    # Affine biases on the way in: a constant drive; fold its steady state into the Vmem bias
+    b_in = sum((c.bias for c in layer.contributions), np.zeros(layer.n))
+    if np.any(b_in != 0):
+        if d.cuba:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                steady = np.where(d.alpha_i < 1, d.gain_v * d.gain_i * b_in / (1.0 - d.alpha_i), 0.0)
+        else:
+            steady = d.gain_v * b_in
+        bias = bias + steady
+        viol.append(_v("affine_bias_folded", "Xylo weights have no bias: the Affine bias feeding this layer becomes a constant Vmem bias "
+                       "(its steady-state value; the synaptic rise time is lost)", layer.node, severity="warning",
+                       hint="train with Linear layers (no bias) for an exact match"))
+    if d.spiking:
+        thr = np.array(d.threshold, dtype=np.float64).reshape(-1) * np.ones(layer.n)
+    else:
+        thr = np.full(layer.n, np.nan)
+    return _ChipLayer(dash_mem.astype(np.int64), dash_syn.astype(np.int64), np.asarray(k).reshape(-1) * np.ones(layer.n), thr, bias)
+
+
+def _span(a) -> list[float] | float:
+    a = np.asarray(a, dtype=np.float64)
+    if a.size == 0:
+        return 0.0
+    lo, hi = float(a.min()), float(a.max())
+    return lo if lo == hi else [lo, hi]
+
+
+# ---------------------------------------------------------------------------------------------
+# quantization
+# ---------------------------------------------------------------------------------------------
+def _shift_for(scale: np.ndarray, wmax: np.ndarray, wfmt, max_shift: int) -> int:
+    """Smallest shift so that scale*wmax/2**shift fits the weight format, for every column."""
+    m = scale * wmax
+    m = m[np.isfinite(m) & (m > 0)]
+    if m.size == 0:
+        return 0
+    need = math.ceil(math.log2(float(m.max()) / wfmt.max)) if float(m.max()) > wfmt.max else 0
+    return int(min(max(need, 0), max_shift))
+
+
+def _choose_scales(wmax_cols: list[tuple[np.ndarray, str]], thr: np.ndarray, bias: np.ndarray, wfmt, tfmt, bfmt, max_shift: int,
+                   mode: str, target: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+    """Per-neuron scales and one shift per weight matrix. ``wmax_cols``: (max |w| per post neuron, matrix key)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cap = np.where(np.isfinite(thr) & (thr > 0), target / np.abs(thr), np.inf)
+        # non-spiking readouts: aim the largest weight at the full int8 range without shift
+        cap = np.where(np.isfinite(cap), cap, np.inf)
+        cap = np.minimum(cap, np.where(np.abs(bias) > 0, bfmt.max / np.abs(bias), np.inf))
+    if mode == "global":
+        finite = cap[np.isfinite(cap)]
+        cap = np.full_like(cap, float(finite.min()) if finite.size else np.inf)
+    shifts = {}
+    scale = cap.copy()
+    for wmax, key in wmax_cols:
+        s_for_shift = np.where(np.isfinite(cap), cap, wfmt.max / np.where(wmax > 0, wmax, 1.0))
+        shifts[key] = _shift_for(s_for_shift, wmax, wfmt, max_shift)
+        with np.errstate(divide="ignore"):
+            limit = np.where(wmax > 0, wfmt.max * 2.0 ** shifts[key] / wmax, np.inf)
+        scale = np.minimum(scale, limit)
+    if mode == "global":
+        finite = scale[np.isfinite(scale)]
+        scale = np.full_like(scale, float(finite.min()) if finite.size else 1.0)
+    scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+    return scale, shifts
+
+
+def _quant_matrix(w: np.ndarray, scale_cols: np.ndarray, shift: int, wfmt) -> tuple[np.ndarray, dict]:
+    q = wfmt.quantize(w * scale_cols[None, :] / 2.0**shift)
+    deq = q * 2.0**shift / scale_cols[None, :]
+    nz = w != 0
+    norm = float(np.linalg.norm(w))
+    stats = {
+        "shape": list(w.shape),
+        "shift": shift,
+        "nonzero_float": int(nz.sum()),
+        "became_zero": int(np.sum(nz & (q == 0))),
+        "saturated": int(np.sum(np.abs(w * scale_cols[None, :] / 2.0**shift) > wfmt.max + 0.5)),
+        "rel_rms_error": float(np.linalg.norm(deq - w) / norm) if norm > 0 else 0.0,
+        "max_abs_int": int(np.abs(q).max()) if q.size else 0,
+    }
+    return q, stats
+
+
+# ---------------------------------------------------------------------------------------------
+# entry point
+# ---------------------------------------------------------------------------------------------
+def lower(graph: Graph, hw: HWConfig, opts: CompileOptions, *, threshold_target: np.ndarray | float | None = None) -> Lowered:
+    from nirdeploy.passes import normalize
+
+    g = normalize(graph)
+    viol: list[Violation] = []
+    notes: list[str] = []
+    lim = hw.limits
+    settings = opts.to_dict()
+    report = FitReport(target=hw.target, variant=hw.variant, settings=settings, violations=viol, notes=notes)
+
+    st = _structure(g, hw, viol)
+    n_neurons = sum(n.n_neurons for n in g.nodes.values() if n.type in NEURON_TYPES)
+    if st is None:
+        # still say what we can count
+        report.resources.append(Resource("neurons (all layers)", n_neurons, lim["hidden_neurons"] + lim["output_neurons"], "neurons"))
+        return Lowered(None, report)
+    inp, out, layers = st
+    hidden = _order_hidden(g, layers)
+    out_layer = next(l for l in layers.values() if l.role == "output")
+    off = 0
+    for l in hidden:
+        l.offset = off
+        off += l.n
+    n_hid, n_out, n_in = off, out_layer.n, _size(inp.output_shape)
+    latency = _latencies(hidden, out_layer, viol)
+
+    # -- reset, threshold semantics ---------------------------------------------------------
+    if opts.reset == "zero":
+        viol.append(_v("reset_semantics", "compiled with --reset zero, but Xylo resets by subtracting the threshold (v -= theta, up to "
+                       f"{lim['max_hidden_spikes_per_step']} spikes per step): after a spike the chip keeps the overshoot v - theta where "
+                       "the reference restarts from v_reset", severity="warning",
+                       hint="train with subtractive reset (snnTorch reset_mechanism='subtract') and compile with --reset subtract"))
+    for l in [*hidden, out_layer]:
+        vr = l.node.params.get("v_reset")
+        if vr is not None and np.any(np.asarray(vr) != 0):
+            viol.append(_v("v_reset_ignored", "Xylo has no reset potential; v_reset != 0 is ignored", l.node, severity="warning"))
+    notes.append("Xylo fires when Vmem >= threshold (NIR: v > threshold) and may emit several spikes per step "
+                 f"(hidden <= {lim['max_hidden_spikes_per_step']}, output <= {lim['max_output_spikes_per_step']}); "
+                 f"input events above {lim['max_input_events_per_step']} per channel and step are dropped")
+
+    # -- discretize ---------------------------------------------------------------------------
+    usage: dict[str, dict] = {l.name: {"role": l.role, "neurons": l.n} for l in [*hidden, out_layer]}
+    chip: dict[str, _ChipLayer] = {}
+    for l in [*hidden, out_layer]:
+        l.disc = discretize_node(l.node, opts.dt, opts.scheme, name=l.name)
+        chip[l.name] = _chip_layer(l, hw, opts, viol, usage[l.name])
+        for msg in l.disc.notes:
+            viol.append(_v("discretization", msg, l.node, severity="warning"))
+        if l.role == "hidden" or l.node.type in SPIKING:
+            thr = chip[l.name].threshold
+            if np.any(~(thr > 0)):
+                viol.append(_v("threshold_not_positive", f"{int(np.sum(~(thr > 0)))} neuron(s) have v_threshold <= 0; Xylo would fire "
+                               f"{lim['max_hidden_spikes_per_step']} spikes every step", l.node, limit="> 0", actual=float(np.min(thr)),
+                               hint="thresholds must be positive"))
+    readout = "spikes" if out_layer.node.type in SPIKING else "vmem"
+
+    # -- float chip matrices ------------------------------------------------------------------
+    idx = {l.name: l for l in hidden}
+    W_in = np.zeros((n_in, n_hid))
+    W_rec = np.zeros((n_hid, n_hid))
+    W_out = np.zeros((n_hid, n_out))
+    for l in hidden:
+        k = chip[l.name].k
+        sl = slice(l.offset, l.offset + l.n)
+        for c in l.contributions:
+            m = (k[:, None] * c.matrix).T  # (n_src, n_dst)
+            if c.src == INPUT:
+                W_in[:, sl] += m
+            else:
+                s = idx[c.src]
+                W_rec[s.offset : s.offset + s.n, sl] += m
+    k = chip[out_layer.name].k
+    for c in out_layer.contributions:
+        s = idx[c.src]
+        W_out[s.offset : s.offset + s.n, :] += (k[:, None] * c.matrix).T
+
+    # -- quantize -----------------------------------------------------------------------------
+    wfmt, tfmt, bfmt = hw.fmt("weight"), hw.fmt("threshold"), hw.fmt("bias")
+    max_shift = min(int(lim.get("max_recommended_weight_shift", hw.fmt("weight_shift").max)), hw.fmt("weight_shift").max)
+    thr_h = np.concatenate([chip[l.name].threshold for l in hidden]) if hidden else np.zeros(0)
+    bias_h = np.concatenate([chip[l.name].bias for l in hidden]) if hidden else np.zeros(0)
+    thr_o, bias_o = chip[out_layer.name].threshold, chip[out_layer.name].bias
+    tt = np.full(n_hid + n_out, float(THRESHOLD_TARGET)) if threshold_target is None else np.broadcast_to(np.asarray(threshold_target, dtype=np.float64), (n_hid + n_out,)).copy()
+    mode = opts.quantization
+    s_h, sh_h = _choose_scales([(np.abs(W_in).max(axis=0, initial=0), "in"), (np.abs(W_rec).max(axis=0, initial=0), "rec")],
+                               thr_h, bias_h, wfmt, tfmt, bfmt, max_shift, mode, tt[:n_hid])
+    if readout == "vmem":
+        # no threshold to aim at: scale so the largest output weight uses the int8 range, no shift
+        thr_for_scale = np.full(n_out, np.nan)
+    else:
+        thr_for_scale = thr_o
+    s_o, sh_o = _choose_scales([(np.abs(W_out).max(axis=0, initial=0), "out")], thr_for_scale, bias_o, wfmt, tfmt, bfmt, max_shift, mode, tt[n_hid:])
+    qi, st_in = _quant_matrix(W_in, s_h, sh_h["in"], wfmt)
+    qr, st_rec = _quant_matrix(W_rec, s_h, sh_h["rec"], wfmt)
+    qo, st_out = _quant_matrix(W_out, s_o, sh_o["out"], wfmt)
+
+    def q_thr(thr, s, node_names):
+        raw = np.where(np.isfinite(thr), np.sign(thr) * np.floor(np.abs(thr * s) + 0.5), tfmt.max)
+        q = np.clip(raw, 1, tfmt.max).astype(np.int64)
+        if np.any(np.isfinite(thr) & (raw < 1)):
+            viol.append(_v("threshold_rounds_to_zero", f"{int(np.sum(np.isfinite(thr) & (raw < 1)))} threshold(s) quantize below 1 and were set to 1",
+                           None, severity="warning", hint=f"layers {node_names}: weights are large relative to the threshold"))
+        if np.any(raw > tfmt.max):
+            viol.append(_v("threshold_saturated", "threshold(s) exceed the 16-bit range and were clipped", None, severity="warning"))
+        return q
+
+    th_q = q_thr(thr_h, s_h, [l.name for l in hidden])
+    tho_q = q_thr(thr_o, s_o, [out_layer.name])
+    b_q = bfmt.quantize(bias_h * s_h)
+    bo_q = bfmt.quantize(bias_o * s_o)
+    bias_lost = int(np.sum((bias_h != 0) & (b_q == 0)) + np.sum((bias_o != 0) & (bo_q == 0)))
+    if bias_lost:
+        viol.append(_v("bias_rounds_to_zero", f"{bias_lost} non-zero bias value(s) quantize to 0", severity="warning",
+                       hint="v_leak * dt / tau is below one threshold step / scale"))
+    bias_enable = bool(np.any(b_q != 0) or np.any(bo_q != 0))
+    if bias_enable and not lim.get("bias", False):
+        viol.append(_v("bias_unsupported", f"{hw.name} has no neuron bias", limit=0, actual=int(np.count_nonzero(b_q) + np.count_nonzero(bo_q))))
+
+    dash_mem = np.concatenate([chip[l.name].dash_mem for l in hidden]) if hidden else np.zeros(0, np.int64)
+    dash_syn = np.concatenate([chip[l.name].dash_syn for l in hidden]) if hidden else np.zeros(0, np.int64)
+    cfg = XyloConfig(
+        weights_in=qi[:, :, None],
+        weights_rec=qr[:, :, None],
+        weights_out=qo,
+        dash_mem=dash_mem,
+        dash_syn=dash_syn,
+        dash_syn_2=dash_syn,
+        dash_mem_out=chip[out_layer.name].dash_mem,
+        dash_syn_out=chip[out_layer.name].dash_syn,
+        threshold=th_q,
+        threshold_out=tho_q,
+        bias=b_q,
+        bias_out=bo_q,
+        weight_shift_in=sh_h["in"],
+        weight_shift_rec=sh_h["rec"],
+        weight_shift_out=sh_o["out"],
+        bias_enable=bias_enable,
+    )
+
+    # -- fit rules -------------------------------------------------------------------------------
+    fit_rules(cfg, hw, viol, report, layers={l.name: (l.offset, l.n) for l in hidden})
+    for l in hidden:
+        usage[l.name]["hidden_ids"] = [l.offset, l.offset + l.n - 1]
+    usage[out_layer.name]["output_ids"] = [0, n_out - 1]
+    report.nodes = [NodeUsage(l.name, l.node.type, usage[l.name]) for l in [*hidden, out_layer]]
+    report.details.update(
+        {
+            "latency_steps": latency,
+            "readout": readout,
+            "quantization": {"mode": mode, "threshold_target": THRESHOLD_TARGET, "weights_in": st_in, "weights_rec": st_rec, "weights_out": st_out},
+            "weight_shift": {"in": sh_h["in"], "rec": sh_h["rec"], "out": sh_o["out"]},
+            "input_events_cap": lim["max_input_events_per_step"],
+        }
+    )
+    notes.append(f"latency: the chip's output at step t + {latency} corresponds to the reference's output at step t "
+                 "(one Xylo step per hidden->hidden and hidden->output hop)")
+    return Lowered(
+        cfg,
+        report,
+        input_shape=(n_in,),
+        output_shape=(n_out,),
+        latency_steps=latency,
+        readout=readout,
+        output_scale=s_o if readout == "vmem" else None,
+    )
+
+
+def fit_rules(cfg: XyloConfig, hw: HWConfig, viol: list[Violation], report: FitReport, layers: dict[str, tuple[int, int]] | None = None) -> None:
+    """Every limit in the hw_config, checked on an integer configuration; all violations collected."""
+    lim = hw.limits
+    name = f"{hw.target}:{hw.variant}"
+
+    def res(rname, used, limit, unit, rule, hint):
+        report.resources.append(Resource(rname, used, limit, unit))
+        if limit is not None and used > limit:
+            viol.append(_v(rule, f"{rname} {used} > {limit} on {name}", limit=limit, actual=used, hint=hint))
+
+    res("input channels", cfg.n_in, lim["input_channels"], "channels", "input_channels",
+        f"reduce the input to {lim['input_channels']} channels (e.g. merge or select channels before the first layer)")
+    res("hidden neurons", cfg.n_hidden, lim["hidden_neurons"], "neurons", "hidden_neurons",
+        f"shrink the hidden layers to {lim['hidden_neurons']} neurons in total")
+    res("output neurons", cfg.n_out, lim["output_neurons"], "neurons", "output_neurons",
+        f"use at most {lim['output_neurons']} output neurons (e.g. fewer classes per chip)")
+    res("synapses per hidden neuron", cfg.n_syn, lim["synapses_per_hidden"], "synapses", "synapses_per_hidden", "use one synaptic time constant per neuron")
+    nz_in = (cfg.weights_in != 0).any(axis=2) if cfg.weights_in.size else np.zeros((cfg.n_in, cfg.n_hidden), bool)
+    nz_rec = (cfg.weights_rec != 0) if cfg.weights_rec.size else np.zeros((cfg.n_hidden, cfg.n_hidden, 1), bool)
+    fan_in_ch = (cfg.weights_in != 0).sum(axis=(1, 2)) if cfg.weights_in.size else np.zeros(cfg.n_in, int)
+    fan_hid = nz_rec.sum(axis=(1, 2)) + (cfg.weights_out != 0).sum(axis=1) if cfg.n_hidden else np.zeros(0, int)
+    max_fan = int(max(fan_in_ch.max(initial=0), fan_hid.max(initial=0)))
+    res("max fan-out per neuron", max_fan, lim["max_fanout"], "synapses", "max_fanout",
+        f"prune weights so that no neuron or input channel drives more than {lim['max_fanout']} synapses")
+    if "recurrent_weight_words" in lim:
+        for s in range(cfg.n_syn):
+            res(f"recurrent weights (synapse {s + 1})", int(nz_rec[:, :, s].sum()), lim["recurrent_weight_words"], "weights",
+                "recurrent_weight_memory", "prune hidden->hidden weights")
+    ien = int(np.nonzero(nz_in.any(axis=0))[0].max() + 1) if nz_in.any() else 0
+    res("input window (hidden ids reached by inputs)", ien, lim["input_window"], "neurons", "input_window",
+        f"input weights may only reach the first {lim['input_window']} hidden neurons: make the input-fed layer at most {lim['input_window']} wide")
+    nz_out_rows = np.nonzero((cfg.weights_out != 0).any(axis=1))[0]
+    oen = int(cfg.n_hidden - nz_out_rows.min()) if nz_out_rows.size else 0
+    res("output window (hidden ids feeding outputs)", oen, lim["output_window"], "neurons", "output_window",
+        f"output weights may only come from the last {lim['output_window']} hidden neurons: make the last hidden layer at most {lim['output_window']} wide")
+    tfmt = hw.fmt("threshold")
+    for arr, what in ((cfg.threshold, "threshold"), (cfg.threshold_out, "threshold_out")):
+        bad = int(np.sum((arr < 1) | (arr > tfmt.max)))
+        if bad:
+            viol.append(_v("threshold_range", f"{bad} {what} value(s) outside [1, {tfmt.max}]", limit=[1, tfmt.max], actual=int(arr.min())))
+    wfmt = hw.fmt("weight")
+    for arr, what in ((cfg.weights_in, "weights_in"), (cfg.weights_rec, "weights_rec"), (cfg.weights_out, "weights_out")):
+        bad = wfmt.count_out_of_range(arr)
+        if bad:
+            viol.append(_v("weight_range", f"{bad} {what} value(s) outside {wfmt}", limit=[wfmt.min, wfmt.max], actual=int(np.abs(arr).max())))
+    sfmt = hw.fmt("weight_shift")
+    for v, what in ((cfg.weight_shift_in, "in"), (cfg.weight_shift_rec, "rec"), (cfg.weight_shift_out, "out")):
+        if not sfmt.in_range(v):
+            viol.append(_v("weight_shift_range", f"weight_shift_{what} {v} outside {sfmt.min}..{sfmt.max}", limit=sfmt.max, actual=v))
+        elif v > lim.get("max_recommended_weight_shift", sfmt.max):
+            viol.append(_v("weight_shift_wraps", f"weight_shift_{what} {v}: shifted 8-bit weights can wrap in 16 bits", limit=lim["max_recommended_weight_shift"],
+                           actual=v, severity="warning"))
+    dfmt = hw.fmt("dash")
+    for arr, what in ((cfg.dash_mem, "dash_mem"), (cfg.dash_syn, "dash_syn"), (cfg.dash_mem_out, "dash_mem_out"), (cfg.dash_syn_out, "dash_syn_out")):
+        bad = dfmt.count_out_of_range(arr)
+        if bad:
+            viol.append(_v("dash_range", f"{bad} {what} value(s) outside {dfmt.min}..{dfmt.max}", limit=dfmt.max, actual=int(arr.max())))
+    bfmt = hw.fmt("bias")
+    for arr, what in ((cfg.bias, "bias"), (cfg.bias_out, "bias_out")):
+        bad = bfmt.count_out_of_range(arr)
+        if bad:
+            viol.append(_v("bias_range", f"{bad} {what} value(s) outside {bfmt}", limit=[bfmt.min, bfmt.max], actual=int(np.abs(arr).max())))

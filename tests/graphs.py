@@ -1,0 +1,43 @@
+"""Small NIR graphs built with the nir package, for tests."""
+
+from __future__ import annotations
+
+import nir
+import numpy as np
+
+
+def cuba(n, tau_syn=2e-4, tau_mem=1e-3, thr=1.0, dt=1e-4, v_leak=0.0):
+    """A CubaLIF layer with snnTorch's encoding (r = tau_mem/dt, w_in = tau_syn/dt)."""
+    one = np.ones(n)
+    return nir.CubaLIF(
+        tau_syn=tau_syn * one, tau_mem=tau_mem * one, r=tau_mem / dt * one, v_leak=v_leak * one,
+        v_threshold=thr * one, v_reset=0 * one, w_in=tau_syn / dt * one,
+    )
+
+
+def lif(n, tau=1e-3, thr=1.0, dt=1e-4):
+    one = np.ones(n)
+    return nir.LIF(tau=tau * one, r=tau / dt * one, v_leak=0 * one, v_threshold=thr * one, v_reset=0 * one)
+
+
+def ff_graph(n_in=4, n_hid=8, n_out=3, seed=0, recurrent=False, scale=1.0, neuron="cuba"):
+    rng = np.random.default_rng(seed)
+    mk = cuba if neuron == "cuba" else lif
+    nodes = {
+        "input": nir.Input(input_type={"input": np.array([n_in])}),
+        "fc1": nir.Linear(weight=rng.normal(0, scale, (n_hid, n_in))),
+        "lif1": mk(n_hid),
+        "fc2": nir.Linear(weight=rng.normal(0, scale, (n_out, n_hid))),
+        "lif2": mk(n_out),
+        "output": nir.Output(output_type={"output": np.array([n_out])}),
+    }
+    edges = [("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "lif2"), ("lif2", "output")]
+    if recurrent:
+        nodes["w_rec"] = nir.Linear(weight=rng.normal(0, scale * 0.5, (n_hid, n_hid)))
+        edges += [("lif1", "w_rec"), ("w_rec", "lif1")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+def write(graph, path):
+    nir.write(str(path), graph)
+    return path

@@ -1,0 +1,33 @@
+"""Every malformed or hostile input of tests/bad_inputs.py through the CLI: exit code 2, a short
+message naming the problem, no traceback, nothing written."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from nirdeploy.cli import main
+
+from bad_inputs import CASES
+
+
+@pytest.mark.parametrize("case_id,builder,expected", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("command", ["inspect", "compile"])
+def test_cli_rejects_bad_input(tmp_path, case_id, builder, expected, command):
+    src = tmp_path / "in"
+    src.mkdir()
+    path = builder(src)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    out = tmp_path / "out"
+    if command == "inspect":
+        args = ["inspect", str(path)]
+    else:
+        args = ["compile", str(path), "--target", "xylo:audio2", "--dt", "1e-4", "-o", str(out)]
+    r = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output
+    assert r.output.startswith("error:"), r.output
+    assert expected.lower() in r.output.lower(), r.output
+    assert len(r.output) < 4000
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
