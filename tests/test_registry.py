@@ -59,7 +59,7 @@ def test_contract_check_compile_simulate_export_load(toy, tmp_path):
     rep = nirdeploy.check(big, target="toy:small", dt=1e-4)
     assert not rep.fits
     # all violations collected, each naming rule, limit and actual value
-    assert sorted((v.rule, v.limit, v.actual) for v in rep.errors) == [("inputs", 4, 6), ("neurons", 10, 23)]
+    assert sorted((v.rule, v.limit, v.actual) for v in rep.errors) == [("inputs", 4, 6), ("neurons", 12, 23)]
     assert json.loads(rep.to_json())["fits"] is False
 
     dep = nirdeploy.compile(g, target="toy:small", dt=1e-4)

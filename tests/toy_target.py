@@ -19,7 +19,7 @@ HW_DIR = Path(__file__).parent / "data" / "toy_hw"
 class ToyTarget(Target):
     name = "toy"
     description = "test target"
-    supported_nodes = frozenset({"Input", "Output", "Affine", "Linear", "LIF", "NIRGraph"})
+    supported_nodes = frozenset({"Input", "Output", "Affine", "Linear", "LIF", "CubaLIF", "NIRGraph"})
     hwconfig_dir = HW_DIR
 
     def check(self, graph, variant, options: CompileOptions) -> FitReport:
@@ -31,13 +31,13 @@ class ToyTarget(Target):
         for n in g.nodes.values():
             if n.type not in self.supported_nodes:
                 rep.violations.append(Violation("unsupported_node", f"{n.type} not supported", n.name, n.type, hint="use Affine and LIF"))
-        neurons = sum(n.n_neurons for n in g.nodes.values() if n.type == "LIF")
+        neurons = sum(n.n_neurons for n in g.nodes.values() if n.type in ("LIF", "CubaLIF"))
         inputs = int(np.prod(g.inputs[0].output_shape))
         for name, used, key in (("neurons", neurons, "neurons"), ("inputs", inputs, "inputs")):
             rep.resources.append(Resource(name, used, hw.limit(key), name))
             if used > hw.limit(key):
                 rep.violations.append(Violation(key, f"{name} {used} > {hw.limit(key)}", limit=hw.limit(key), actual=used, hint=f"use fewer {name}"))
-        rep.nodes = [NodeUsage(n.name, n.type, {"neurons": n.n_neurons}) for n in g.nodes.values() if n.type == "LIF"]
+        rep.nodes = [NodeUsage(n.name, n.type, {"neurons": n.n_neurons}) for n in g.nodes.values() if n.type in ("LIF", "CubaLIF")]
         return rep
 
     def compile(self, graph, variant, options) -> Artifact:

@@ -1,0 +1,525 @@
+"""Float64 numpy reference simulator of a NIR graph (the "what the graph means" oracle).
+
+The graph is first run through ``passes.normalize`` (validation, subgraphs inlined with dotted
+names such as ``lif1.lif``, scalar parameters broadcast, identity nodes such as a 1x1 unit
+Affine dropped, ``delayed_edges`` marked). ``states`` and ``order`` use the normalized names;
+dropped identity nodes have no entry.
+
+Semantics (one discrete time step ``t`` of length ``dt``):
+
+* Nodes are evaluated in topological order of the non-delayed edges. A node's input is the SUM of
+  its predecessors' outputs at step ``t``, except for edges in ``graph.delayed_edges`` (recurrent
+  back edges), which carry the source's output of step ``t-1`` (zero at ``t = 0``). For the
+  recurrent pattern ``lif -> w_rec -> lif`` the delayed edge is ``w_rec -> lif``, so an Affine
+  ``w_rec`` with a bias contributes W s[t-1] + b from t = 1 on and nothing at t = 0 (snnTorch's
+  RLeaky/RSynaptic would add b at t = 0 as well). A cycle without a delayed edge is an algebraic
+  loop (rejected by validation, or UnsupportedError here).
+* Neurons use :mod:`nirdeploy.discretize` (scheme ``"euler"`` or ``"exact"``). All state starts
+  at zero (v = 0, i = 0, empty delay lines), whatever ``v_leak``. Per step::
+
+      [Cuba]     i = alpha_i*i + gain_i*x                    (never reset)
+      v = alpha_v*v + gain_v*(i or x) + bias_v
+      [spiking]  z = v > v_threshold (strict); where z: v = v_reset ("zero") or v -= v_threshold
+                 ("subtract", at most one spike per step)
+
+  Spiking nodes output z (0/1); I, LI and CubaLI output v. The recorded ``"v"`` is the value
+  after the reset, i.e. the state carried into the next step.
+* Affine y = W x + b, Linear y = W x (on the last axis), Scale y = s*x, Threshold z = x > theta
+  (strict), Conv1d/Conv2d with PyTorch semantics (stride, integer/'valid'/'same' padding,
+  dilation, groups; 'same' with stride > 1 is rejected as PyTorch does), SumPool2d/AvgPool2d with
+  zero padding (AvgPool divides by kh*kw, padding included, as "SumPool then Scale"), Flatten
+  with NIR's batch-less ``start_dim``/``end_dim``.
+* Delay: y[t] = x[t - k] with k = round(delay/dt) per element, zero before the line fills.
+  A delay that is not a whole number of steps (|delay/dt - k| > 1e-3) or is negative raises
+  UnsupportedError; k = 0 passes the input through in the same step.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .discretize import (
+    DISCRETIZED_TYPES,
+    RESET_ZERO,
+    SCHEME_EULER,
+    NeuronDiscretization,
+    discretize_node,
+    validate_dt,
+    validate_reset,
+    validate_scheme,
+)
+from .errors import UnsupportedError, UsageError
+from .ir import Graph, Node
+
+__all__ = ["ReferenceResult", "simulate_reference", "prepare_graph", "conv_nd", "pool2d", "DELAY_STEP_TOLERANCE"]
+
+DELAY_STEP_TOLERANCE = 1e-3  # in steps: how far delay/dt may be from an integer
+
+
+@dataclass
+class ReferenceResult:
+    output: np.ndarray  # (batch, time, *output_shape)
+    states: dict[str, dict[str, np.ndarray]] | None = None  # node -> var -> (batch, time, *shape)
+    dt: float = 0.0
+    scheme: str = SCHEME_EULER
+    reset: str = RESET_ZERO
+    order: list[str] = field(default_factory=list)
+    delayed_edges: list[tuple[str, str]] = field(default_factory=list)
+    discretization: dict[str, NeuronDiscretization] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+# -- graph preparation ---------------------------------------------------------------------------
+
+
+def _topo_order(g: Graph) -> list[str]:
+    delayed = set(g.delayed_edges)
+    indeg = {k: 0 for k in g.nodes}
+    succ: dict[str, list[str]] = {k: [] for k in g.nodes}
+    for s, d in g.edges:
+        if s not in g.nodes or d not in g.nodes:
+            raise UnsupportedError(f"edge {s} -> {d} refers to a node that does not exist")
+        if (s, d) in delayed:
+            continue
+        indeg[d] += 1
+        succ[s].append(d)
+    pos = {k: i for i, k in enumerate(g.nodes)}
+    order: list[str] = []
+    heap = [(pos[k], k) for k, v in indeg.items() if v == 0]
+    heapq.heapify(heap)
+    while heap:
+        _, k = heapq.heappop(heap)
+        order.append(k)
+        for d in succ[k]:
+            indeg[d] -= 1
+            if indeg[d] == 0:
+                heapq.heappush(heap, (pos[d], d))
+    if len(order) != len(g.nodes):
+        stuck = [k for k in g.nodes if k not in set(order)]
+        raise UnsupportedError(
+            "algebraic loop: a cycle without a one-step delayed edge through " + ", ".join(stuck)
+        )
+    return order
+
+
+def prepare_graph(graph: Graph) -> tuple[Graph, list[str]]:
+    """(normalized graph, evaluation order): ``passes.normalize`` (validation, inlining with dotted
+    names, scalar broadcasting, identity removal, shapes, ``delayed_edges``), imported lazily.
+    Normalizing an already normalized graph is harmless. The order is re-derived here (Kahn on
+    the non-delayed edges, ties by node order) so that a cycle without a delayed edge is caught."""
+    from .passes import normalize
+
+    g = normalize(graph)
+    return g, _topo_order(g)
+
+
+# -- numeric kernels -----------------------------------------------------------------------------
+
+
+def _tuple(v: Any, nd: int, name: str) -> tuple[int, ...]:
+    a = np.asarray(v).ravel()
+    if a.size == 1:
+        return (int(a[0]),) * nd
+    if a.size != nd:
+        raise UnsupportedError(f"{name} must have {nd} entries, got {v!r}")
+    return tuple(int(x) for x in a)
+
+
+def conv_nd(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+) -> np.ndarray:
+    """PyTorch-style N-d cross-correlation. x: (B, Cin, *S); weight: (Cout, Cin/groups, *K)."""
+    w = np.asarray(weight, dtype=np.float64)
+    nd = w.ndim - 2
+    if x.ndim != nd + 2:
+        raise UnsupportedError(f"conv{nd}d expects input (C, {'H, W' if nd == 2 else 'L'}), got shape {x.shape[1:]}")
+    B, C = x.shape[:2]
+    cout = w.shape[0]
+    K = w.shape[2:]
+    groups = int(np.asarray(groups).ravel()[0]) if np.size(groups) else 1
+    st = _tuple(stride, nd, "stride")
+    dil = _tuple(dilation, nd, "dilation")
+    if groups < 1 or C != w.shape[1] * groups or cout % groups:
+        raise UnsupportedError(
+            f"conv: input has {C} channels, weight {w.shape} with groups={groups} expects {w.shape[1] * groups}"
+        )
+    if isinstance(padding, bytes):
+        padding = padding.decode()
+    if isinstance(padding, np.ndarray) and padding.dtype.kind in "USO":
+        padding = str(padding.ravel()[0])
+    if isinstance(padding, str):
+        if padding == "valid":
+            pads = [(0, 0)] * nd
+        elif padding == "same":
+            if any(s != 1 for s in st):
+                raise UnsupportedError("conv padding='same' with stride > 1 is undefined in PyTorch")
+            pads = []
+            for k, d in zip(K, dil):
+                tot = d * (k - 1)
+                pads.append((tot // 2, tot - tot // 2))
+        else:
+            raise UnsupportedError(f"conv padding {padding!r} is not 'same', 'valid' or integers")
+    else:
+        pads = [(p, p) for p in _tuple(padding, nd, "padding")]
+    xp = np.pad(x, [(0, 0), (0, 0)] + pads) if any(p != (0, 0) for p in pads) else x
+    span = tuple(d * (k - 1) + 1 for k, d in zip(K, dil))
+    if any(xp.shape[2 + i] < span[i] for i in range(nd)):
+        raise UnsupportedError(f"conv: padded input {xp.shape[2:]} smaller than the dilated kernel {span}")
+    win = sliding_window_view(xp, span, axis=tuple(range(2, 2 + nd)))  # (B, C, *O', *span)
+    sl = (slice(None), slice(None)) + tuple(slice(None, None, s) for s in st) + tuple(slice(None, None, d) for d in dil)
+    win = win[sl]  # (B, C, *O, *K)
+    O = win.shape[2 : 2 + nd]
+    cin_g, cout_g = C // groups, cout // groups
+    out = np.empty((B, cout) + tuple(O), dtype=np.float64)
+    ax_x = [1] + list(range(2 + nd, 2 + 2 * nd))
+    ax_w = [1] + list(range(2, 2 + nd))
+    for gi in range(groups):
+        xg = win[:, gi * cin_g : (gi + 1) * cin_g]
+        wg = w[gi * cout_g : (gi + 1) * cout_g]
+        res = np.tensordot(xg, wg, axes=(ax_x, ax_w))  # (B, *O, cout_g)
+        out[:, gi * cout_g : (gi + 1) * cout_g] = np.moveaxis(res, -1, 1)
+    if bias is not None:
+        b = np.asarray(bias, dtype=np.float64)
+        if b.size:
+            out += b.reshape((1, cout) + (1,) * nd)
+    return out
+
+
+def pool2d(x: np.ndarray, kernel_size: Any, stride: Any = None, padding: Any = 0, average: bool = False) -> np.ndarray:
+    """Sum (or average, padding counted) pooling over the last two axes of x (B, C, H, W)."""
+    if x.ndim != 4:
+        raise UnsupportedError(f"pool2d expects input (C, H, W), got shape {x.shape[1:]}")
+    k = _tuple(kernel_size, 2, "kernel_size")
+    s = k if stride is None else _tuple(stride, 2, "stride")
+    p = (0, 0) if padding is None else _tuple(padding, 2, "padding")
+    xp = np.pad(x, [(0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])]) if any(p) else x
+    if xp.shape[2] < k[0] or xp.shape[3] < k[1]:
+        raise UnsupportedError(f"pool: padded input {xp.shape[2:]} smaller than kernel {k}")
+    win = sliding_window_view(xp, k, axis=(2, 3))[:, :, :: s[0], :: s[1]]
+    y = win.sum(axis=(-2, -1))
+    if average:
+        y = y / float(k[0] * k[1])
+    return y
+
+
+def _flatten(x: np.ndarray, node: Node) -> np.ndarray:
+    nd = x.ndim - 1  # batch-less dims
+    s = int(np.asarray(node.params.get("start_dim", 1) if node.params.get("start_dim") is not None else 1))
+    e = int(np.asarray(node.params.get("end_dim", -1) if node.params.get("end_dim") is not None else -1))
+    s = s + nd if s < 0 else s
+    e = e + nd if e < 0 else e
+    if not (0 <= s < nd and 0 <= e < nd) or s > e:
+        if nd == 0 or s == e:
+            return x
+        raise UnsupportedError(f"{node.name} (Flatten): start_dim/end_dim {s}/{e} invalid for input shape {x.shape[1:]}")
+    shp = x.shape[1:]
+    new = shp[:s] + (int(np.prod(shp[s : e + 1])),) + shp[e + 1 :]
+    return x.reshape((x.shape[0],) + new)
+
+
+def _linear(x: np.ndarray, w: np.ndarray, node: Node) -> np.ndarray:
+    w = np.asarray(w, dtype=np.float64)
+    if w.ndim == 1:
+        w = w.reshape(1, -1) if w.size == x.shape[-1] else w.reshape(-1, 1)
+    if w.ndim != 2:
+        raise UnsupportedError(f"{node.name} ({node.type}): weight of shape {w.shape} is not a matrix")
+    if x.shape[-1] != w.shape[1]:
+        raise UnsupportedError(
+            f"{node.name} ({node.type}): input shape {x.shape[1:]} does not match weight {w.shape} (in = {w.shape[1]})"
+        )
+    return x @ w.T
+
+
+# -- per-node runtime ----------------------------------------------------------------------------
+
+
+class _Neuron:
+    def __init__(self, d: NeuronDiscretization, reset: str):
+        self.d = d
+        self.reset = reset
+        self.v: np.ndarray | None = None
+        self.i: np.ndarray | None = None
+
+    def step(self, x: np.ndarray, rec: dict | None) -> np.ndarray:
+        d = self.d
+        if self.v is None:
+            shp = x.shape[1:]
+            try:
+                ok = np.broadcast_shapes(d.shape, shp) == tuple(shp)
+            except ValueError:
+                ok = False
+            if not ok:
+                raise UnsupportedError(f"{d.name} ({d.type}): input shape {tuple(shp)} does not match the neuron shape {d.shape}")
+            self.v = np.zeros(x.shape)
+            if d.cuba:
+                self.i = np.zeros(x.shape)
+        if d.cuba:
+            self.i = d.alpha_i * self.i + d.gain_i * x
+            drive = self.i
+        else:
+            drive = x
+        v = d.alpha_v * self.v + d.gain_v * drive + d.bias_v
+        if d.spiking:
+            z = v > d.threshold
+            if self.reset == RESET_ZERO:
+                v = np.where(z, d.v_reset, v)
+            else:
+                v = v - z * d.threshold
+            out = z.astype(np.float64)
+        else:
+            out = v
+        self.v = v
+        if rec is not None:
+            rec.setdefault("v", []).append(v)
+            if d.cuba:
+                rec.setdefault("i", []).append(self.i)
+            if d.spiking:
+                rec.setdefault("spikes", []).append(out)
+        return out
+
+
+class _Delay:
+    def __init__(self, node: Node, dt: float, notes: list[str]):
+        d = np.asarray(node.params["delay"], dtype=np.float64)
+        if np.any(~np.isfinite(d)) or np.any(d < 0):
+            raise UnsupportedError(f"{node.name} (Delay): delays must be finite and >= 0")
+        q = d / dt
+        k = np.rint(q)
+        off = np.abs(q - k)
+        if np.any(off > DELAY_STEP_TOLERANCE):
+            raise UnsupportedError(
+                f"{node.name} (Delay): delay {d.ravel()[np.argmax(off.ravel())]:g} s is not a whole number "
+                f"of steps of dt = {dt:g} s (off by {np.max(off):.3g} steps)"
+            )
+        self.k = k.astype(np.int64)
+        self.K = int(self.k.max()) if self.k.size else 0
+        self.name = node.name
+        self.buf: np.ndarray | None = None
+        self.t = 0
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        if self.buf is None:
+            shp = x.shape[1:]
+            if self.k.shape not in ((), tuple(shp)) and np.broadcast_shapes(self.k.shape, shp) != tuple(shp):
+                raise UnsupportedError(f"{self.name} (Delay): input shape {tuple(shp)} does not match delay shape {self.k.shape}")
+            self.kf = np.broadcast_to(self.k, shp).ravel()
+            self.buf = np.zeros((self.K + 1, x.shape[0], int(np.prod(shp))))
+        L = self.K + 1
+        flat = x.reshape(x.shape[0], -1)
+        self.buf[self.t % L] = flat
+        idx = (self.t - self.kf) % L
+        y = self.buf[idx[None, :], np.arange(flat.shape[0])[:, None], np.arange(flat.shape[1])[None, :]]
+        self.t += 1
+        return y.reshape(x.shape)
+
+
+def _static_out_shape(node: Node) -> tuple[int, ...] | None:
+    if node.output_shape is not None:
+        return tuple(int(v) for v in node.output_shape)
+    if node.type in ("Input", "Output"):
+        return tuple(int(v) for v in np.asarray(node.params.get("shape", ())).ravel())
+    if node.type in ("Affine", "Linear"):
+        return (int(np.asarray(node.params["weight"]).shape[0]),)
+    if node.type in DISCRETIZED_TYPES or node.type in ("Scale", "Threshold", "Delay"):
+        for k in node.spec.neuron_params + (("scale",) if node.type == "Scale" else ()):
+            v = node.params.get(k)
+            if v is not None and np.ndim(v):
+                return tuple(np.shape(v))
+    return None
+
+
+# -- main entry point ----------------------------------------------------------------------------
+
+
+def simulate_reference(
+    graph: Graph,
+    x,
+    dt: float | None,
+    *,
+    scheme: str = SCHEME_EULER,
+    reset: str = RESET_ZERO,
+    record: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> ReferenceResult:
+    """Simulate ``graph`` on ``x`` of shape (batch, time, *input_shape) in float64.
+
+    ``graph`` is an :class:`~nirdeploy.ir.Graph` (normalized here; an already normalized graph is
+    fine). ``dt=None`` resolves dt from the graph (:func:`~nirdeploy.discretize.resolve_dt`) and
+    records the notice in ``notes``. Returns ``.output`` (batch, time, *output_shape) from the
+    single Output node and, with ``record=True``, ``.states[node][var]`` (batch, time, *shape) with
+    vars ``"v"``, ``"i"`` (Cuba), ``"spikes"`` (spiking) and ``"out"`` (every node).
+    """
+    validate_scheme(scheme)
+    validate_reset(reset)
+    notes: list[str] = []
+    if dt is None:
+        from .discretize import resolve_dt
+
+        dt, notice = resolve_dt(graph, None)
+        if notice:
+            notes.append(notice)
+    dt = validate_dt(dt)
+
+    g, order = prepare_graph(graph)
+    ins = [k for k in order if g.nodes[k].type == "Input"]
+    outs = [k for k in order if g.nodes[k].type == "Output"]
+    if len(ins) != 1 or len(outs) != 1:
+        raise UnsupportedError(f"the reference simulator needs exactly one Input and one Output node, got {len(ins)} and {len(outs)}")
+    in_name, out_name = ins[0], outs[0]
+    in_shape = _static_out_shape(g.nodes[in_name])
+    x = np.asarray(x)
+    if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise UsageError(f"input must be a numeric array, got dtype {x.dtype}")
+    expected = ("batch", "time") + tuple(in_shape or ())
+    if x.ndim != 2 + len(in_shape or ()) or (in_shape is not None and tuple(x.shape[2:]) != tuple(in_shape)):
+        raise UsageError(
+            f"input array must have shape (batch, time, {', '.join(map(str, in_shape or ()))}) = {expected}; got {x.shape}"
+        )
+    x = x.astype(np.float64, copy=False)
+    if not np.all(np.isfinite(x)):
+        raise UsageError(f"input array contains {int(np.count_nonzero(~np.isfinite(x)))} NaN/inf value(s)")
+    B, T = x.shape[:2]
+
+    delayed = set(g.delayed_edges)
+    preds: dict[str, list[tuple[str, bool]]] = {k: [] for k in g.nodes}
+    for s, d in g.edges:
+        preds[d].append((s, (s, d) in delayed))
+
+    runtimes: dict[str, Any] = {}
+    discr: dict[str, NeuronDiscretization] = {}
+    for k in order:
+        n = g.nodes[k]
+        if n.type in DISCRETIZED_TYPES:
+            discr[k] = discretize_node(n, dt, scheme, name=k)
+            notes.extend(discr[k].notes)
+            runtimes[k] = _Neuron(discr[k], reset)
+        elif n.type == "Delay":
+            runtimes[k] = _Delay(n, dt, notes)
+        elif n.type not in (
+            "Input", "Output", "Affine", "Linear", "Scale", "Conv1d", "Conv2d",
+            "SumPool2d", "AvgPool2d", "Flatten", "Threshold",
+        ):
+            raise UnsupportedError(f"{k}: node type {n.type!r} is not supported by the reference simulator")
+
+    rec: dict[str, dict[str, list]] | None = {k: {} for k in order} if record else None
+    outputs: list[np.ndarray] = []
+    prev: dict[str, np.ndarray] = {}
+    for t in range(T):
+        cur: dict[str, np.ndarray] = {}
+        for k in order:
+            n = g.nodes[k]
+            if n.type == "Input":
+                y = x[:, t]
+            else:
+                parts = []
+                for s, is_delayed in preds[k]:
+                    if is_delayed:
+                        if s in prev:
+                            parts.append(prev[s])
+                    else:
+                        parts.append(cur[s])
+                if parts:
+                    inp = parts[0]
+                    for p in parts[1:]:
+                        if p.shape != inp.shape:
+                            raise UnsupportedError(
+                                f"{k} ({n.type}): inputs of different shapes are summed: {inp.shape[1:]} and {p.shape[1:]}"
+                            )
+                        inp = inp + p
+                else:
+                    shp = None
+                    for s, _ in preds[k]:
+                        shp = _static_out_shape(g.nodes[s])
+                        if shp is not None:
+                            break
+                    if shp is None and n.input_shape is not None:
+                        shp = tuple(n.input_shape)
+                    if shp is None:
+                        raise UnsupportedError(f"{k} ({n.type}): no input at step {t} and its input shape is unknown")
+                    inp = np.zeros((B,) + tuple(shp))
+                y = _eval(n, inp, runtimes.get(k), rec[k] if rec is not None else None)
+            cur[k] = y
+            if rec is not None:
+                rec[k].setdefault("out", []).append(y)
+        outputs.append(cur[out_name])
+        prev = cur
+        if progress is not None:
+            progress(t + 1, T)
+
+    if T:
+        output = np.stack(outputs, axis=1)
+    else:
+        oshape = _static_out_shape(g.nodes[out_name]) or ()
+        output = np.zeros((B, 0) + tuple(oshape))
+    oshape_param = _static_out_shape(g.nodes[out_name])
+    if T and oshape_param is not None and tuple(output.shape[2:]) != tuple(oshape_param):
+        notes.append(f"Output node {out_name} declares shape {tuple(oshape_param)} but receives {tuple(output.shape[2:])}")
+
+    states = None
+    if rec is not None:
+        states = {k: {var: np.stack(vals, axis=1) for var, vals in d.items()} for k, d in rec.items()} if T else {}
+    return ReferenceResult(
+        output=output,
+        states=states,
+        dt=dt,
+        scheme=scheme,
+        reset=reset,
+        order=list(order),
+        delayed_edges=sorted(delayed),
+        discretization=discr,
+        notes=notes,
+    )
+
+
+def _eval(n: Node, x: np.ndarray, rt: Any, rec: dict | None) -> np.ndarray:
+    t = n.type
+    p = n.params
+    if t == "Output":
+        return x
+    if t == "Affine":
+        y = _linear(x, p["weight"], n)
+        b = p.get("bias")
+        return y + np.asarray(b, dtype=np.float64) if b is not None else y
+    if t == "Linear":
+        return _linear(x, p["weight"], n)
+    if t == "Scale":
+        return x * np.asarray(p["scale"], dtype=np.float64)
+    if t in ("Conv1d", "Conv2d"):
+        nd = 1 if t == "Conv1d" else 2
+        w = np.asarray(p["weight"], dtype=np.float64)
+        if w.ndim != nd + 2:
+            raise UnsupportedError(f"{n.name} ({t}): weight of shape {w.shape} is not (Cout, Cin/groups, *kernel)")
+        try:
+            return conv_nd(
+                x, w, p.get("bias"), p.get("stride", 1) if p.get("stride") is not None else 1,
+                p.get("padding", 0) if p.get("padding") is not None else 0,
+                p.get("dilation", 1) if p.get("dilation") is not None else 1,
+                p.get("groups", 1) if p.get("groups") is not None else 1,
+            )
+        except UnsupportedError as e:
+            raise UnsupportedError(f"{n.name} ({t}): {e}") from None
+    if t in ("SumPool2d", "AvgPool2d"):
+        try:
+            return pool2d(x, p["kernel_size"], p.get("stride"), p.get("padding"), average=(t == "AvgPool2d"))
+        except UnsupportedError as e:
+            raise UnsupportedError(f"{n.name} ({t}): {e}") from None
+    if t == "Flatten":
+        return _flatten(x, n)
+    if t == "Threshold":
+        return (x > np.asarray(p["threshold"], dtype=np.float64)).astype(np.float64)
+    if t == "Delay":
+        return rt.step(x)
+    if t in DISCRETIZED_TYPES:
+        return rt.step(x, rec)
+    raise UnsupportedError(f"{n.name}: node type {t!r} is not supported by the reference simulator")  # pragma: no cover

@@ -1,0 +1,51 @@
+"""Every malformed or hostile file of ``bad_inputs.CASES`` is refused with a clear error."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from bad_inputs import CASES, good_file
+from nirdeploy.errors import GraphLoadError, GraphValidationError, NirDeployError
+from nirdeploy.loading import load
+
+TIME_BUDGET_S = 5.0
+
+
+def test_table_is_big_enough_and_unique():
+    assert len(CASES) >= 25
+    ids = [c[0] for c in CASES]
+    assert len(ids) == len(set(ids))
+
+
+def test_the_base_graph_of_the_table_is_valid(tmp_path):
+    g = load(good_file(tmp_path))
+    assert set(g.nodes) == {"input", "fc", "lif", "output"}
+
+
+@pytest.mark.parametrize("case_id,builder,expected", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_refused(tmp_path, case_id, builder, expected):
+    path = builder(tmp_path)
+    t0 = time.monotonic()
+    with pytest.raises(NirDeployError) as info:
+        load(path)
+    elapsed = time.monotonic() - t0
+    err = info.value
+    assert isinstance(err, (GraphLoadError, GraphValidationError)), type(err)
+    assert err.exit_code == 2
+    msg = str(err)
+    assert expected.lower() in msg.lower(), msg
+    assert "Traceback" not in msg
+    assert len(msg) < 5000
+    assert elapsed < TIME_BUDGET_S, f"{case_id} took {elapsed:.1f} s"
+
+
+@pytest.mark.parametrize("case_id,builder,expected", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_without_validation_never_crashes(tmp_path, case_id, builder, expected):
+    """With validate=False a file either loads or raises a NirDeployError: nothing else."""
+    path = builder(tmp_path)
+    try:
+        load(path, validate=False)
+    except NirDeployError as e:
+        assert e.exit_code == 2
