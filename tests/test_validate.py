@@ -413,10 +413,13 @@ def test_validate_never_raises_on_garbage():
         Graph(nodes={"x": Node("x", "SumPool2d", {"kernel_size": (0, 0), "stride": (1,), "padding": (-1, 2)}),
                      "i": Node("i", "Input", {"shape": (2, 2)})}, edges=[("i", "x")]),
         Graph(nodes={"x": Node("x", "LIF", {"tau": np.array([]), "r": np.ones((0, 3))})}),
+        Graph(nodes={"x": 42, "i": Node("i", "Input", {"shape": (2,)})}, edges=[("i", "x")]),
+        Graph(nodes={"s": Node("s", "NIRGraph", subgraph="not a graph")}),
     ]
     for g in weird:
         probs = validate(g)
         assert probs and all(isinstance(p, Problem) for p in probs)
+        infer_shapes(g)
 
 
 def test_conv_parameter_checks():

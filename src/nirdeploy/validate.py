@@ -267,7 +267,7 @@ def node_output_shape(node: Node, in_shape: tuple[int, ...] | None) -> tuple[int
         return in_shape if in_shape is not None else intrinsic_input_shape(node)
     if t == "NIRGraph":
         sub = node.subgraph
-        if sub is None:
+        if not isinstance(sub, Graph):
             raise ShapeError("subgraph", "NIRGraph node has no subgraph")
         outs = sub.outputs
         if len(outs) != 1:
@@ -412,7 +412,7 @@ def is_stateful(node: Node, _depth: int = 0) -> bool:
     """Holds state across steps: a stateful type, or a subgraph containing one."""
     if node.type in STATEFUL_TYPES:
         return True
-    if node.type == "NIRGraph" and node.subgraph is not None and _depth < 64:
+    if node.type == "NIRGraph" and isinstance(node.subgraph, Graph) and _depth < 64:
         return any(is_stateful(n, _depth + 1) for n in node.subgraph.nodes.values())
     return False
 
@@ -430,13 +430,17 @@ def infer_shapes(g: Graph) -> Graph:
 
 
 def _infer_in_place(g: Graph, depth: int) -> None:
+    if not isinstance(g, Graph) or not isinstance(g.nodes, dict):
+        return
     for n in g.nodes.values():
+        if not isinstance(n, Node):
+            continue
         n.input_shape = None
         n.output_shape = None
-        if n.type == "NIRGraph" and n.subgraph is not None and depth < 64:
+        if n.type == "NIRGraph" and isinstance(n.subgraph, Graph) and depth < 64:
             _infer_in_place(n.subgraph, depth + 1)
-    names = list(g.nodes)
-    succ, pred = _adjacency(g)
+    names = [k for k, v in g.nodes.items() if isinstance(v, Node)]
+    succ, pred = _adjacency(Graph(nodes={k: g.nodes[k] for k in names}, edges=g.edges if isinstance(g.edges, list) else []))
 
     def compute_out(n: Node) -> bool:
         if n.output_shape is not None:
@@ -569,6 +573,9 @@ def _validate_graph(g: Graph, prefix: str, probs: list[Problem], depth: int) -> 
             _check_node(n, full, probs, depth)
         except Exception as e:  # never crash on garbage
             probs.append(Problem(full, str(n.type), "", f"cannot check node: {type(e).__name__}: {e}"))
+    # from here on only real nodes take part (the others were reported above)
+    g = Graph(nodes={k: v for k, v in g.nodes.items() if isinstance(v, Node)}, edges=list(g.edges),
+              delayed_edges=g.delayed_edges if isinstance(g.delayed_edges, (set, frozenset)) else frozenset())
 
     # edges
     seen: set[tuple[str, str]] = set()
@@ -647,7 +654,7 @@ def _validate_graph(g: Graph, prefix: str, probs: list[Problem], depth: int) -> 
 
     # nested subgraph ports
     for name, n in g.nodes.items():
-        if isinstance(n, Node) and n.type == "NIRGraph" and n.subgraph is not None:
+        if isinstance(n, Node) and n.type == "NIRGraph" and isinstance(n.subgraph, Graph):
             used = any(name in e for e in good_edges)
             ni, no = len(n.subgraph.inputs), len(n.subgraph.outputs)
             if used and (ni != 1 or no != 1):
@@ -687,7 +694,7 @@ def _validate_graph(g: Graph, prefix: str, probs: list[Problem], depth: int) -> 
 
     # recurse
     for name, n in g.nodes.items():
-        if isinstance(n, Node) and n.type == "NIRGraph" and n.subgraph is not None:
+        if isinstance(n, Node) and n.type == "NIRGraph" and isinstance(n.subgraph, Graph):
             _validate_graph(n.subgraph, _fmt(prefix, name) + ".", probs, depth + 1)
 
 
@@ -738,7 +745,7 @@ def _check_node(n: Node, full: str, probs: list[Problem], depth: int) -> None:
     P = lambda fld, msg, exp=None, act=None: probs.append(Problem(full, t, fld, msg, exp, act))  # noqa: E731
 
     if t == "NIRGraph":
-        if n.subgraph is None:
+        if not isinstance(n.subgraph, Graph):
             P("subgraph", "NIRGraph node has no subgraph")
         return
     if not isinstance(n.params, dict):

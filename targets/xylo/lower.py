@@ -612,13 +612,17 @@ def fit_rules(cfg: XyloConfig, hw: HWConfig, viol: list[Violation], report: FitR
         for s in range(cfg.n_syn):
             res(f"recurrent weights (synapse {s + 1})", int(nz_rec[:, :, s].sum()), lim["recurrent_weight_words"], "weights",
                 "recurrent_weight_memory", "prune hidden->hidden weights")
+    # Audio 3 / IMU: inputs reach only the first N hidden neurons, outputs read only the last N
+    # (on Audio 2 the windows span the whole population and the hidden-neuron rule covers them)
     ien = int(np.nonzero(nz_in.any(axis=0))[0].max() + 1) if nz_in.any() else 0
-    res("input window (hidden ids reached by inputs)", ien, lim["input_window"], "neurons", "input_window",
-        f"input weights may only reach the first {lim['input_window']} hidden neurons: make the input-fed layer at most {lim['input_window']} wide")
+    if lim["input_window"] < lim["hidden_neurons"]:
+        res("input window (hidden ids reached by inputs)", ien, lim["input_window"], "neurons", "input_window",
+            f"input weights may only reach the first {lim['input_window']} hidden neurons: make the input-fed layer at most {lim['input_window']} wide")
     nz_out_rows = np.nonzero((cfg.weights_out != 0).any(axis=1))[0]
     oen = int(cfg.n_hidden - nz_out_rows.min()) if nz_out_rows.size else 0
-    res("output window (hidden ids feeding outputs)", oen, lim["output_window"], "neurons", "output_window",
-        f"output weights may only come from the last {lim['output_window']} hidden neurons: make the last hidden layer at most {lim['output_window']} wide")
+    if lim["output_window"] < lim["hidden_neurons"]:
+        res("output window (hidden ids feeding outputs)", oen, lim["output_window"], "neurons", "output_window",
+            f"output weights may only come from the last {lim['output_window']} hidden neurons: make the last hidden layer at most {lim['output_window']} wide")
     tfmt = hw.fmt("threshold")
     for arr, what in ((cfg.threshold, "threshold"), (cfg.threshold_out, "threshold_out")):
         bad = int(np.sum((arr < 1) | (arr > tfmt.max)))

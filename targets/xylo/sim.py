@@ -239,8 +239,6 @@ class XyloSimulator:
         in_n = xt.reshape(-1)[f]
         in_start = np.searchsorted(in_t, np.arange(T + 1))
         del xt, f, rem
-        self.src_in.bind(B)
-        self.src_hid.bind(B)
 
         smin, smax = dt(self.smin), dt(self.smax)
         idt = self.idtype
@@ -457,8 +455,8 @@ class XyloSimulator:
 class _Sources:
     """The synapses of one group of spike sources (input channels or hidden neurons) onto the
     synaptic states, in two layouts: CSR rows (for the exact replay) and, per class of rows
-    with fan-out up to the same power of two, padded rows (for the fast scatter; padding
-    entries add 0 to column 0)."""
+    with similar fan-out, rows padded to a common length (for the fast scatter; padding
+    entries add 0)."""
 
     def __init__(self, blocks, n_rows: int, m: int, rank0: int, dtype):
         rows_l, cols_l, w_l = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
@@ -481,7 +479,9 @@ class _Sources:
         fan = self.rowlen
         F = np.zeros(n_rows, dtype=np.int64)
         nz = fan > 0
-        F[nz] = 1 << np.ceil(np.log2(fan[nz])).astype(np.int64)
+        # round each fan-out up to a multiple of a quarter of its power of two (<= 25 % padding)
+        q = 1 << np.maximum(np.floor(np.log2(np.maximum(fan[nz], 1))).astype(np.int64) - 2, 0)
+        F[nz] = -(-fan[nz] // q) * q
         self.row_cls = np.full(n_rows, -1, dtype=np.int64)
         self.row_loc = np.zeros(n_rows, dtype=np.int64)
         self.classes = []
@@ -491,7 +491,8 @@ class _Sources:
             self.row_cls[rws] = ci
             self.row_loc[rws] = np.arange(rws.size)
             e = np.flatnonzero(F[rows] == Fc)
-            ell_c = np.zeros((rws.size, int(Fc)), dtype=np.intp)
+            # padding adds 0 to distinct columns (one shared column would serialise np.add.at)
+            ell_c = np.broadcast_to(np.arange(int(Fc), dtype=np.intp) % m, (rws.size, int(Fc))).copy()
             ell_w = np.zeros((rws.size, int(Fc)), dtype=dtype)
             ell_c[self.row_loc[rows[e]], pos[e]] = cols[e]
             ell_w[self.row_loc[rows[e]], pos[e]] = w[e]
@@ -501,21 +502,6 @@ class _Sources:
     def mass(self, b, s, n, B):
         """Per sample: sum over the events of n * max|w| of the source row."""
         return np.bincount(b, weights=n * self.rowmaxabs[s], minlength=B)
-
-    def bind(self, B: int, budget_bytes: int = 0) -> None:
-        """Prepare for a run with batch size ``B``: per class, the padded column table with the
-        sample offsets ``b * m`` already added (one gather per step instead of gather + add),
-        when it fits in the memory budget."""
-        self.B = B
-        self.keys_b = []
-        for ell_c, _ in self.classes:
-            if B == 1:
-                self.keys_b.append(ell_c)
-            elif B * ell_c.size * 8 <= budget_bytes:
-                off = (np.arange(B, dtype=np.intp) * self.m)[:, None, None]
-                self.keys_b.append((ell_c[None] + off).reshape(B * ell_c.shape[0], ell_c.shape[1]))
-            else:
-                self.keys_b.append(None)
 
     def scatter(self, If, b, s, n) -> None:
         """If[b * m + col] += n * w for every synapse of every (b, s, n); no saturation check."""
@@ -531,12 +517,8 @@ class _Sources:
     def _scatter_cls(self, ci, If, b, s, n) -> None:
         ell_c, ell_w = self.classes[ci]
         loc = self.row_loc[s]
-        kb = self.keys_b[ci]
-        if kb is not None:
-            keys = np.take(kb, loc if self.B == 1 else b * ell_c.shape[0] + loc, axis=0)
-        else:
-            keys = np.take(ell_c, loc, axis=0)
-            keys += (b * self.m)[:, None]
+        keys = np.take(ell_c, loc, axis=0)  # (np.take is much faster than fancy indexing)
+        keys += (b * self.m)[:, None]
         vals = np.take(ell_w, loc, axis=0)
         if n.max() > 1:
             vals *= n[:, None].astype(vals.dtype)
