@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,10 @@ import pytest
 from nirdeploy.hwconfig import load_hwconfig
 from nirdeploy_targets.xylo.config import XyloConfig
 from nirdeploy_targets.xylo.sim import SimResult, XyloSimulator, simulate
-from xylo_oracle import OracleNetwork, require_xylosim
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # also under --import-mode=importlib
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from xylo_oracle import OracleNetwork, require_xylosim  # noqa: E402
 
 VARIANTS = ("audio2", "audio3", "imu")
 REGIMES = ("mild", "saturate", "wrap", "theta", "alias", "wild")
@@ -231,6 +235,31 @@ def test_bigger_network_matches_xylosim():
     _assert_same(ours, OracleNetwork(cfg, v2).run(x), 2, "bigger network")
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_alias_chains_match_xylosim(variant):
+    """Forward chains (0->1->2->3), two sources on one target (5->2), self alias (4->4), a
+    backward alias onto a chain head (6->0) and two targets on one neuron (7->[8, 3]; xylosim
+    accepts lists), with thresholds and biases that make counts hit the cap of 31."""
+    v2 = require_xylosim()
+    hw = _hw(variant)
+    rng = np.random.default_rng(11)
+    nh, nin, no, ns = 10, 4, 3, int(hw.limit("synapses_per_hidden"))
+    aliases = [[1], [2], [3], [], [4], [2], [0], [8, 3], [], []]
+    cfg = XyloConfig(
+        weights_in=rng.integers(-128, 128, (nin, nh, ns)), weights_rec=rng.integers(-20, 40, (nh, nh, ns)),
+        weights_out=rng.integers(-128, 128, (nh, no)),
+        dash_mem=rng.integers(1, 6, nh), dash_syn=rng.integers(1, 6, nh), dash_syn_2=rng.integers(1, 6, nh),
+        dash_mem_out=rng.integers(1, 6, no), dash_syn_out=rng.integers(1, 6, no),
+        threshold=rng.integers(1, 400, nh), threshold_out=rng.integers(1, 400, no),
+        bias=rng.integers(-50, 200, nh), bias_out=rng.integers(-50, 50, no), bias_enable=True,
+        weight_shift_in=3, weight_shift_rec=2, aliases=aliases,
+    )
+    x = rng.poisson(1.0, size=(3, 80, nin))
+    ours = simulate(cfg, hw, x, record=True)
+    _assert_same(ours, OracleNetwork(cfg, v2).run(x), ns, f"alias chains ({variant})")
+    assert (ours.states["Spikes"] == 31).any() and (ours.states["Spikes"][..., 3] > 0).any()
+
+
 # -------------------------------------------------------------------- hand-derived traces ---
 def _one_neuron(hw, *, w_in, dash_syn=1, dash_syn_2=1, dash_mem=15, threshold=32767, bias=0, bias_enable=False,
                 w_out=0, threshold_out=32767, dash_syn_out=1, dash_mem_out=15, shift_in=0, w_rec=0, aliases=None):
@@ -322,6 +351,44 @@ def test_trace_vmem_min_wraps_with_dash_mem0():
     # t0: dv = sat(0 - 32768) -> V = -32768. Afterwards dv = int16(32768) = -32768 and
     # V = sat(-32768 + sat(-32768 + I)) = -32768 for every I <= 0 (without the wrap: -16384 at t1)
     assert r.states["Vmem"][:, 0].tolist() == [-32768] * 18
+    _check_oracle_too(cfg, x, r)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_trace_saturation_after_every_add_in_source_order(variant):
+    hw = _hw(variant)
+    # w~ = 127 << 8 = 32512 (2 events on channel 0), then -128 << 8 = -32768 (channel 1):
+    # 32512 -> sat(65024) = 32767 -> 32767 - 32768 = -1 -> decay (dash 15) -> 0.
+    # (A single wide sum would give 32256 -> 32255; channel 1 first would give 32256 -> 32255.)
+    cfg = _one_neuron(hw, w_in=[[127], [-128]], dash_syn=15, shift_in=8)
+    x = np.array([[2, 1]])
+    r = simulate(cfg, hw, x, record=True)
+    assert r.states["Isyn"][0].tolist() == [0]
+    _check_oracle_too(cfg, x, r)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_trace_shifted_weight_wraps_to_int16(variant):
+    hw = _hw(variant)
+    # 127 << 9 = 65024 -> int16 -512 -> -512 - D(-512, 15) = -511;  -128 << 9 = -65536 -> 0
+    cfg = _one_neuron(hw, w_in=[[127, -128]], dash_syn=15, shift_in=9)
+    x = np.array([[1]])
+    r = simulate(cfg, hw, x, record=True)
+    assert r.states["Isyn"][0].tolist() == [-511, 0]
+    _check_oracle_too(cfg, x, r)
+
+
+@pytest.mark.parametrize("variant", ["audio2", "audio3"])
+def test_trace_membrane_input_saturates_before_bias(variant):
+    hw = _hw(variant)
+    # both synapses: 127 << 8 = 32512 -> 32511 after decay (dash 15); I = 65022.
+    # dv = sat(0 + 65022) = 32767, then dv = sat(32767 - 32768) = -1, V = -1.
+    # (One wide sum I + bias would give 32254.)
+    cfg = _one_neuron(hw, w_in=[[[127, 127]]], dash_syn=15, dash_syn_2=15, shift_in=8, bias=-32768, bias_enable=True)
+    x = np.array([[1]])
+    r = simulate(cfg, hw, x, record=True)
+    assert r.states["Isyn"][0].tolist() == [32511] and r.states["Isyn2"][0].tolist() == [32511]
+    assert r.states["Vmem"][0].tolist() == [-1]
     _check_oracle_too(cfg, x, r)
 
 

@@ -326,6 +326,8 @@ def _chip_layer(layer: _Layer, hw: HWConfig, opts: CompileOptions, viol: list[Vi
         usage[f"{'tau_mem' if what == 'dash_mem' else 'tau_syn'}_max_rel_error"] = float(np.max(rel)) if rel.size else 0.0
     a_syn = 1.0 - 2.0 ** (-dash_syn)  # gain of an event through Xylo's delivery-then-decay
     safe = np.where(a_syn > 0, a_syn, 1.0)
+    if not opts.extra.get("compensate_synapse_gain", True):  # Rockpool's behaviour, for comparisons
+        safe = np.ones_like(safe)
     if d.cuba:
         k = d.gain_v * d.gain_i / safe
     else:
@@ -468,8 +470,8 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions, *, threshold_target:
         if l.role == "hidden" or l.node.type in SPIKING:
             thr = chip[l.name].threshold
             if np.any(~(thr > 0)):
-                viol.append(_v("threshold_not_positive", f"{int(np.sum(~(thr > 0)))} neuron(s) have v_threshold <= 0; Xylo would fire "
-                               f"{lim['max_hidden_spikes_per_step']} spikes every step", l.node, limit="> 0", actual=float(np.min(thr)),
+                viol.append(_v("threshold_not_positive", f"{int(np.sum(~(thr > 0)))} neuron(s) have v_threshold <= 0; on Xylo a zero threshold fires "
+                               f"{lim['max_hidden_spikes_per_step']} spikes every step and a negative one wraps Vmem", l.node, limit="> 0", actual=float(np.min(thr)),
                                hint="thresholds must be positive"))
     readout = "spikes" if out_layer.node.type in SPIKING else "vmem"
 

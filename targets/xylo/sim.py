@@ -34,8 +34,12 @@ source order (:func:`_saturating_sequence`, which jumps from one saturation even
 neurons taking part in an alias (source or target) are evaluated one by one in ascending order,
 vectorised over the batch.
 
-The per-step delivery uses the sparse (CSR) form of the connectivity, so its cost is
-proportional to the number of events, and every array op runs over the whole batch.
+The delivery is sparse: the active (sample, source) pairs of a step gather their synapse rows
+(padded to a common length per class of similar fan-out) and ``np.add.at`` scatters them into
+the flat ``(batch * states)`` array, so the cost follows the number of events; every other
+operation runs over the whole batch at once. Synaptic states are held as int16 (the decay
+cannot leave the range and the fast delivery runs only when no partial sum can), neuron
+arithmetic in int32.
 """
 
 from __future__ import annotations
@@ -98,8 +102,12 @@ class XyloSimulator:
     """A configuration prepared for simulation (weights shifted and laid out once).
 
     Layouts: neurons ``[hidden (Nh) | output (No)]``; synaptic states
-    ``[Isyn hidden (Nh) | Isyn output (No) | Isyn2 hidden (Nh, only with 2 synapses)]``; spike
-    sources ``[hidden | output (no synapses) | input channels]``.
+    ``[Isyn hidden (Nh) | Isyn output (No) | Isyn2 hidden (Nh, only with 2 synapses)]``; two
+    groups of spike sources (input channels; hidden neurons, whose rows hold both their
+    recurrent and their readout synapses).
+
+    ``XyloSimulator(cfg, hw).run(x, record, progress)`` is :func:`simulate` without repeating
+    the preparation (useful for many calls on one configuration).
     """
 
     def __init__(self, cfg: XyloConfig, hw: HWConfig):
@@ -176,21 +184,18 @@ class XyloSimulator:
         sw = hw.fmt("shifted_weight")
         dt = self.dtype
 
-        def shifted(w, s):
+        def shifted(w, s):  # int16(int8 w << shift), applied to the non-zero weights only
             return sw.apply(np.asarray(w, dtype=np.int64) << int(s))
 
         # state columns: [Isyn hidden | Isyn output | Isyn2 hidden]; xylosim's delivery order
         # (its "rank") is input channels first, then hidden neurons ascending
-        blocks_in = [(shifted(c.weights_in[:, :, 0], c.weight_shift_in), 0)]
-        blocks_hid = [
-            (shifted(c.weights_rec[:, :, 0], c.weight_shift_rec), 0),
-            (shifted(c.weights_out, c.weight_shift_out), nh),
-        ]
+        blocks_in = [(c.weights_in[:, :, 0], c.weight_shift_in, 0)]
+        blocks_hid = [(c.weights_rec[:, :, 0], c.weight_shift_rec, 0), (c.weights_out, c.weight_shift_out, nh)]
         if ns == 2:
-            blocks_in.append((shifted(c.weights_in[:, :, 1], c.weight_shift_in), nn))
-            blocks_hid.append((shifted(c.weights_rec[:, :, 1], c.weight_shift_rec), nn))
-        self.src_in = _Sources(blocks_in, nin, m, 0, self.idtype)
-        self.src_hid = _Sources(blocks_hid, nh, m, nin, self.idtype)
+            blocks_in.append((c.weights_in[:, :, 1], c.weight_shift_in, nn))
+            blocks_hid.append((c.weights_rec[:, :, 1], c.weight_shift_rec, nn))
+        self.src_in = _Sources(blocks_in, shifted, nin, m, 0, self.idtype)
+        self.src_hid = _Sources(blocks_hid, shifted, nh, m, nin, self.idtype)
 
         dsyn = [c.dash_syn, c.dash_syn_out] + ([c.dash_syn_2] if ns == 2 else [])
         self.dash_syn = np.concatenate(dsyn).astype(self.idtype)
@@ -205,13 +210,31 @@ class XyloSimulator:
             self.bias = np.zeros(nn, dtype=dt)
             self.use_bias = False
         self.cap = np.concatenate([np.full(nh, self.cap_hid), np.full(no, self.cap_out)]).astype(dt)
-        # aliases: neurons that send or receive alias spikes are evaluated in order
+        # Aliases. xylosim evaluates the hidden neurons in ascending order; neuron j's total
+        # count n_j (alias spikes already received + its own) is added, capped, to the buffer of
+        # its alias target a. For a > j that seeds a's count before a is evaluated ("forward");
+        # for a <= j it only adds to a finished count ("post"). Counts only grow and the cap is
+        # a min, so forward deposits can be summed and capped, and post deposits applied at the
+        # end. The neurons are evaluated by levels of the forward-alias DAG (level = 1 + the
+        # highest level of its forward sources), each level vectorised.
         alias_lists = [[int(a) for a in al] for al in c.aliases]
-        involved = sorted({j for j, al in enumerate(alias_lists) if al} | {a for al in alias_lists for a in al})
-        self.alias_lists = alias_lists
+        edges = [(j, a) for j, al in enumerate(alias_lists) for a in al]
+        involved = sorted({j for j, _ in edges} | {a for _, a in edges})
+        level = np.zeros(nh, dtype=np.int64)
+        for j, a in edges:  # edges are sorted by source j, and a forward source is below its target
+            if a > j:
+                level[a] = max(level[a], level[j] + 1)
         self.alias_involved = involved
         self.alias_mask = np.zeros(nn, dtype=bool)
         self.alias_mask[involved] = True
+        inv = np.array(involved, dtype=np.int64)
+        self.alias_levels = []  # per level: (neurons, forward sources, forward targets)
+        for lv in range(int(level[inv].max()) + 1 if involved else 0):
+            nodes = inv[level[inv] == lv]
+            fwd = [(j, a) for j, a in edges if a > j and level[j] == lv]
+            self.alias_levels.append((nodes, np.array([e[0] for e in fwd], np.int64), np.array([e[1] for e in fwd], np.int64)))
+        post = [(j, a) for j, a in edges if a <= j]
+        self.alias_post = (np.array([e[0] for e in post], np.int64), np.array([e[1] for e in post], np.int64))
 
     # ---------------------------------------------------------------------------------- run --
     def run(self, x, record: bool = False, progress: Callable[[int, int], None] | None = None) -> SimResult:
@@ -393,13 +416,21 @@ class XyloSimulator:
         order = np.lexsort((er, ek))
         ek, ev = ek[order], ev[order]
         uk, start, cnt = np.unique(ek, return_index=True, return_counts=True)
-        R, K = uk.size, int(cnt.max())
-        C = np.zeros((R, K), dtype=np.int64)
-        row = np.repeat(np.arange(R), cnt)
-        C[row, np.arange(ek.size) - start[row]] = ev
-        res, n_sat = _saturating_sequence(If[uk].astype(np.int64), C, self.smin, self.smax)
+        R = uk.size
+        res = np.empty(R, dtype=np.int64)
+        r0 = 0
+        while r0 < R:  # chunks of rows so that the padded (rows, terms) matrix stays small
+            K = int(cnt[r0 : r0 + 4096].max())
+            r1 = min(R, r0 + max(1, (1 << 22) // K))
+            K = int(cnt[r0:r1].max())
+            e0, e1 = int(start[r0]), int(start[r1 - 1] + cnt[r1 - 1])
+            C = np.zeros((r1 - r0, K), dtype=np.int64)
+            row = np.repeat(np.arange(r1 - r0), cnt[r0:r1])
+            C[row, np.arange(e0, e1) - start[r0:r1][row]] = ev[e0:e1]
+            res[r0:r1], n_sat = _saturating_sequence(If[uk[r0:r1]].astype(np.int64), C, self.smin, self.smax)
+            self.stats["delivery_saturated"] += n_sat
+            r0 = r1
         self.stats["delivery_replayed"] += int(R)
-        self.stats["delivery_saturated"] += n_sat
         full = np.empty(If.size, dtype=np.float64)  # only the `bad` entries are read
         full[uk] = res
         return full[bad]
@@ -407,11 +438,12 @@ class XyloSimulator:
     # ------------------------------------------------------------------------------ spikes --
     def _spike_fn(self, v, th, n, cap):
         """Literal spike loop, vectorised: ``while v >= th and n < cap: n += 1; v -= th``
-        (v wraps at the state width). Arrays of equal shape; returns int64 (v, n)."""
-        v = v.astype(np.int64).copy()
-        n = n.astype(np.int64).copy()
-        th = th.astype(np.int64)
-        cap = cap.astype(np.int64)
+        (v wraps at the state width). Arrays of equal shape; returns int64 (v, n) of that shape."""
+        shape = np.shape(v)
+        v = np.array(v, dtype=np.int64).reshape(-1)
+        n = np.array(n, dtype=np.int64).reshape(-1)
+        th = np.asarray(th, dtype=np.int64).reshape(-1)
+        cap = np.asarray(cap, dtype=np.int64).reshape(-1)
         pos = th > 0
         if pos.any():
             thp = np.where(pos, th, 1)
@@ -429,7 +461,7 @@ class XyloSimulator:
                 ns_ += go
                 vs = np.where(go, _wrap(vs - ts, self.sbits), vs)
             v[sel], n[sel] = vs, ns_
-        return v, n
+        return v.reshape(shape), n.reshape(shape)
 
     def _spikes_general(self, V, NB, fire, B) -> None:
         """Spikes with thresholds <= 0 and/or aliases (NB is zero on entry)."""
@@ -443,13 +475,23 @@ class XyloSimulator:
             v, n = self._spike_fn(Vf[idx], self.theta[col], np.zeros(idx.size, np.int64), self.cap[col])
             Vf[idx] = v
             NBf[idx] = n
+        if not self.alias_involved:
+            return
         cap = self.cap_hid
-        for j in self.alias_involved:
-            v, n = self._spike_fn(V[:, j], np.full(B, self.theta[j]), NB[:, j], np.full(B, cap))
-            V[:, j] = v
-            NB[:, j] = n
-            for a in self.alias_lists[j]:
-                NB[:, a] = np.minimum(NB[:, a].astype(np.int64) + n, cap)
+        NBT = NB.T  # (neurons, batch) view, for np.add.at over repeated targets
+        for nodes, fsrc, ftgt in self.alias_levels:
+            shape = (B, nodes.size)
+            v, n = self._spike_fn(V[:, nodes], np.broadcast_to(self.theta[nodes], shape),
+                                  np.minimum(NB[:, nodes], cap), np.full(shape, cap))
+            V[:, nodes] = v
+            NB[:, nodes] = n
+            if fsrc.size:
+                np.add.at(NBT, ftgt, NB[:, fsrc].T)
+                NB[:, ftgt] = np.minimum(NB[:, ftgt], cap)
+        psrc, ptgt = self.alias_post
+        if psrc.size:
+            np.add.at(NBT, ptgt, NB[:, psrc].T.copy())  # counts of the sources as evaluated
+            NB[:, ptgt] = np.minimum(NB[:, ptgt], cap)
 
 
 class _Sources:
@@ -458,13 +500,15 @@ class _Sources:
     with similar fan-out, rows padded to a common length (for the fast scatter; padding
     entries add 0)."""
 
-    def __init__(self, blocks, n_rows: int, m: int, rank0: int, dtype):
+    def __init__(self, blocks, shifted, n_rows: int, m: int, rank0: int, dtype):
         rows_l, cols_l, w_l = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
-        for W, off in blocks:
+        for W, shift, off in blocks:  # raw weights (rows, cols), their shift, column offset
             r, c = np.nonzero(W)
-            rows_l.append(r)
-            cols_l.append(c + off)
-            w_l.append(W[r, c])
+            ws = shifted(W[r, c], shift)
+            keep = ws != 0  # a shifted weight can wrap to 0
+            rows_l.append(r[keep])
+            cols_l.append(c[keep] + off)
+            w_l.append(ws[keep])
         rows, cols, w = (np.concatenate(a).astype(np.int64) for a in (rows_l, cols_l, w_l))
         order = np.lexsort((cols, rows))
         rows, cols, w = rows[order], cols[order], w[order]

@@ -1,0 +1,28 @@
+"""The README stays true: its primitive table is the generated one, and its first lines are
+the two fresh-machine commands that CI runs."""
+
+from pathlib import Path
+
+from nirdeploy.docs import BEGIN, END, primitive_table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_primitive_table_is_current():
+    text = (ROOT / "README.md").read_text()
+    block = text[text.index(BEGIN) + len(BEGIN) : text.index(END)].strip()
+    assert block == primitive_table(), "README table is stale: run `python -m nirdeploy.docs` and paste it"
+
+
+def test_primitive_table_reflects_targets():
+    rows = {r.split("|")[1].strip(): [c.strip() for c in r.split("|")[2:-1]] for r in primitive_table().splitlines()[2:]}
+    assert rows["CubaLIF"] == ["yes", "yes"]
+    assert rows["Conv2d"] == ["yes", "no"]
+    assert len(rows) == 19  # every NIR 1.0 node type plus Input, Output, NIRGraph
+
+
+def test_readme_starts_with_the_two_commands_ci_runs():
+    lines = (ROOT / "README.md").read_text().splitlines()
+    head = "\n".join(lines[:6])
+    assert "bash scripts/demo.sh" in head and "bash scripts/test.sh" in head
+    assert "scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
