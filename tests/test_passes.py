@@ -147,7 +147,8 @@ def test_pipeline_keeps_every_graph_valid_and_pure(where, name):
 def test_braille_recurrent_loop_and_delayed_edge(name):
     g = normalize(load(corpus(name)))
     assert recurrent_loops(g) == [["lif1.lif", "lif1.w_rec"]]
-    assert g.delayed_edges == frozenset({("lif1.w_rec", "lif1.lif")})
+    # the delay sits on the edge leaving the neuron (snnTorch: W_rec s[t-1] + b_rec)
+    assert g.delayed_edges == frozenset({("lif1.lif", "lif1.w_rec")})
     assert list(g.nodes)[:3] == ["input", "fc1", "lif1.lif"]
     assert list(g.nodes)[-1] == "output"
 
@@ -166,7 +167,7 @@ def test_nested_rnn_fixture_is_inlined_with_dotted_names():
     assert list(g.nodes) == ["input", "fc1", "lif1.lif", "fc2", "lif1.w_rec", "lif2", "output"]
     assert ("fc1", "lif1.lif") in g.edges and ("lif1.lif", "fc2") in g.edges
     assert ("lif1.lif", "lif1.w_rec") in g.edges and ("lif1.w_rec", "lif1.lif") in g.edges
-    assert g.delayed_edges == frozenset({("lif1.w_rec", "lif1.lif")})
+    assert g.delayed_edges == frozenset({("lif1.lif", "lif1.w_rec")})
     assert recurrent_loops(g) == [["lif1.lif", "lif1.w_rec"]]
 
 
@@ -323,16 +324,17 @@ def test_topo_sort_is_canonical_and_deterministic():
     assert list(topo_sort(g2).nodes) == ["input", "x", "y", "z", "output"]
 
 
-def test_mark_recurrent_picks_the_edge_back_into_the_loop_entry():
+def test_mark_recurrent_delays_the_edge_leaving_the_neuron():
     g = chain(N("input", "Input", shape=(3,)), N("fc1", "Linear", weight=np.ones((4, 3))), lif("lif1", 4),
               N("output", "Output"))
     g.nodes["w_rec"] = N("w_rec", "Linear", weight=np.eye(4))
     # list the recurrent edge first: the choice must not depend on edge order
     g.edges = [("w_rec", "lif1"), ("lif1", "w_rec")] + g.edges
     m = mark_recurrent(g)
-    assert m.delayed_edges == frozenset({("w_rec", "lif1")})
+    assert m.delayed_edges == frozenset({("lif1", "w_rec")})
     assert g.delayed_edges == frozenset()
-    assert back_edges(g) == [("w_rec", "lif1")]
+    assert back_edges(g) == [("lif1", "w_rec")]
+    assert back_edges(g, rotate=False) == [("w_rec", "lif1")]  # the DFS back edge itself
 
 
 def test_self_loop_and_two_loops():
@@ -341,12 +343,14 @@ def test_self_loop_and_two_loops():
     g.edges += [("a", "a"), ("b", "r"), ("r", "a")]
     loops = recurrent_loops(g)
     assert sorted(loops) == [["a"], ["a", "b", "r"]]
-    assert mark_recurrent(g).delayed_edges == frozenset({("a", "a"), ("r", "a")})
+    # loop a -> b -> r -> a: a -> b is also the forward path (b feeds the output), so the delay
+    # goes on b -> r, the edge into the feedback-only part of the loop
+    assert mark_recurrent(g).delayed_edges == frozenset({("a", "a"), ("b", "r")})
     n = normalize(g)
-    assert n.delayed_edges == frozenset({("a", "a"), ("r", "a")})
+    assert n.delayed_edges == frozenset({("a", "a"), ("b", "r")})
 
 
 def test_recurrent_loops_in_nested_graphs_use_dotted_names():
     g = chain(N("input", "Input", shape=(4,)), Node("rnn", "NIRGraph", subgraph=rnn_sub(4)), N("output", "Output"))
     assert recurrent_loops(g) == [["rnn.lif", "rnn.w_rec"]]
-    assert mark_recurrent(g).nodes["rnn"].subgraph.delayed_edges == frozenset({("w_rec", "lif")})
+    assert mark_recurrent(g).nodes["rnn"].subgraph.delayed_edges == frozenset({("lif", "w_rec")})

@@ -267,8 +267,9 @@ def test_recurrent_edge_is_one_step_delayed():
     r = run1(g, np.full((8, 1), 0.375), record=True)
     np.testing.assert_array_equal(np.nonzero(r.output[0, :, 0])[0], [1, 4, 7])
     np.testing.assert_array_equal(r.states["rec.lif"]["v"][0, :, 0], [0.375, 0, 0.125, 0.5, 0, 0.125, 0.5, 0])
-    np.testing.assert_array_equal(r.states["rec.w_rec"]["out"][0, :, 0], [0, -0.25, 0, 0, -0.25, 0, 0, -0.25])
-    assert ("rec.w_rec", "rec.lif") in r.delayed_edges
+    # the delay sits on lif -> w_rec: w_rec's output at t is W s[t-1]
+    np.testing.assert_array_equal(r.states["rec.w_rec"]["out"][0, :, 0], [0, 0, -0.25, 0, 0, -0.25, 0, 0])
+    assert ("rec.lif", "rec.w_rec") in r.delayed_edges
     # the same recurrence written flat with dotted names (as the Braille files are)
     flat = Graph(
         nodes={
@@ -281,13 +282,14 @@ def test_recurrent_edge_is_one_step_delayed():
     )
     r2 = run1(flat, np.full((8, 1), 0.375))
     np.testing.assert_array_equal(r2.output, r.output)
-    assert r2.delayed_edges == [("l.w", "l.lif")]
+    assert r2.delayed_edges == [("l.lif", "l.w")]
 
 
-def test_recurrent_affine_bias_not_applied_at_t0():
-    """Delayed edge carries w_rec's output of t-1: W s[t-1] + b for t >= 1, 0 at t = 0.
+def test_recurrent_affine_bias_applied_from_t0():
+    """The delayed edge is i -> w_rec, so w_rec computes W s[t-1] + b at every step, with
+    s[-1] = 0: the bias arrives at t = 0 as in snnTorch's RLeaky/RSynaptic (W*0 + b).
     I neuron (r = 1, dt = 1) integrating input 0 + recurrence: w_rec = Affine(W = 0, b = 1):
-    v = 0, 1, 2, 3 (the bias arrives from step 1 on)."""
+    v = 1, 2, 3, 4."""
     g = Graph(
         nodes={
             "input": Node("input", "Input", {"shape": ishape(1)}),
@@ -298,7 +300,7 @@ def test_recurrent_affine_bias_not_applied_at_t0():
         edges=[("input", "i"), ("i", "w_rec"), ("w_rec", "i"), ("i", "output")],
     )
     r = run1(g, np.zeros((4, 1)))
-    np.testing.assert_array_equal(r.output[0, :, 0], [0, 1, 2, 3])
+    np.testing.assert_array_equal(r.output[0, :, 0], [1, 2, 3, 4])
 
 
 def test_stateless_cycle_rejected():
@@ -589,9 +591,9 @@ def test_braille_corpus_runs_and_matches_rsynaptic_loop(name):
     i2 = np.zeros((B, c2[0].size)); v2 = np.zeros_like(i2)
     out = []
     for t in range(50):
-        # the delayed edge carries w_rec's OUTPUT of step t-1 (W s1[t-1] + b), which is 0 at t = 0.
-        # (snnTorch RSynaptic would apply the bias at t = 0 too: W*0 + b.)
-        rec = aff(wr, s1) if t > 0 else 0.0
+        # snnTorch RSynaptic: the recurrent layer reads the previous spikes, W s1[t-1] + b
+        # (s1[-1] = 0, so the bias is applied from t = 0)
+        rec = aff(wr, s1)
         inp1 = aff(fc1, x[:, t]) + rec
         i1 = c1[0] * i1 + c1[1] * inp1
         v1 = c1[2] * v1 + c1[3] * i1

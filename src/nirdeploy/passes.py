@@ -32,7 +32,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import GraphValidationError, Problem
-from .ir import Graph, Node
+from .ir import STATEFUL_TYPES, Graph, Node
 from .validate import MAX_DECLARED_ELEMENTS, _shape_params, check, infer_shapes
 
 __all__ = [
@@ -291,15 +291,23 @@ def _drop(g: Graph) -> None:
 # ------------------------------------------------------------------------------------------------
 
 
-def back_edges(g: Graph) -> list[tuple[str, str]]:
-    """Edges closing a cycle in the DFS from the Inputs (in order; successors in edge order),
-    then from any node not reached yet (in node order)."""
+def back_edges(g: Graph, rotate: bool = True) -> list[tuple[str, str]]:
+    """The one-step delayed edges: one per cycle found by a DFS from the Inputs (in order;
+    successors in edge order), then from any node not reached yet (in node order).
+
+    The delay sits on the edge LEAVING the first stateful node of the cycle (for
+    ``fc1 -> lif <-> w_rec`` that is ``lif -> w_rec``): the recurrent weights then read the
+    previous step's spikes and their bias is applied from step 0, as snnTorch's RLeaky /
+    RSynaptic and nirtorch compute it. If that choice would leave a cycle (overlapping loops),
+    the plain DFS back edges are used instead. ``rotate=False`` gives the plain DFS back edges
+    (used for the canonical node order, so that a loop reads ``lif -> w_rec``)."""
     succ: dict[str, list[str]] = {n: [] for n in g.nodes}
     for a, b in g.edges:
         if a in succ and b in succ:
             succ[a].append(b)
     state: dict[str, int] = {}  # 1 on stack, 2 done
     backs: list[tuple[str, str]] = []
+    rotated: list[tuple[str, str]] = []
     backset: set[tuple[str, str]] = set()
     roots = [n for n, x in g.nodes.items() if x.type == "Input"] + list(g.nodes)
     for r in roots:
@@ -319,10 +327,63 @@ def back_edges(g: Graph) -> list[tuple[str, str]]:
                 elif s == 1 and (v, w) not in backset:
                     backset.add((v, w))
                     backs.append((v, w))
+                    path = [n for n, _ in work]
+                    cycle = path[path.index(w):] + [w]
+                    rot = _feedback_edge(g, cycle, succ) or (v, w)
+                    if rot not in rotated:
+                        rotated.append(rot)
             else:
                 state[v] = 2
                 work.pop()
-    return backs
+    if not rotate or (rotated != backs and not _acyclic_without(g, set(rotated))):
+        return backs
+    return rotated
+
+
+def _feedback_edge(g: Graph, cycle: list[str], succ: dict[str, list[str]]) -> tuple[str, str] | None:
+    """In ``cycle`` (c0 .. ck, c0; ck -> c0 is the DFS back edge), the first edge ci -> ci+1
+    leaving a stateful node such that the nodes after it, ci+1 .. ck, serve only the feedback:
+    each is fed only from inside that segment (or ci) and feeds only inside it (or c0). Moving
+    the delay there leaves every forward path undelayed."""
+    pred: dict[str, set[str]] = {}
+    for a, b in g.edges:
+        pred.setdefault(b, set()).add(a)
+    k = len(cycle) - 1  # cycle[k] == cycle[0]
+    for i in range(k):
+        a = cycle[i]
+        if not _stateful(g.nodes[a]):
+            continue
+        seg = cycle[i + 1 : k]
+        segset = set(seg)
+        if all(pred.get(n, set()) <= segset | {a} and set(succ[n]) <= segset | {cycle[0]} for n in seg):
+            return (a, cycle[i + 1])
+    return None
+
+
+def _stateful(n: Node) -> bool:
+    if n.type == "NIRGraph" and n.subgraph is not None:
+        return any(_stateful(m) for m in n.subgraph.nodes.values())
+    return n.type in STATEFUL_TYPES
+
+
+def _acyclic_without(g: Graph, removed: set[tuple[str, str]]) -> bool:
+    indeg = {n: 0 for n in g.nodes}
+    succ: dict[str, list[str]] = {n: [] for n in g.nodes}
+    for a, b in g.edges:
+        if (a, b) in removed or a not in succ or b not in succ:
+            continue
+        succ[a].append(b)
+        indeg[b] += 1
+    todo = [n for n, d in indeg.items() if d == 0]
+    seen = 0
+    while todo:
+        n = todo.pop()
+        seen += 1
+        for m in succ[n]:
+            indeg[m] -= 1
+            if indeg[m] == 0:
+                todo.append(m)
+    return seen == len(g.nodes)
 
 
 def topo_sort(g: Graph) -> Graph:
@@ -338,7 +399,7 @@ def _topo(g: Graph) -> None:
             _topo(n.subgraph)
     names = list(g.nodes)
     pos = {n: i for i, n in enumerate(names)}
-    backs = set(back_edges(g))
+    backs = set(back_edges(g, rotate=False))
     inputs = [n for n in names if g.nodes[n].type == "Input"]
     outputs = [n for n in names if g.nodes[n].type == "Output"]
     middle = [n for n in names if n not in set(inputs) | set(outputs)]
