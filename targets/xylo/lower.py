@@ -8,6 +8,9 @@ Structure (the Xylo core is one recurrent population between an input and an out
   layer (feed-forward or recurrent alike) go to ``weights_rec``; weights into an output layer go
   to ``weights_out``. Chains of Affine / Linear / Scale nodes are folded into one matrix, and
   an edge straight from the Input or a neuron layer is an identity matrix;
+* an LI node that feeds only LIF layers of its own size is a synaptic current (NIR's
+  composition CubaLIF = LI;LIF) and becomes a Xylo synapse of those neurons; a layer fed
+  through two such filters with different time constants uses Isyn and Isyn2 (Audio 2 / 3);
 * every hidden->hidden and hidden->output hop costs one Xylo step; the reference simulator pays
   one step only on recurrent (delayed) edges. The difference is the **latency** in the report.
 
@@ -59,6 +62,7 @@ class _Contribution:
     matrix: np.ndarray  # (n_dst, n_src)
     bias: np.ndarray  # (n_dst,)
     delays: int  # delayed (recurrent) edges on the path in the reference graph
+    filt: str | None = None  # the LI node acting as this input's synapse (see _structure)
 
 
 @dataclass
@@ -71,6 +75,7 @@ class _Layer:
     offset: int = 0  # first hidden / output id
     disc: NeuronDiscretization | None = None
     latency: int = 0
+    kinds: list = field(default_factory=list)  # synapse kinds: None (own / direct) or LI filter names
 
 
 @dataclass
@@ -145,6 +150,16 @@ def _structure(g: Graph, hw: HWConfig, viol: list[Violation]):
         return None
 
     layers: dict[str, _Layer] = {n: _Layer(n, g.nodes[n], _size(g.nodes[n].output_shape)) for n in g.nodes if g.nodes[n].type in NEURON_TYPES}
+    # An LI node that feeds only LIF layers of its own size, directly, is a synaptic current
+    # (NIR's documented composition CubaLIF = LI;LIF): it becomes a Xylo synapse of those
+    # neurons. Two such filters with different time constants use Isyn and Isyn2.
+    filters: dict[str, Node] = {}
+    for name, n in g.nodes.items():
+        succ = g.successors(name)
+        if n.type == "LI" and succ and all(s in layers and g.nodes[s].type == "LIF" and layers[s].n == layers[name].n for s in succ):
+            filters[name] = n
+    for name in filters:
+        del layers[name]
     n_in = _size(inp.output_shape)
     memo: dict[str, list[_Contribution]] = {}
 
@@ -171,8 +186,22 @@ def _structure(g: Graph, hw: HWConfig, viol: list[Violation]):
     for name, layer in layers.items():
         for p in g.predecessors(name):
             d = 1 if (p, name) in g.delayed_edges else 0
+            if p in filters:
+                for pp in g.predecessors(p):
+                    d2 = 1 if (pp, p) in g.delayed_edges else 0
+                    for c in contributions(pp):
+                        layer.contributions.append(_Contribution(c.src, c.matrix, c.bias, c.delays + d + d2, filt=p))
+                continue
             for c in contributions(p):
                 layer.contributions.append(_Contribution(c.src, c.matrix, c.bias, c.delays + d))
+        layer.kinds = list(dict.fromkeys(c.filt for c in layer.contributions))
+        n_syn = lim_syn = hw.limits["synapses_per_output" if g.successors(name) == [out.name] else "synapses_per_hidden"]
+        if len(layer.kinds) > n_syn:
+            viol.append(_v("synapses_per_neuron", f"the layer needs {len(layer.kinds)} synaptic time constants "
+                           f"({', '.join(k or 'direct input' for k in layer.kinds)}); {hw.name} has {lim_syn} synapse(s) per neuron here",
+                           layer.node, limit=lim_syn, actual=len(layer.kinds),
+                           hint="merge the synaptic filters into one time constant" + (" or use Xylo Audio 2/3 (two synapses)" if lim_syn == 1 else "")))
+            ok = False
         if not layer.contributions:
             viol.append(_v("unconnected_layer", "neuron layer receives no input", layer.node, hint="remove it or connect it"))
             ok = False
@@ -218,7 +247,7 @@ def _structure(g: Graph, hw: HWConfig, viol: list[Violation]):
                 ok = False
     if not ok:
         return None
-    return inp, out, layers
+    return inp, out, layers, filters
 
 
 def _order_hidden(g: Graph, layers: dict[str, _Layer]) -> list[_Layer]:
@@ -281,75 +310,85 @@ class _ChipLayer:
     """Float chip parameters of one layer, before quantization."""
 
     dash_mem: np.ndarray
-    dash_syn: np.ndarray
-    k: np.ndarray  # factor from the NIR input of the layer to chip Isyn units (per neuron)
+    dash_syn: list[np.ndarray]  # one per synapse kind (layer.kinds)
+    k: list[np.ndarray]  # per kind: factor from the layer's NIR input to chip Isyn units
     threshold: np.ndarray
     bias: np.ndarray  # per-step additive term on Vmem (float)
 
 
-def _chip_layer(layer: _Layer, hw: HWConfig, opts: CompileOptions, viol: list[Violation], usage: dict) -> _ChipLayer:
+def _check_dash(what: str, raw, clipped, tau, node, dfmt, dt, scheme, viol, usage, label: str) -> None:
+    if np.any(raw > dfmt.max):
+        viol.append(_v(f"{what}_clipped", f"{int(np.sum(raw > dfmt.max))} neuron(s) need {what} > {dfmt.max}; clipped (time constant shortened)",
+                       node, limit=dfmt.max, actual=int(raw.max()), severity="warning", hint=f"tau/dt must stay below 2**{dfmt.max}: use a larger dt"))
+    if np.any(clipped == 0):
+        viol.append(_v(f"{what}_zero", f"{int(np.sum(clipped == 0))} neuron(s) round to {what} = 0, which clears the state every step "
+                       f"(tau below about 1.41 dt: min tau {float(tau.min()):.3g} s vs dt {dt:.3g} s)"
+                       + ("; with dash_mem 0 a Vmem that reaches -32768 stays there" if what == "dash_mem" else ""),
+                       node, limit=1, actual=0, severity="warning", hint="use a smaller dt or a longer time constant"))
+    eff = _tau_eff(clipped, dt, scheme)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(tau > 0, np.abs(eff - tau) / tau, 0.0)
+    usage[f"{label}_requested_s"] = _span(tau)
+    usage[f"{label}_effective_s"] = _span(eff)
+    usage[what] = _span(clipped)
+    usage[f"{label}_max_rel_error"] = float(np.max(rel)) if rel.size else 0.0
+
+
+def _vec(a, n: int) -> np.ndarray:
+    return np.broadcast_to(np.asarray(a, dtype=np.float64).reshape(-1), (n,)).copy()
+
+
+def _chip_layer(layer: _Layer, filters: dict[str, Node], hw: HWConfig, opts: CompileOptions, viol: list[Violation], usage: dict) -> _ChipLayer:
     d = layer.disc
     node = layer.node
+    n = layer.n
     dfmt = hw.fmt("dash")
     dt = opts.dt
     raw_mem = _dash(d.alpha_v, dfmt)
     dash_mem = np.clip(raw_mem, dfmt.min, dfmt.max)
-    tau_key = "tau_mem" if node.type.startswith("Cuba") else "tau"
-    tau_mem = np.broadcast_to(np.asarray(node.params[tau_key], dtype=np.float64).reshape(-1), (layer.n,))
-    if d.cuba:
-        raw_syn = _dash(d.alpha_i, dfmt)
-        dash_syn = np.clip(raw_syn, dfmt.min, dfmt.max)
-        tau_syn = np.broadcast_to(np.asarray(node.params["tau_syn"], dtype=np.float64).reshape(-1), (layer.n,))
-    else:
-        raw_syn = np.ones(layer.n)
-        dash_syn = raw_syn.copy()
-        tau_syn = None
-        viol.append(_v("lif_synapse_added", f"{node.type} has no synaptic current; Xylo always has one, so it gets dash_syn = 1 "
-                       f"(tau_syn = {_tau_eff(np.array([1.0]), dt, opts.scheme)[0]:.3g} s) and weights that deliver the same total charge "
-                       "over a few steps instead of at once", node, severity="warning", hint="export CubaLIF from the training library for an exact match"))
-    for what, raw, clipped, tau in (("dash_mem", raw_mem, dash_mem, tau_mem), ("dash_syn", raw_syn, dash_syn, tau_syn)):
-        if tau is None:
-            continue
-        if np.any(raw > dfmt.max):
-            viol.append(_v(f"{what}_clipped", f"{int(np.sum(raw > dfmt.max))} neuron(s) need {what} > {dfmt.max}; clipped (time constant shortened)",
-                           node, limit=dfmt.max, actual=int(raw.max()), severity="warning", hint=f"tau/dt must stay below 2**{dfmt.max}: use a larger dt"))
-        if np.any(clipped == 0):
-            viol.append(_v(f"{what}_zero", f"{int(np.sum(clipped == 0))} neuron(s) round to {what} = 0, which clears the state every step "
-                           f"(tau below about 1.41 dt: min tau {float(tau.min()):.3g} s vs dt {dt:.3g} s)",
-                           node, limit=1, actual=0, severity="warning", hint="use a smaller dt or a longer time constant"))
-        eff = _tau_eff(clipped, dt, opts.scheme)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rel = np.where(tau > 0, np.abs(eff - tau) / tau, 0.0)
-        usage[f"{'tau_mem' if what == 'dash_mem' else 'tau_syn'}_requested_s"] = _span(tau)
-        usage[f"{'tau_mem' if what == 'dash_mem' else 'tau_syn'}_effective_s"] = _span(eff)
-        usage[f"{what}"] = _span(clipped)
-        usage[f"{'tau_mem' if what == 'dash_mem' else 'tau_syn'}_max_rel_error"] = float(np.max(rel)) if rel.size else 0.0
-    a_syn = 1.0 - 2.0 ** (-dash_syn)  # gain of an event through Xylo's delivery-then-decay
-    safe = np.where(a_syn > 0, a_syn, 1.0)
-    if not opts.extra.get("compensate_synapse_gain", True):  # Rockpool's behaviour, for comparisons
-        safe = np.ones_like(safe)
-    if d.cuba:
-        k = d.gain_v * d.gain_i / safe
-    else:
-        k = d.gain_v * (1.0 - a_syn) / safe
-    bias = np.array(d.bias_v, dtype=np.float64).reshape(-1) * np.ones(layer.n)
-    # Affine biases on the way in: a constant drive; fold its steady state into the Vmem bias
-    b_in = sum((c.bias for c in layer.contributions), np.zeros(layer.n))
-    if np.any(b_in != 0):
-        if d.cuba:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                steady = np.where(d.alpha_i < 1, d.gain_v * d.gain_i * b_in / (1.0 - d.alpha_i), 0.0)
+    tau_mem = _vec(node.params["tau_mem" if node.type.startswith("Cuba") else "tau"], n)
+    _check_dash("dash_mem", raw_mem, dash_mem, tau_mem, node, dfmt, dt, opts.scheme, viol, usage, "tau_mem")
+    compensate = opts.extra.get("compensate_synapse_gain", True)  # False: Rockpool's behaviour, for comparisons
+    gain_v = _vec(d.gain_v, n)
+    dashes, ks = [], []
+    bias = _vec(d.bias_v, n)
+    for i, kind in enumerate(layer.kinds):
+        suffix = "" if i == 0 else "_2"
+        b_in = sum((c.bias for c in layer.contributions if c.filt == kind), np.zeros(n))
+        if kind is None and not d.cuba:
+            # a LIF/LI without a synaptic current: Xylo always has one; dash 1, same total charge
+            dash = np.ones(n)
+            a_syn = 1.0 - 2.0 ** (-dash)
+            k = gain_v * (1.0 - a_syn) / (a_syn if compensate else 1.0)
+            steady = gain_v * b_in
+            viol.append(_v("lif_synapse_added", f"{node.type} has no synaptic current; Xylo always has one, so it gets dash_syn{suffix} = 1 "
+                           f"(tau_syn = {_tau_eff(np.array([1.0]), dt, opts.scheme)[0]:.3g} s) and weights that deliver the same total charge "
+                           "over a few steps instead of at once", node, severity="warning", hint="export CubaLIF from the training library for an exact match"))
         else:
-            steady = d.gain_v * b_in
+            if kind is None:  # CubaLIF / CubaLI: the neuron's own synapse
+                alpha, gain, tau, cbias = d.alpha_i, d.gain_i, _vec(node.params["tau_syn"], n), np.zeros(n)
+            else:  # an LI node acting as the synapse
+                f = discretize_node(filters[kind], dt, opts.scheme, name=kind)
+                alpha, gain, tau, cbias = f.alpha_v, f.gain_v, _vec(filters[kind].params["tau"], n), _vec(f.bias_v, n)
+                usage.setdefault("synapse_filters", []).append(kind)
+            alpha, gain = _vec(alpha, n), _vec(gain, n)
+            raw = _dash(alpha, dfmt)
+            dash = np.clip(raw, dfmt.min, dfmt.max)
+            _check_dash(f"dash_syn{suffix}", raw, dash, tau, filters.get(kind, node), dfmt, dt, opts.scheme, viol, usage, f"tau_syn{suffix}")
+            a_syn = 1.0 - 2.0 ** (-dash)  # gain of an event through Xylo's delivery-then-decay
+            safe = np.where((a_syn > 0) & compensate, a_syn, 1.0)
+            k = gain_v * gain / safe
+            with np.errstate(divide="ignore", invalid="ignore"):
+                steady = np.where(alpha < 1, gain_v * (gain * b_in + cbias) / (1.0 - alpha), 0.0)
+        if np.any(b_in != 0):
+            viol.append(_v("affine_bias_folded", "Xylo weights have no bias: the Affine bias feeding this layer becomes a constant Vmem bias "
+                           "(its steady-state value; the synaptic rise time is lost)", node, severity="warning",
+                           hint="train with Linear layers (no bias) for an exact match"))
         bias = bias + steady
-        viol.append(_v("affine_bias_folded", "Xylo weights have no bias: the Affine bias feeding this layer becomes a constant Vmem bias "
-                       "(its steady-state value; the synaptic rise time is lost)", layer.node, severity="warning",
-                       hint="train with Linear layers (no bias) for an exact match"))
-    if d.spiking:
-        thr = np.array(d.threshold, dtype=np.float64).reshape(-1) * np.ones(layer.n)
-    else:
-        thr = np.full(layer.n, np.nan)
-    return _ChipLayer(dash_mem.astype(np.int64), dash_syn.astype(np.int64), np.asarray(k).reshape(-1) * np.ones(layer.n), thr, bias)
+        dashes.append(dash.astype(np.int64))
+        ks.append(k)
+    thr = _vec(d.threshold, n) if d.spiking else np.full(n, np.nan)
+    return _ChipLayer(dash_mem.astype(np.int64), dashes, ks, thr, bias)
 
 
 def _span(a) -> list[float] | float:
@@ -400,8 +439,10 @@ def _choose_scales(wmax_cols: list[tuple[np.ndarray, str]], thr: np.ndarray, bia
 
 
 def _quant_matrix(w: np.ndarray, scale_cols: np.ndarray, shift: int, wfmt) -> tuple[np.ndarray, dict]:
-    q = wfmt.quantize(w * scale_cols[None, :] / 2.0**shift)
-    deq = q * 2.0**shift / scale_cols[None, :]
+    """``w`` is (pre, post) or (pre, post, synapse); ``scale_cols`` is per post neuron."""
+    scale_cols = scale_cols.reshape((1, -1) + (1,) * (w.ndim - 2))
+    q = wfmt.quantize(w * scale_cols / 2.0**shift)
+    deq = q * 2.0**shift / scale_cols
     nz = w != 0
     norm = float(np.linalg.norm(w))
     stats = {
@@ -409,7 +450,7 @@ def _quant_matrix(w: np.ndarray, scale_cols: np.ndarray, shift: int, wfmt) -> tu
         "shift": shift,
         "nonzero_float": int(nz.sum()),
         "became_zero": int(np.sum(nz & (q == 0))),
-        "saturated": int(np.sum(np.abs(w * scale_cols[None, :] / 2.0**shift) > wfmt.max + 0.5)),
+        "saturated": int(np.sum(np.abs(w * scale_cols / 2.0**shift) > wfmt.max + 0.5)),
         "rel_rms_error": float(np.linalg.norm(deq - w) / norm) if norm > 0 else 0.0,
         "max_abs_int": int(np.abs(q).max()) if q.size else 0,
     }
@@ -435,7 +476,7 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions, *, threshold_target:
         # still say what we can count
         report.resources.append(Resource("neurons (all layers)", n_neurons, lim["hidden_neurons"] + lim["output_neurons"], "neurons"))
         return Lowered(None, report)
-    inp, out, layers = st
+    inp, out, layers, filters = st
     hidden = _order_hidden(g, layers)
     out_layer = next(l for l in layers.values() if l.role == "output")
     off = 0
@@ -464,7 +505,7 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions, *, threshold_target:
     chip: dict[str, _ChipLayer] = {}
     for l in [*hidden, out_layer]:
         l.disc = discretize_node(l.node, opts.dt, opts.scheme, name=l.name)
-        chip[l.name] = _chip_layer(l, hw, opts, viol, usage[l.name])
+        chip[l.name] = _chip_layer(l, filters, hw, opts, viol, usage[l.name])
         for msg in l.disc.notes:
             viol.append(_v("discretization", msg, l.node, severity="warning"))
         if l.role == "hidden" or l.node.type in SPIKING:
@@ -477,23 +518,23 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions, *, threshold_target:
 
     # -- float chip matrices ------------------------------------------------------------------
     idx = {l.name: l for l in hidden}
-    W_in = np.zeros((n_in, n_hid))
-    W_rec = np.zeros((n_hid, n_hid))
+    n_syn = max([len(l.kinds) for l in hidden] + [1])
+    W_in = np.zeros((n_in, n_hid, n_syn))
+    W_rec = np.zeros((n_hid, n_hid, n_syn))
     W_out = np.zeros((n_hid, n_out))
     for l in hidden:
-        k = chip[l.name].k
         sl = slice(l.offset, l.offset + l.n)
         for c in l.contributions:
-            m = (k[:, None] * c.matrix).T  # (n_src, n_dst)
+            syn = l.kinds.index(c.filt)
+            m = (chip[l.name].k[syn][:, None] * c.matrix).T  # (n_src, n_dst)
             if c.src == INPUT:
-                W_in[:, sl] += m
+                W_in[:, sl, syn] += m
             else:
                 s = idx[c.src]
-                W_rec[s.offset : s.offset + s.n, sl] += m
-    k = chip[out_layer.name].k
+                W_rec[s.offset : s.offset + s.n, sl, syn] += m
     for c in out_layer.contributions:
         s = idx[c.src]
-        W_out[s.offset : s.offset + s.n, :] += (k[:, None] * c.matrix).T
+        W_out[s.offset : s.offset + s.n, :] += (chip[out_layer.name].k[0][:, None] * c.matrix).T
 
     # -- quantize -----------------------------------------------------------------------------
     wfmt, tfmt, bfmt = hw.fmt("weight"), hw.fmt("threshold"), hw.fmt("bias")
@@ -503,7 +544,7 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions, *, threshold_target:
     thr_o, bias_o = chip[out_layer.name].threshold, chip[out_layer.name].bias
     tt = np.full(n_hid + n_out, float(THRESHOLD_TARGET)) if threshold_target is None else np.broadcast_to(np.asarray(threshold_target, dtype=np.float64), (n_hid + n_out,)).copy()
     mode = opts.quantization
-    s_h, sh_h = _choose_scales([(np.abs(W_in).max(axis=0, initial=0), "in"), (np.abs(W_rec).max(axis=0, initial=0), "rec")],
+    s_h, sh_h = _choose_scales([(np.abs(W_in).max(axis=(0, 2), initial=0), "in"), (np.abs(W_rec).max(axis=(0, 2), initial=0), "rec")],
                                thr_h, bias_h, wfmt, tfmt, bfmt, max_shift, mode, tt[:n_hid])
     if readout == "vmem":
         # no threshold to aim at: scale so the largest output weight uses the int8 range, no shift
@@ -538,16 +579,18 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions, *, threshold_target:
         viol.append(_v("bias_unsupported", f"{hw.name} has no neuron bias", limit=0, actual=int(np.count_nonzero(b_q) + np.count_nonzero(bo_q))))
 
     dash_mem = np.concatenate([chip[l.name].dash_mem for l in hidden]) if hidden else np.zeros(0, np.int64)
-    dash_syn = np.concatenate([chip[l.name].dash_syn for l in hidden]) if hidden else np.zeros(0, np.int64)
+    dash_syn = np.concatenate([chip[l.name].dash_syn[0] for l in hidden]) if hidden else np.zeros(0, np.int64)
+    # a layer with one synapse kind keeps dash_syn_2 = dash_syn (its Isyn2 receives nothing)
+    dash_syn_2 = np.concatenate([chip[l.name].dash_syn[-1] for l in hidden]) if hidden else np.zeros(0, np.int64)
     cfg = XyloConfig(
-        weights_in=qi[:, :, None],
-        weights_rec=qr[:, :, None],
+        weights_in=qi,
+        weights_rec=qr,
         weights_out=qo,
         dash_mem=dash_mem,
         dash_syn=dash_syn,
-        dash_syn_2=dash_syn,
+        dash_syn_2=dash_syn_2,
         dash_mem_out=chip[out_layer.name].dash_mem,
-        dash_syn_out=chip[out_layer.name].dash_syn,
+        dash_syn_out=chip[out_layer.name].dash_syn[0],
         threshold=th_q,
         threshold_out=tho_q,
         bias=b_q,
