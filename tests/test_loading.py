@@ -19,16 +19,12 @@ DATA = Path(__file__).parent / "data"
 CORPUS_FILES = ["lif_norse.nir", "cnn_sinabs.nir", "braille_noDelay_bias_zero.nir", "braille_noDelay_noBias_subtract.nir"]
 FIXTURES = ["nir104_lif.nir", "nir104_cnn.nir", "nir104_rnn_nested.nir", "nir104_elementwise.nir"]
 
-ROOT = Path(__file__).resolve().parents[1]
-_CORPUS_DIRS = (ROOT / "examples" / "nir-corpus", Path("/work/shared/nir-corpus"))
+from conftest import CORPUS, ROOT
 
 
 def corpus(name: str) -> Path:
-    """A corpus graph: the project's copy (examples/nir-corpus) first, else the shared one."""
-    for d in _CORPUS_DIRS:
-        if (d / name).is_file():
-            return d / name
-    pytest.skip(f"corpus graph {name} not available")
+    """A graph of the project's corpus copy (examples/nir-corpus)."""
+    return CORPUS / name
 
 
 def assert_same_graph(a: Graph, b: Graph, *, ordered: bool = False) -> None:

@@ -24,16 +24,12 @@ from nirdeploy.passes import (
 )
 from nirdeploy.validate import infer_shapes, validate
 
-ROOT = Path(__file__).resolve().parents[1]
-_CORPUS_DIRS = (ROOT / "examples" / "nir-corpus", Path("/work/shared/nir-corpus"))
+from conftest import CORPUS, ROOT
 
 
 def corpus(name: str) -> Path:
-    """A corpus graph: the project's copy (examples/nir-corpus) first, else the shared one."""
-    for d in _CORPUS_DIRS:
-        if (d / name).is_file():
-            return d / name
-    pytest.skip(f"corpus graph {name} not available")
+    """A graph of the project's corpus copy (examples/nir-corpus)."""
+    return CORPUS / name
 
 
 DATA = Path(__file__).parent / "data"

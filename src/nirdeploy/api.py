@@ -304,6 +304,18 @@ def check_input_array(x, input_shape: tuple[int, ...]) -> np.ndarray:
     return x.astype(np.int64, copy=False)
 
 
+def check_output_folder(folder, force: bool = False) -> None:
+    """An output folder may be written: its parent exists, and it does not (or ``force``)."""
+    folder = Path(folder)
+    if folder.exists() and not force:
+        if not folder.is_dir() or any(folder.iterdir()):
+            raise UsageError(f"output folder {folder} already exists; use --force to replace it")
+    if folder.exists() and force and not folder.is_dir():
+        raise UsageError(f"{folder} exists and is not a folder")
+    if not folder.parent.is_dir():
+        raise UsageError(f"parent folder {folder.parent} does not exist")
+
+
 class atomic_folder:
     """Context manager: yields a temporary folder next to ``folder`` and renames it into place on
     success; on any error the temporary folder is removed and ``folder`` is left as it was."""
@@ -313,12 +325,8 @@ class atomic_folder:
         self.force = force
 
     def __enter__(self) -> Path:
-        if self.folder.exists() and not self.force:
-            if not self.folder.is_dir() or any(self.folder.iterdir()):
-                raise UsageError(f"output folder {self.folder} already exists; use --force to replace it")
+        check_output_folder(self.folder, self.force)
         parent = self.folder.parent
-        if not parent.is_dir():
-            raise UsageError(f"parent folder {parent} does not exist")
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.folder.name}.tmp-", dir=parent))
         return self.tmp
 

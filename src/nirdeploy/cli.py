@@ -189,6 +189,7 @@ def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, out, 
     def body():
         from . import api
 
+        api.check_output_folder(out, force=force)  # fail before the work, not after it
         dep = api.compile(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibrate=calibrate)
         for n in dep.notices:
             click.echo(f"notice: {n}", err=True)

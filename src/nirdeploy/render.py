@@ -17,12 +17,13 @@ def to_text(renderable, width: int = 110) -> str:
 
 def render_rows(title: str, columns: list[str], rows: list[list], width: int = 110) -> str:
     from rich.table import Table
+    from rich.text import Text
 
-    t = Table(title=title, title_justify="left")
+    t = Table(title=Text(title), title_justify="left")
     for c in columns:
-        t.add_column(c)
+        t.add_column(Text(c))
     for r in rows:
-        t.add_row(*[str(c) for c in r])
+        t.add_row(*[Text(str(c)) for c in r])  # Text: no rich markup, so "[rule]" stays visible
     return to_text(t, width)
 
 

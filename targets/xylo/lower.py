@@ -135,14 +135,15 @@ def _structure(g: Graph, hw: HWConfig, viol: list[Violation]):
                        limit=1, actual=max(len(inputs), len(outputs)), hint="split the graph, or merge its inputs into one vector"))
         return None
     inp, out = inputs[0], outputs[0]
-    for name, n in g.nodes.items():
-        if n.type not in SUPPORTED_NODES:
-            ok = False
-            viol.append(_v("unsupported_node", f"{n.type} has no Xylo equivalent", n,
-                           hint="Xylo runs Affine/Linear weights into LIF or CubaLIF neurons (LI/CubaLI as readout)"))
-        elif n.type in NEURON_TYPES + ("Input", "Output", "Flatten", "Scale", "Affine", "Linear"):
+    unsupported = [n for n in g.nodes.values() if n.type not in SUPPORTED_NODES]
+    for n in unsupported:  # first: the most useful thing to know
+        viol.append(_v("unsupported_node", f"{n.type} has no Xylo equivalent", n,
+                       hint="Xylo runs Affine/Linear weights into LIF or CubaLIF neurons (LI/CubaLI as readout)"))
+    ok = not unsupported
+    for n in g.nodes.values():
+        if n.type in SUPPORTED_NODES and n.type not in ("Flatten", "NIRGraph"):
             shp = n.output_shape if n.type != "Output" else n.input_shape
-            if shp is not None and len(shp) > 1 and n.type != "Flatten":
+            if shp is not None and len(shp) > 1:
                 ok = False
                 viol.append(_v("not_one_dimensional", f"Xylo layers are vectors; {n.type} has shape {tuple(shp)}", n,
                                limit=1, actual=len(shp), hint="flatten the network to 1-D layers"))
