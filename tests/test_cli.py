@@ -170,3 +170,16 @@ def test_bad_dt_and_reset_are_usage_errors(tmp_path):
         assert "dt" in r.output
     r = run("check", BRAILLE, "--target", "xylo:audio2", "--dt", "1e-4", "--reset", "sideways")
     assert r.exit_code == 2
+
+
+def test_inspect_with_dt_shows_discrete_decays_and_gains():
+    r = run("inspect", BRAILLE, "--dt", "1e-4", "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)["discretization"]
+    # snnTorch encoding: r = tau/dt and w_in = tau_syn/dt give gains of exactly 1
+    lif1 = d["lif1.lif"]
+    assert lif1["gain_v"] == pytest.approx([1.0] * 40) and lif1["gain_i"] == pytest.approx([1.0] * 40)
+    assert lif1["alpha_v"][0] == pytest.approx(1 - 1e-4 / 6.6666667e-4, rel=1e-6)
+    r = run("inspect", BRAILLE, "--dt", "1e-4", "--scheme", "exact", "--json")
+    assert json.loads(r.output)["discretization"]["lif2"]["alpha_v"][0] == pytest.approx(np.exp(-1e-4 / 3.3333333e-4), rel=1e-6)
+    assert "Discretization (euler, dt = 0.0001 s)" in run("inspect", BRAILLE, "--dt", "1e-4").output

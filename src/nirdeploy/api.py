@@ -78,11 +78,14 @@ def _options(graph: Graph, dt, reset, scheme, quantization, calibrate, notices: 
     return CompileOptions(dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibration=cal)
 
 
-def inspect(graph_or_path) -> dict:
-    """Nodes, shapes, neuron counts, parameter summary, dt candidates and recurrent loops (data)."""
+def inspect(graph_or_path, *, dt: float | None = None, scheme: str = "euler") -> dict:
+    """Nodes, shapes, neuron counts, parameter summary, dt candidates and recurrent loops (data);
+    with ``dt``, also every neuron's discrete decay factors and input gains."""
+    from .discretize import validate_dt
     from .inspection import inspect_graph
 
-    return inspect_graph(load_graph(graph_or_path))
+    _check_choice("scheme", scheme, SCHEMES)
+    return inspect_graph(load_graph(graph_or_path), None if dt is None else validate_dt(dt), scheme)
 
 
 def check(

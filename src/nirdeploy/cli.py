@@ -109,15 +109,17 @@ def targets_cmd(as_json: bool) -> None:
 
 @main.command("inspect")
 @click.argument("graph", type=click.Path(dir_okay=False))
+@click.option("--dt", type=float, default=None, help="also show every neuron's discrete decays and gains at this time step")
+@click.option("--scheme", type=click.Choice(["euler", "exact"]), default="euler", show_default=True, help="discretization scheme (with --dt)")
 @click.option("--json", "as_json", is_flag=True, help="print data instead of a table")
-def inspect_cmd(graph: str, as_json: bool) -> None:
+def inspect_cmd(graph: str, dt, scheme, as_json: bool) -> None:
     """Nodes, shapes, neuron counts, parameters, inferred dt candidates, recurrent loops."""
 
     def body():
         from . import api
         from .inspection import render_inspection
 
-        info = api.inspect(graph)
+        info = api.inspect(graph, dt=dt, scheme=scheme)
         if as_json:
             _echo_json(info)
         else:
@@ -230,6 +232,12 @@ def simulate_cmd(source, input_path, out, reference, dt, reset, scheme, compare_
         if reference:
             if os.path.isdir(source):
                 raise UsageError("--reference takes a .nir graph, not a compiled folder")
+            if dt is None:
+                from .discretize import resolve_dt
+
+                _, notice = resolve_dt(api.load_graph(source), None)
+                if notice:
+                    click.echo(f"notice: {notice}", err=True)
             with _Progress(int(np.prod(x.shape)) * 8, "reference") as prog:
                 y = api.simulate_reference(source, x, dt=dt, reset=reset, scheme=scheme, progress=prog)
             _save_npy(out, y)

@@ -25,8 +25,10 @@ def _param_summary(v) -> object:
     return v
 
 
-def inspect_graph(graph: Graph) -> dict:
-    from .discretize import infer_dt
+def inspect_graph(graph: Graph, dt: float | None = None, scheme: str = "euler") -> dict:
+    """With ``dt``, every neuron's discrete decay factors, input gains and effective time
+    constants are included (``"discretization"``)."""
+    from .discretize import discretize, infer_dt
     from .passes import normalize, recurrent_loops
 
     flat = normalize(graph)
@@ -43,6 +45,7 @@ def inspect_graph(graph: Graph) -> dict:
             }
         )
     cands = infer_dt(graph)
+    disc = {name: d.to_dict() for name, d in discretize(flat, dt, scheme).items()} if dt is not None else None
     counts = graph.summary_counts()
     return {
         "nir_version": graph.nir_version,
@@ -55,6 +58,7 @@ def inspect_graph(graph: Graph) -> dict:
         "recurrent_loops": recurrent_loops(flat),
         "delayed_edges": sorted(list(e) for e in flat.delayed_edges),
         "dt_candidates": [_cand_dict(c) for c in cands],
+        "discretization": disc,
     }
 
 
@@ -95,4 +99,18 @@ def render_inspection(info: dict) -> str:
             out.append(f"dt candidate: {c['dt']:g} s ({c['convention']}): {c['evidence']}")
     else:
         out.append("dt candidates: none can be inferred from the parameters; pass --dt")
+    if info.get("discretization"):
+        rows = []
+        for name, d in info["discretization"].items():
+            rows.append([name, d["type"]] + [_range(d.get(k)) for k in ("alpha_v", "gain_v", "bias_v", "alpha_i", "gain_i", "tau_effective")])
+        d0 = next(iter(info["discretization"].values()))
+        out.append(render_rows(f"Discretization ({d0['scheme']}, dt = {d0['dt']:g} s)",
+                               ["node", "type", "alpha_v", "gain_v", "bias_v", "alpha_i", "gain_i", "tau_eff (s)"], rows))
     return "\n".join(out)
+
+
+def _range(v) -> str:
+    if v is None:
+        return "-"
+    a = np.asarray(v, dtype=np.float64)
+    return f"{a.min():.4g}" if a.min() == a.max() else f"{a.min():.4g}..{a.max():.4g}"
