@@ -315,8 +315,11 @@ def check_output_folder(folder, force: bool = False) -> None:
             raise UsageError(f"output folder {folder} already exists; use --force to replace it")
     if folder.exists() and force and not folder.is_dir():
         raise UsageError(f"{folder} exists and is not a folder")
-    if not folder.parent.is_dir():
-        raise UsageError(f"parent folder {folder.parent} does not exist")
+    anc = folder.parent
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise UsageError(f"cannot create {folder}: {anc} is not a folder")
 
 
 class atomic_folder:
@@ -330,6 +333,7 @@ class atomic_folder:
     def __enter__(self) -> Path:
         check_output_folder(self.folder, self.force)
         parent = self.folder.parent
+        parent.mkdir(parents=True, exist_ok=True)  # only once the work has succeeded
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.folder.name}.tmp-", dir=parent))
         return self.tmp
 
