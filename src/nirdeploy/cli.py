@@ -265,7 +265,7 @@ def simulate_cmd(source, input_path, out, reference, dt, reset, scheme, compare_
 def _print_compare(cmp: dict) -> None:
     from .render import render_rows
 
-    rows = [[i, c, r] for i, (c, r) in enumerate(zip(cmp["chip_counts"], cmp["reference_counts"]))]
+    rows = [[i, f"{c:g}", f"{r:g}"] for i, (c, r) in enumerate(zip(cmp["chip_counts"], cmp["reference_counts"]))]
     click.echo(render_rows(f"Chip vs reference (chip shifted by {cmp['latency_steps']} steps of latency)", ["output", "chip spikes", "reference spikes"], rows), nl=False)
     click.echo(
         f"spike-count correlation {cmp['count_correlation']:.3f}; element-wise agreement {cmp['elementwise_agreement']:.3f}; "
