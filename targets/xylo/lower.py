@@ -196,8 +196,8 @@ def _structure(g: Graph, hw: HWConfig, viol: list[Violation]):
             for c in contributions(p):
                 layer.contributions.append(_Contribution(c.src, c.matrix, c.bias, c.delays + d))
         layer.kinds = list(dict.fromkeys(c.filt for c in layer.contributions))
-        n_syn = lim_syn = hw.limits["synapses_per_output" if g.successors(name) == [out.name] else "synapses_per_hidden"]
-        if len(layer.kinds) > n_syn:
+        lim_syn = hw.limits["synapses_per_output" if g.successors(name) == [out.name] else "synapses_per_hidden"]
+        if len(layer.kinds) > lim_syn:
             viol.append(_v("synapses_per_neuron", f"the layer needs {len(layer.kinds)} synaptic time constants "
                            f"({', '.join(k or 'direct input' for k in layer.kinds)}); {hw.name} has {lim_syn} synapse(s) per neuron here",
                            layer.node, limit=lim_syn, actual=len(layer.kinds),
