@@ -346,6 +346,29 @@ def _too_many_edges(tmp_path: Path) -> Path:
     return p
 
 
+def hdf5_heap_spin(tmp_path: Path) -> Path:
+    """One field changed: the global-heap collection (where variable-length strings live) claims
+    twice its size. The HDF5 C library then loops forever reading any string (h5py and nir.read
+    hang alike), so the reader must run in a child process with a timeout (~4 s here)."""
+    p = good_file(tmp_path, "heap_spin.nir")
+    b = bytearray(p.read_bytes())
+    i = b.find(b"GCOL")
+    assert i > 0
+    size = int.from_bytes(b[i + 8 : i + 16], "little")
+    b[i + 8 : i + 16] = (2 * size).to_bytes(8, "little")
+    p.write_bytes(bytes(b))
+    return p
+
+
+def _non_utf8_name(tmp_path: Path) -> Path:
+    p = Path(tmp_path) / "utf8.nir"
+    write_file(p, graph(base_nodes(), BASE_EDGES))
+    with h5py.File(p, "a") as f:
+        g = f["node/nodes"].create_group(b"lif\x9c")
+        g.create_dataset("type", data="LIF", dtype=STR)
+    return p
+
+
 def _directory(tmp_path: Path) -> Path:
     p = Path(tmp_path) / "folder.nir"
     os.makedirs(p, exist_ok=True)
@@ -394,6 +417,7 @@ CASES: list[tuple[str, Callable[[Path], Path], str]] = [
     ("empty_file", empty_file, "empty"),
     ("random_bytes", random_bytes, "not an hdf5"),
     ("hdf5_without_node_group", hdf5_not_nir, "not a nir file"),
+    ("hdf5_library_hang", hdf5_heap_spin, "did not finish"),
     ("directory", _directory, "directory"),
     # missing things
     ("missing_tau", _with(_delete("lif", "tau")), "tau"),
@@ -445,6 +469,7 @@ CASES: list[tuple[str, Callable[[Path], Path], str]] = [
     ("many_problems", _many_problems, "more problems"),
     ("many_bad_nodes", _many_bad_nodes, "175 more problems"),
     ("long_node_name", _long_name, "too long"),
+    ("non_utf8_node_name", _non_utf8_name, "utf-8"),
     ("too_many_edges", _too_many_edges, "edges"),
     ("algebraic_loop", _algebraic_loop, "algebraic loop"),
     ("deep_nesting", deep_nesting, "nesting"),

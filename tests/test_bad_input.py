@@ -13,6 +13,14 @@ from nirdeploy.loading import load
 TIME_BUDGET_S = 5.0
 
 
+@pytest.fixture(autouse=True)
+def _short_read_timeout(monkeypatch):
+    """The table's files are tiny: 1.5 s is plenty, and keeps the hang case quick."""
+    import nirdeploy.loading as L
+
+    monkeypatch.setattr(L, "READ_TIMEOUT_BASE_S", 1.5)
+
+
 def test_table_is_big_enough_and_unique():
     assert len(CASES) >= 25
     ids = [c[0] for c in CASES]

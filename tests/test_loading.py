@@ -388,3 +388,48 @@ def test_shared_hard_linked_node_is_refused(tmp_path):
         f["node/nodes/lif2"] = f["node/nodes/lif"]
     with pytest.raises(GraphLoadError, match="hard link"):
         load(p)
+
+
+# ------------------------------------------------------------------------------------------------
+# process isolation of the HDF5 parse
+# ------------------------------------------------------------------------------------------------
+
+needs_fork = pytest.mark.skipif(not __import__("nirdeploy.loading", fromlist=["_can_fork"])._can_fork(),
+                                reason="no fork on this platform")
+
+
+@needs_fork
+def test_a_stuck_hdf5_library_is_killed(tmp_path, monkeypatch):
+    import time
+
+    import nirdeploy.loading as L
+
+    p = write_file(tmp_path / "g.nir", graph(base_nodes(), BASE_EDGES))
+    monkeypatch.setattr(L, "_read_file", lambda path, limits: time.sleep(60))
+    t0 = time.monotonic()
+    with pytest.raises(GraphLoadError, match="did not finish within 1 s"):
+        read_nir_file(p, timeout=1.0)
+    assert time.monotonic() - t0 < 5
+
+
+@needs_fork
+def test_a_crashing_hdf5_library_is_a_load_error(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    import nirdeploy.loading as L
+
+    p = write_file(tmp_path / "g.nir", graph(base_nodes(), BASE_EDGES))
+    monkeypatch.setattr(L, "_read_file", lambda path, limits: os.kill(os.getpid(), signal.SIGSEGV))
+    with pytest.raises(GraphLoadError, match="crashed"):
+        read_nir_file(p)
+
+
+def test_isolated_and_in_process_readers_agree(tmp_path):
+    for path in [DATA / f for f in FIXTURES] + [corpus("cnn_sinabs.nir")]:
+        assert_same_graph(read_nir_file(path, isolate=True), read_nir_file(path, isolate=False), ordered=True)
+    bad = write_file(tmp_path / "bad.nir", graph({**base_nodes(), "x": {"type": "Linear", "weight": "w"}}, BASE_EDGES))
+    for iso in (True, False):
+        with pytest.raises(GraphLoadError) as info:
+            read_nir_file(bad, isolate=iso)
+        assert [(q.node, q.field) for q in info.value.problems] == [("x", "weight")]

@@ -8,7 +8,9 @@
   counts are bounded, links (soft / external) are refused, and every problem found names the
   node and the field. Structural problems (not HDF5, truncated, limits exceeded) raise at once;
   per-node problems are collected and raised together as one :class:`GraphLoadError` (its
-  ``problems`` attribute holds the :class:`~nirdeploy.errors.Problem` list).
+  ``problems`` attribute holds the :class:`~nirdeploy.errors.Problem` list). Because the HDF5 C
+  library itself can loop forever or crash on corrupt bytes, the parse runs in a forked child
+  process with a timeout where ``fork`` exists (see :func:`read_nir_file`).
 * :func:`from_nir` / :func:`to_nir`: conversion from / to nir's dataclasses.
 * :func:`write_nir`: ``to_nir`` + ``nir.write``.
 
@@ -57,6 +59,7 @@ __all__ = [
     "ReadLimits",
     "DEFAULT_LIMITS",
     "DEFAULTED_KEY",
+    "READ_TIMEOUT_BASE_S",
     "LEGACY_TYPE_NAMES",
     "defaulted_fields",
 ]
@@ -124,10 +127,28 @@ def load(source: Any, *, validate: bool = True) -> Graph:
     return g
 
 
-def read_nir_file(path: str | os.PathLike, *, limits: ReadLimits = DEFAULT_LIMITS) -> Graph:
-    """Read a ``.nir`` (HDF5) file with nirdeploy's own bounded reader. Shapes are not inferred."""
-    import h5py
+#: a child process reading a file gets this many seconds, plus one per 20 MB of file
+READ_TIMEOUT_BASE_S = 4.0
+READ_TIMEOUT_PER_BYTE_S = 1 / 20e6
 
+
+def read_nir_file(
+    path: str | os.PathLike,
+    *,
+    limits: ReadLimits = DEFAULT_LIMITS,
+    isolate: bool | None = None,
+    timeout: float | None = None,
+) -> Graph:
+    """Read a ``.nir`` (HDF5) file with nirdeploy's own bounded reader. Shapes are not inferred.
+
+    The HDF5 C library can spin forever or crash on corrupt bytes (for example a global-heap
+    collection size doubled by one flipped byte makes reading any variable-length string loop,
+    in h5py and in ``nir.read`` alike), and C code cannot be interrupted from Python. So by
+    default (``isolate=None``: where ``fork`` exists) the file is parsed in a forked child
+    process that is killed after ``timeout`` seconds (default :data:`READ_TIMEOUT_BASE_S` plus
+    one second per 20 MB); a hang or a crash of the child becomes a :class:`GraphLoadError`.
+    ``isolate=False`` reads in this process.
+    """
     p = Path(path)
     if not p.exists():
         raise GraphLoadError(f"{p}: no such file")
@@ -139,6 +160,83 @@ def read_nir_file(path: str | os.PathLike, *, limits: ReadLimits = DEFAULT_LIMIT
         raise GraphLoadError(f"{p}: cannot read: {e.strerror or e}") from None
     if size == 0:
         raise GraphLoadError(f"{p}: empty file, not a NIR (HDF5) file")
+    if isolate is None:
+        isolate = _can_fork()
+    if not isolate:
+        return _read_file(p, limits)
+    if timeout is None:
+        timeout = READ_TIMEOUT_BASE_S + size * READ_TIMEOUT_PER_BYTE_S
+    return _read_file_isolated(p, limits, timeout)
+
+
+def _can_fork() -> bool:
+    import multiprocessing as mp
+
+    if "fork" not in mp.get_all_start_methods():
+        return False
+    try:  # a daemonic process (e.g. a Pool worker) may not have children
+        return not mp.current_process().daemon
+    except Exception:  # pragma: no cover
+        return False
+
+
+def _child_read(conn, path: str, limits: ReadLimits) -> None:
+    try:
+        try:
+            res = ("ok", _read_file(Path(path), limits))
+        except GraphLoadError as e:
+            res = ("err", e)
+        except BaseException as e:  # pragma: no cover - _read_file converts everything
+            res = ("err", GraphLoadError(f"{path}: cannot read this NIR file (internal error: {type(e).__name__}: {_short(e)})"))
+        conn.send(res)
+    finally:
+        conn.close()
+
+
+def _read_file_isolated(p: Path, limits: ReadLimits, timeout: float) -> Graph:
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child_read, args=(send, str(p), limits), name="nirdeploy-read")
+    try:
+        proc.start()
+    except Exception:  # cannot fork here: read in this process
+        recv.close()
+        send.close()
+        return _read_file(p, limits)
+    send.close()
+    try:
+        if not recv.poll(timeout):
+            proc.kill()
+            raise GraphLoadError(
+                f"{p}: reading the file did not finish within {timeout:.0f} s: the HDF5 library is stuck on "
+                "corrupt data (a damaged or hostile file)"
+            )
+        try:
+            status, payload = recv.recv()
+        except (EOFError, OSError):
+            proc.join(2)
+            raise GraphLoadError(
+                f"{p}: the HDF5 library crashed while reading this file (child exit code {proc.exitcode}): "
+                "corrupt or hostile file"
+            ) from None
+    finally:
+        recv.close()
+        if proc.is_alive():
+            proc.join(0.5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    if status == "ok":
+        return payload
+    raise payload
+
+
+def _read_file(p: Path, limits: ReadLimits) -> Graph:
+    """The reader proper (no process isolation)."""
+    import h5py
+
     try:
         is_h5 = h5py.is_hdf5(str(p))
     except Exception:
@@ -420,7 +518,7 @@ class _Reader:
         import h5py
 
         self._check_dataset(ds, what)
-        dt = ds.dtype
+        dt = _dtype(ds)
         if h5py.check_string_dtype(dt) is not None or dt.kind in "SU":
             raise _ParamError("expected numbers, found strings", "number array", "string")
         if dt.kind == "c":
@@ -435,7 +533,7 @@ class _Reader:
 
         if not isinstance(ds, h5py.Dataset):
             raise _ParamError("expected a string dataset, found a group", "string", "group")
-        dt = ds.dtype
+        dt = _dtype(ds)
         if h5py.check_string_dtype(dt) is None and dt.kind not in "S":
             raise _ParamError(f"expected a string, found {dt}", "string", str(dt))
         if ds.shape is None or math.prod(ds.shape) != 1:
@@ -514,6 +612,9 @@ class _Reader:
                 raise _Fatal(f"more than {self.limits.max_nodes} nodes")
             self.n_nodes += n
             for key in nodes_group.keys():
+                if isinstance(key, bytes):  # h5py gives names that are not UTF-8 as bytes
+                    self._problem(prefix + key.decode("utf-8", "replace"), "", "name", "node name is not valid UTF-8")
+                    continue
                 if len(key) > self.limits.max_name:
                     self._problem(
                         prefix + key[:40] + "...", "", "name", f"node name of {len(key)} characters is too long",
@@ -550,7 +651,7 @@ class _Reader:
                 raise _Fatal(f"{what}: more than {self.limits.max_edges} edges")
             self._check_dataset(ds, what)
             self.n_edges += shape[0]
-            dt = ds.dtype
+            dt = _dtype(ds)
             self.where = what
             if h5py.check_string_dtype(dt) is not None or dt.kind == "S":
                 raw = ds[()]
@@ -577,6 +678,9 @@ class _Reader:
             raise _Fatal(f"{node or 'graph'}.metadata: more than {self.limits.max_metadata_items} entries")
         out: dict[str, Any] = {}
         for k in obj.keys():
+            if isinstance(k, bytes):
+                self._problem(node, ntype, "metadata", "a metadata key is not valid UTF-8", None, k.decode("utf-8", "replace"))
+                continue
             what = f"{node or 'graph'}.metadata.{k}"
             item = self._child(obj, k, what)
             if isinstance(item, h5py.Group):
@@ -584,7 +688,7 @@ class _Reader:
                 continue
             try:
                 self._check_dataset(item, what, max_elements=1_000_000)
-                dt = item.dtype
+                dt = _dtype(item)
                 self.where = what
                 if h5py.check_string_dtype(dt) is not None or dt.kind == "S":
                     v = item[()]
@@ -609,7 +713,8 @@ class _Reader:
         from .validate import PARAM_KINDS
 
         if not isinstance(obj, h5py.Group):
-            self._problem(full, "", "", "a node must be an HDF5 group, found a dataset")
+            kind = "a dataset" if isinstance(obj, h5py.Dataset) else f"an HDF5 {type(obj).__name__}"
+            self._problem(full, "", "", f"a node must be an HDF5 group, found {kind}")
             return None
         self._visit(obj, full)
         if "type" not in obj:
@@ -667,7 +772,7 @@ class _Reader:
                         item = self._child(item, ks[0], what)
                     if kind == "padding":
                         if isinstance(item, h5py.Dataset) and (
-                            h5py.check_string_dtype(item.dtype) is not None or item.dtype.kind == "S"
+                            h5py.check_string_dtype(_dtype(item)) is not None or _dtype(item).kind == "S"
                         ):
                             raw: Any = self._read_string(item, what)
                         else:
@@ -691,6 +796,14 @@ class _Reader:
         return Node(key, ntype, params, meta)
 
 
+def _dtype(ds) -> np.dtype:
+    """A dataset's dtype; HDF5 types numpy cannot represent (time, references...) are refused."""
+    try:
+        return ds.dtype
+    except (TypeError, ValueError) as e:
+        raise _ParamError(f"unsupported HDF5 data type ({_short(e)})", "numbers or strings", "unsupported type") from None
+
+
 def _nested_typed_groups(group, depth: int, prefix: str = "") -> list[str]:
     """Names of subgroups (below ``group``) that hold a 'type': what a '/' in a name produces."""
     import h5py
@@ -700,6 +813,8 @@ def _nested_typed_groups(group, depth: int, prefix: str = "") -> list[str]:
         return out
     try:
         for k in list(group.keys())[:100]:
+            if not isinstance(k, str):
+                continue
             lnk = group.get(k, getlink=True)
             if not isinstance(lnk, h5py.HardLink):
                 continue

@@ -1,6 +1,7 @@
 """Normalisation passes: pure functions ``Graph -> Graph`` (the argument is never modified).
 
-``PASSES`` names every pass; :func:`normalize` runs :data:`PIPELINE`:
+``PASSES`` names every pass; :func:`normalize` validates its argument (raising
+:class:`~nirdeploy.errors.GraphValidationError`), then runs :data:`PIPELINE`:
 
     infer_shapes -> inline_subgraphs -> broadcast_params -> drop_identities -> infer_shapes
     -> topo_sort -> mark_recurrent
