@@ -235,6 +235,34 @@ def test_bigger_network_matches_xylosim():
     _assert_same(ours, OracleNetwork(cfg, v2).run(x), 2, "bigger network")
 
 
+def test_high_activity_batch_matches_xylosim():
+    """A densely active network with low thresholds (up to 31 spikes per neuron and step,
+    synaptic states pinned at both bounds, fan-outs of very different lengths) run as one
+    batch: the exact per-entry delivery (monotone, one-sided and two-sided entries) carries
+    almost every step."""
+    v2 = require_xylosim()
+    hw = _hw("audio2")
+    rng = np.random.default_rng(5)
+    nin, nh, no = 16, 200, 8
+    dens_in, dens_rec = rng.uniform(0.05, 0.9, (nin, 1, 1)), rng.uniform(0.0, 0.2, (nh, 1, 1))  # varied fan-outs
+    w_in = np.where(rng.random((nin, nh, 2)) < dens_in, rng.integers(-40, 128, (nin, nh, 2)), 0)
+    w_rec = np.where(rng.random((nh, nh, 2)) < dens_rec, rng.integers(-128, 60, (nh, nh, 2)), 0)
+    w_out = np.where(rng.random((nh, no)) < 0.5, rng.integers(-128, 128, (nh, no)), 0)
+    cfg = XyloConfig(
+        weights_in=w_in, weights_rec=w_rec, weights_out=w_out,
+        dash_mem=np.full(nh, 4), dash_syn=np.full(nh, 3), dash_syn_2=np.full(nh, 5),
+        dash_mem_out=np.full(no, 4), dash_syn_out=np.full(no, 3),
+        threshold=rng.integers(100, 1500, nh), threshold_out=np.full(no, 300),
+        bias=np.zeros(nh), bias_out=np.zeros(no), weight_shift_in=3, weight_shift_rec=2, weight_shift_out=1,
+    )
+    x = rng.poisson(0.4, size=(6, 120, nin))
+    sim = XyloSimulator(cfg, hw)
+    ours = sim.run(x, record=True)
+    assert (ours.states["Spikes"] == 31).any()
+    assert sim.stats["steps_bound_per_entry"] > 100 and sim.stats["delivery_saturated"] > 0
+    _assert_same(ours, OracleNetwork(cfg, v2).run(x), 2, "high-activity batch")
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_alias_chains_match_xylosim(variant):
     """Forward chains (0->1->2->3), two sources on one target (5->2), self alias (4->4), a

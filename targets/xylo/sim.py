@@ -27,19 +27,28 @@ How it stays exact while vectorised
 saturated add of ``n * w``, because the partial sums are monotone). If the state ``s`` satisfies
 ``s + P <= max`` and ``s + N >= min``, with ``P``/``N`` the sums of the positive/negative terms,
 every partial sum lies in range and the result is simply ``s + sum(c)``. The simulator first
-checks a cheap global bound (``max |s| + max_sample sum_src n * max|w_row|``); when that fails it
-computes ``P`` and ``N`` per entry, and only the entries whose bound fails are replayed in exact
-source order (:func:`_saturating_sequence`, which jumps from one saturation event to the next).
+checks a cheap global bound (``max |s| + max_sample sum_src n * max|w_row|``; skipped for a
+while after it fails); when that fails it computes ``P`` and ``N`` per entry. An entry whose
+bound fails is still closed-form: with one-signed terms the partial sums are monotone and the
+result is the clamped total; if only ``s + P > max`` (``s + N >= min``: the lower bound is never
+reached), unrolling ``s_k = min(s_{k-1} + c_k, max)`` gives ``S_m + min(s, max - max_k S_k)``
+with the prefix sums ``S_k`` in source order (symmetrically at the lower bound). These prefix
+maxima come from one stable radix sort of the events of such entries by state column (the
+events are generated in (sample, source) order) and segmented ``cumsum``/``reduceat``; only the
+entries that may touch both bounds are replayed term by term (:func:`_saturating_sequence`,
+which jumps from one saturation event to the next).
 *Neurons* are element-wise, except aliases, whose targets depend on the evaluation order: the
 neurons taking part in an alias (source or target) are evaluated one by one in ascending order,
 vectorised over the batch.
 
 The delivery is sparse: the active (sample, source) pairs of a step gather their synapse rows
-(padded to a common length per class of similar fan-out) and ``np.add.at`` scatters them into
-the flat ``(batch * states)`` array, so the cost follows the number of events; every other
-operation runs over the whole batch at once. Synaptic states are held as int16 (the decay
-cannot leave the range and the fast delivery runs only when no partial sum can), neuron
-arithmetic in int32.
+(padded to a common length: per class of similar fan-out for the global-bound path, cut into
+sub-rows of one width for the per-entry path) and ``np.add.at`` scatters them into the flat
+``(batch * states)`` array, so the cost follows the number of events; every other operation
+runs over the whole batch at once. The large per-event work arrays are reused from step to step
+(fresh ones cost more in page faults than the arithmetic on them). Synaptic states are held as
+int16 (the decay cannot leave the range and the delivery writes only final, in-range values),
+neuron arithmetic in int32.
 """
 
 from __future__ import annotations
@@ -129,8 +138,8 @@ class XyloSimulator:
         self._prepare()
         #: counters of the last :meth:`run`: steps whose delivery was proved saturation-free by
         #: the global bound / needed the per-entry bound, state entries whose delivery was
-        #: replayed in exact order because saturation could not be ruled out, and how many of
-        #: those saturated
+        #: computed in exact order because the per-entry bound could not rule out saturation,
+        #: and how many of those saturated
         self.stats = {"steps_bound_global": 0, "steps_bound_per_entry": 0, "delivery_replayed": 0, "delivery_saturated": 0}
 
     # ------------------------------------------------------------------------------- set-up --
@@ -194,8 +203,10 @@ class XyloSimulator:
         if ns == 2:
             blocks_in.append((c.weights_in[:, :, 1], c.weight_shift_in, nn))
             blocks_hid.append((c.weights_rec[:, :, 1], c.weight_shift_rec, nn))
-        self.src_in = _Sources(blocks_in, shifted, nin, m, 0, self.idtype)
-        self.src_hid = _Sources(blocks_hid, shifted, nh, m, nin, self.idtype)
+        self.src_in = _Sources(blocks_in, shifted, nin, m, self.idtype)
+        self.src_hid = _Sources(blocks_hid, shifted, nh, m, self.idtype)
+        self.src_all = _EventTable(self.src_in, self.src_hid, m, (self.cap_in, self.cap_hid), self.sbits)
+        self._global_fail = self._global_skip = 0
 
         dsyn = [c.dash_syn, c.dash_syn_out] + ([c.dash_syn_2] if ns == 2 else [])
         self.dash_syn = np.concatenate(dsyn).astype(self.idtype)
@@ -297,6 +308,8 @@ class XyloSimulator:
                 rec["Isyn2"] = np.zeros((B, T, nh), np.int16)
         every = max(1, T // 100)
         self.stats = {"steps_bound_global": 0, "steps_bound_per_entry": 0, "delivery_replayed": 0, "delivery_saturated": 0}
+        self._global_fail = self._global_skip = 0
+        self._ws = _Work()  # per-event work arrays, reused from step to step
 
         for t in range(T):
             # -- 1. delivery (inputs of step t, hidden spikes of step t-1) -------------------
@@ -367,6 +380,7 @@ class XyloSimulator:
             if progress is not None and ((t + 1) % every == 0 or t + 1 == T):
                 progress(t + 1, T)
 
+        self._ws = None  # (the work buffers can be tens of MB at large batches)
         if squeeze:
             out = out[0]
             if rec is not None:
@@ -377,63 +391,155 @@ class XyloSimulator:
     def _deliver(self, I, If, B, ib, is_, in_, hb, hs, hn) -> None:
         """Add this step's events to the synaptic states ``I`` (flat view ``If``), exactly."""
         gi, gh = self.src_in, self.src_hid
+        st = self.stats
         # global bound: max |state| + max over samples of sum_src n * max|w_row| within range
-        mass = np.zeros(B)
-        if ib.size:
-            mass += gi.mass(ib, is_, in_, B)
-        if hb.size:
-            mass += gh.mass(hb, hs, hn, B)
-        imax = max(int(I.max()), -int(I.min()))
-        if imax + float(mass.max()) <= self.smax:
+        # (skipped while it keeps failing: the per-entry path below is exact on its own)
+        if self._global_skip > 0:
+            self._global_skip -= 1
+        else:
+            mass = np.zeros(B)
             if ib.size:
-                gi.scatter(If, ib, is_, in_)
+                mass += gi.mass(ib, is_, in_, B)
             if hb.size:
-                gh.scatter(If, hb, hs, hn)
-            self.stats["steps_bound_global"] += 1
-            return
-        self.stats["steps_bound_per_entry"] += 1
-        # per-entry bound with the positive and negative sums of the terms
-        ev = [g.events(b, s, n) for g, b, s, n in ((gi, ib, is_, in_), (gh, hb, hs, hn)) if b.size]
-        key = np.concatenate([e[0] for e in ev])
-        val = np.concatenate([e[1] for e in ev])
-        rank = np.concatenate([e[2] for e in ev])
-        S = np.bincount(key, weights=val, minlength=If.size)
-        A = np.bincount(key, weights=np.abs(val), minlength=If.size)
-        Ifl = If.astype(np.float64)
-        ok = (Ifl + (S + A) * 0.5 <= self.smax) & (Ifl + (S - A) * 0.5 >= self.smin)
-        Ifl += S
-        bad = np.flatnonzero(~ok)
-        if bad.size:
-            Ifl[bad] = self._replay(bad, key, val, rank, If)
-        If[:] = Ifl.astype(If.dtype)
+                mass += gh.mass(hb, hs, hn, B)
+            imax = max(int(I.max()), -int(I.min()))
+            if imax + float(mass.max()) <= self.smax:
+                if ib.size:
+                    gi.scatter(If, ib, is_, in_)
+                if hb.size:
+                    gh.scatter(If, hb, hs, hn)
+                st["steps_bound_global"] += 1
+                self._global_fail = 0
+                return
+            self._global_fail = min(self._global_fail + 1, 6)
+            self._global_skip = (1 << self._global_fail) - 1
+        st["steps_bound_per_entry"] += 1
+        # all events in (sample, delivery rank) order: input channels, then hidden neurons
+        nin = self.nin
+        if ib.size and hb.size:
+            b = np.concatenate((ib, hb))
+            o = np.argsort(b, kind="stable")  # both groups are sorted by (sample, source)
+            b = b[o]
+            r = np.concatenate((is_, hs + nin))[o]
+            n = np.concatenate((in_, hn))[o]
+        elif ib.size:
+            b, r, n = ib, is_, in_
+        else:
+            b, r, n = hb, hs + nin, hn
+        ws = self._ws
+        key, val = self.src_all.events(b, r, n, ws)
+        nev = key.size
+        # per-entry bound with the sums of the positive (P) and negative (N) terms: an entry
+        # with s + P <= max and s + N >= min never saturates and receives s + P + N
+        # (np.add.at with matching integer types is faster than np.bincount here)
+        adt = self.src_all.adt
+        nS = If.size
+        s = ws.get("s", nS, adt)
+        s[:] = If
+        P = ws.get("P", nS, adt)
+        P[:] = s
+        N = ws.get("N", nS, adt)
+        N[:] = s
+        tv = ws.get("tv", nev, adt)
+        np.add.at(P, key, np.maximum(val, 0, out=tv))
+        np.add.at(N, key, np.minimum(val, 0, out=tv))
+        up = P > self.smax  # may saturate at the upper bound
+        dn = N < self.smin  # ... at the lower bound
+        risky = up | dn
+        # entries whose terms all have one sign have monotone partial sums: their result is
+        # the clamped total (so is every other entry's but the risky mixed-sign ones')
+        mixed = np.not_equal(P, s)
+        mixed &= np.not_equal(N, s)
+        P += N
+        P -= s  # s + sum of all terms
+        n_risky = int(np.count_nonzero(risky))
+        if n_risky:
+            st = self.stats
+            st["delivery_replayed"] += n_risky
+            out = (P > self.smax) | (P < self.smin)
+            mixed &= risky
+            out &= ~mixed
+            st["delivery_saturated"] += int(np.count_nonzero(out))  # (monotone ones)
+            np.maximum(P, self.smin, out=P)
+            np.minimum(P, self.smax, out=P)
+            bad = np.flatnonzero(mixed)
+            if bad.size:
+                uk, res = self._exact(bad, up[bad], dn[bad], key, val, If, ws)
+                P[uk] = res
+        If[:] = P
 
-    def _replay(self, bad, key, val, rank, If) -> np.ndarray:
-        """Exact sequential saturating delivery for the flat state entries ``bad``."""
-        mark = np.zeros(If.size, dtype=bool)
-        mark[bad] = True
-        esel = np.flatnonzero(mark[key])
-        ek, ev, er = key[esel], val[esel], rank[esel]
-        order = np.lexsort((er, ek))
-        ek, ev = ek[order], ev[order]
-        uk, start, cnt = np.unique(ek, return_index=True, return_counts=True)
-        R = uk.size
-        res = np.empty(R, dtype=np.int64)
-        r0 = 0
-        while r0 < R:  # chunks of rows so that the padded (rows, terms) matrix stays small
-            K = int(cnt[r0 : r0 + 4096].max())
-            r1 = min(R, r0 + max(1, (1 << 22) // K))
-            K = int(cnt[r0:r1].max())
-            e0, e1 = int(start[r0]), int(start[r1 - 1] + cnt[r1 - 1])
-            C = np.zeros((r1 - r0, K), dtype=np.int64)
-            row = np.repeat(np.arange(r1 - r0), cnt[r0:r1])
-            C[row, np.arange(e0, e1) - start[r0:r1][row]] = ev[e0:e1]
-            res[r0:r1], n_sat = _saturating_sequence(If[uk[r0:r1]].astype(np.int64), C, self.smin, self.smax)
-            self.stats["delivery_saturated"] += n_sat
-            r0 = r1
-        self.stats["delivery_replayed"] += int(R)
-        full = np.empty(If.size, dtype=np.float64)  # only the `bad` entries are read
-        full[uk] = res
-        return full[bad]
+    def _exact(self, bad, u, d, key, val, If, ws):
+        """Exact sequential saturating delivery for the flat state entries ``bad`` (ascending)
+        that may saturate at the upper (``u``) or lower (``d``) bound; returns the entries (a
+        permutation of ``bad``) and their final values.
+
+        The terms of each entry, in delivery order, are gathered by a stable sort on a 16-bit
+        key ``column + m * kind`` (kind: upper-only, lower-only, both); the events are in
+        (sample, rank) order, so each entry's terms end up contiguous and in rank order, with
+        the entries grouped by kind. With the prefix sums ``P_j`` of an entry's terms, an
+        entry that can only saturate at the upper bound ends at ``P_K + min(s, max - max_j
+        P_j)``: unrolling ``s_k = min(s_{k-1} + c_k, max)`` gives ``min(s + P_K, min_j (max +
+        P_K - P_j))``; symmetrically ``P_K + max(s, min - min_j P_j)`` at the lower bound.
+        (An entry with ``s + N >= min`` never reaches the lower bound even after clamping at
+        the upper one, as every value is at least ``min(s, max) + N``.) Entries that may
+        touch both bounds are replayed term by term (:func:`_saturating_sequence`).
+        """
+        st = self.stats
+        m = self.m
+        lo, hi = self.smin, self.smax
+        kind = np.where(d, np.where(u, 2, 1), 0)
+        skey = (bad % m) + m * kind
+        kdt = np.uint16 if self.src_all.radix else np.int64  # 16 bits: numpy's radix sort
+        sent = kdt(np.iinfo(kdt).max)
+        ek = ws.get("ek", If.size, kdt)
+        ek.fill(sent)
+        ek[bad] = skey
+        nev = key.size
+        g = np.take(ek, key, out=ws.get("g", nev, kdt), mode="clip")
+        sel = np.flatnonzero(np.not_equal(g, sent, out=ws.get("mask", nev, bool)))
+        ne = sel.size
+        g = np.take(g, sel, out=ws.get("g2", ne, kdt), mode="clip")
+        e1 = int(np.count_nonzero(g < m))  # events of the upper-only entries
+        e2 = int(np.count_nonzero(g < 2 * m))  # ... and of the lower-only ones
+        order = np.argsort(g, kind="stable")
+        # gather in ascending order first (cache-friendly), then permute the smaller arrays
+        kq = np.take(key, sel, out=ws.get("kq", ne, np.intp), mode="clip")
+        vq = ws.get("vq", ne, np.int64)
+        vq[:] = np.take(val, sel, out=ws.get("vq0", ne, val.dtype), mode="clip")
+        ks = np.take(kq, order, out=ws.get("ks", ne, np.intp), mode="clip")
+        vs = np.take(vq, order, out=ws.get("vs", ne, np.int64), mode="clip")
+        brk = np.flatnonzero(ks[1:] != ks[:-1])
+        brk += 1
+        starts = np.concatenate(([0], brk))
+        ends = np.concatenate((brk, [ne]))
+        g1, g2 = (int(x) for x in np.searchsorted(starts, [e1, e2]))
+        uk = ks[starts]  # the bad entries, grouped by kind
+        cs = np.cumsum(vs, out=ws.get("cs", ne, np.int64))
+        base = cs[starts] - vs[starts]
+        tot = cs[ends - 1] - base
+        s0 = If[uk].astype(np.int64)
+        res = s0 + tot
+        n_sat = 0
+        if g1:
+            mx = np.maximum.reduceat(cs[:e1], starts[:g1]) - base[:g1]
+            a = s0[:g1]
+            res[:g1] = tot[:g1] + np.minimum(a, hi - mx)
+            n_sat += int(np.count_nonzero(a + mx > hi))
+        if g2 > g1:
+            mn = np.minimum.reduceat(cs[e1:e2], starts[g1:g2] - e1) - base[g1:g2]
+            a = s0[g1:g2]
+            res[g1:g2] = tot[g1:g2] + np.maximum(a, lo - mn)
+            n_sat += int(np.count_nonzero(a + mn < lo))
+        if uk.size > g2:
+            cnt = ends[g2:] - starts[g2:]
+            K = int(cnt.max())
+            C = np.zeros((cnt.size, K), dtype=np.int64)
+            row = np.repeat(np.arange(cnt.size), cnt)
+            C[row, np.arange(e2, ne) - np.repeat(starts[g2:], cnt)] = vs[e2:]
+            res[g2:], nb = _saturating_sequence(s0[g2:], C, lo, hi)
+            n_sat += nb
+        st["delivery_saturated"] += n_sat
+        return uk, res
 
     # ------------------------------------------------------------------------------ spikes --
     def _spike_fn(self, v, th, n, cap):
@@ -496,11 +602,11 @@ class XyloSimulator:
 
 class _Sources:
     """The synapses of one group of spike sources (input channels or hidden neurons) onto the
-    synaptic states, in two layouts: CSR rows (for the exact replay) and, per class of rows
-    with similar fan-out, rows padded to a common length (for the fast scatter; padding
-    entries add 0)."""
+    synaptic states, in two layouts: CSR rows (from which :class:`_EventTable` is built) and,
+    per class of rows with similar fan-out, rows padded to a common length (for the fast
+    scatter; padding entries add 0)."""
 
-    def __init__(self, blocks, shifted, n_rows: int, m: int, rank0: int, dtype):
+    def __init__(self, blocks, shifted, n_rows: int, m: int, dtype):
         rows_l, cols_l, w_l = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
         for W, shift, off in blocks:  # raw weights (rows, cols), their shift, column offset
             r, c = np.nonzero(W)
@@ -512,7 +618,7 @@ class _Sources:
         rows, cols, w = (np.concatenate(a).astype(np.int64) for a in (rows_l, cols_l, w_l))
         order = np.lexsort((cols, rows))
         rows, cols, w = rows[order], cols[order], w[order]
-        self.m, self.rank0 = m, rank0
+        self.m = m
         self.rowlen = np.bincount(rows, minlength=n_rows).astype(np.int64)
         self.indptr = np.concatenate([[0], np.cumsum(self.rowlen)]).astype(np.int64)
         self.cols, self.w = cols, w
@@ -568,16 +674,83 @@ class _Sources:
             vals *= n[:, None].astype(vals.dtype)
         np.add.at(If, keys.reshape(-1), vals.reshape(-1))
 
-    def events(self, b, s, n):
-        """All (flat state index, n * w, delivery rank) triples of the events, int64."""
-        lens = self.rowlen[s]
-        nev = int(lens.sum())
-        ends = np.cumsum(lens)
-        offs = np.repeat(self.indptr[s] - (ends - lens), lens) + np.arange(nev)
-        key = np.repeat(b * self.m, lens) + self.cols[offs]
-        val = self.w[offs] * np.repeat(n.astype(np.int64), lens)
-        rank = np.repeat(self.rank0 + s, lens)
-        return key, val, rank
+
+class _EventTable:
+    """Both source groups as one table whose rows are the delivery ranks (input channels,
+    then hidden neurons), for the per-entry delivery: each row is cut into sub-rows of one
+    common width ``W`` (the last one padded with weight-0 synapses onto distinct columns; a
+    zero term is the identity of a saturating add, so padding never changes a result), so
+    that the events of a step are produced by whole-row gathers, in (sample, rank) order."""
+
+    def __init__(self, gi: "_Sources", gh: "_Sources", m: int, caps, sbits: int):
+        self.m = m
+        rowlen = np.concatenate((gi.rowlen, gh.rowlen))
+        indptr = np.concatenate(([0], np.cumsum(rowlen))).astype(np.intp)
+        cols = np.concatenate((gi.cols, gh.cols)).astype(np.intp)
+        w = np.concatenate((gi.w, gh.w)).astype(np.int64)
+        # the terms n * w and the per-entry sums (plus a state) in int32 when they fit
+        rows = np.repeat(np.arange(rowlen.size), rowlen)
+        cap = np.repeat(np.asarray(caps, dtype=np.int64), [gi.rowlen.size, gh.rowlen.size])[rows]
+        colsum = np.bincount(cols, weights=(np.abs(w) * cap).astype(np.float64), minlength=m)
+        big = float(colsum.max(initial=0)) + (1 << sbits)
+        self.adt = np.int32 if big < 2**31 else np.int64
+        self.radix = 3 * m < 0xFFFF  # 16-bit sort keys (column + m * kind, and a sentinel)
+        # sub-row width: least padded size, counting a sub-row as 8 more elements
+        nz = rowlen[rowlen > 0]
+        W = 1
+        if nz.size:
+            cand = np.unique(np.concatenate((nz, [1, 2, 4, 8, 16, 32, 64, 128])))
+            cost = [(-(-nz // c) * (c + 8)).sum() for c in cand]
+            W = int(cand[int(np.argmin(cost))])
+        nsub = -(-rowlen // W)
+        self.W, self.nsub = W, nsub
+        self.sub0 = np.concatenate(([0], np.cumsum(nsub)))[:-1].astype(np.intp)
+        S = int(nsub.sum())
+        sub_c = np.broadcast_to(np.arange(W, dtype=np.intp) % m, (S, W)).copy()
+        sub_w = np.zeros((S, W), dtype=self.adt)
+        pos = np.arange(rows.size) - indptr[rows]  # position within the row
+        sub_c.reshape(-1)[self.sub0[rows] * W + pos] = cols
+        sub_w.reshape(-1)[self.sub0[rows] * W + pos] = w
+        self.sub_c, self.sub_w = sub_c, sub_w
+        self.multi = bool((nsub != 1).any())  # (rows without synapses have no sub-row)
+
+    def events(self, b, r, n, ws: "_Work"):
+        """(flat state index, n * w) of every synapse of the events ``(sample b, rank r,
+        count n)``, padding included, in the order of the events (views of ``ws`` buffers)."""
+        W = self.W
+        if self.multi:
+            k = self.nsub[r]
+            ends = np.cumsum(k)
+            ns = int(ends[-1]) if ends.size else 0
+            pair = np.repeat(np.arange(r.size), k)
+            sid = self.sub0[r][pair] + (np.arange(ns) - (ends - k)[pair])
+            b, n = b[pair], n[pair]
+        else:
+            sid = self.sub0[r]
+            ns = sid.size
+        key = np.take(self.sub_c, sid, axis=0, out=ws.get("key", ns * W, np.intp).reshape(ns, W), mode="clip")
+        key += (b * self.m)[:, None]
+        val = np.take(self.sub_w, sid, axis=0, out=ws.get("val", ns * W, self.adt).reshape(ns, W), mode="clip")
+        if n.max(initial=0) > 1:
+            val *= n.astype(self.adt)[:, None]
+        return key.reshape(-1), val.reshape(-1)
+
+
+class _Work:
+    """Scratch arrays kept between steps: fresh multi-megabyte temporaries every step cost
+    more in page faults than the arithmetic done on them. ``get`` returns a view of ``n``
+    elements of the buffer ``name`` (contents undefined; valid until the next ``get`` of
+    that name)."""
+
+    def __init__(self):
+        self._a: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, n: int, dtype) -> np.ndarray:
+        a = self._a.get(name)
+        if a is None or a.size < n or a.dtype != np.dtype(dtype):
+            size = max(n, int(1.25 * a.size) if a is not None and a.dtype == np.dtype(dtype) else n)
+            a = self._a[name] = np.empty(size, dtype=dtype)
+        return a[:n]
 
 
 def _saturating_sequence(s0: np.ndarray, C: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, int]:
