@@ -5,6 +5,8 @@ from __future__ import annotations
 import nir
 import numpy as np
 
+from nirdeploy.ir import Graph, Node
+
 
 def cuba(n, tau_syn=2e-4, tau_mem=1e-3, thr=1.0, dt=1e-4, v_leak=0.0):
     """A CubaLIF layer with snnTorch's encoding (r = tau_mem/dt, w_in = tau_syn/dt)."""
@@ -41,3 +43,11 @@ def ff_graph(n_in=4, n_hid=8, n_out=3, seed=0, recurrent=False, scale=1.0, neuro
 def write(graph, path):
     nir.write(str(path), graph)
     return path
+
+
+def chain(*nodes: Node, extra_edges=()) -> Graph:
+    """An IR graph that connects ``nodes`` in order (plus ``extra_edges``)."""
+    g = Graph(nodes={n.name: n for n in nodes})
+    names = [n.name for n in nodes]
+    g.edges = list(zip(names, names[1:])) + list(extra_edges)
+    return g

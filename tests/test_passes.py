@@ -25,6 +25,7 @@ from nirdeploy.passes import (
 from nirdeploy.validate import infer_shapes, validate
 
 from conftest import CORPUS, ROOT
+from graphs import chain
 
 
 def corpus(name: str) -> Path:
@@ -96,13 +97,6 @@ def lif(name, n=4, **over):
     p = dict(tau=np.full(n, 1e-3), r=np.ones(n), v_leak=np.zeros(n), v_threshold=np.ones(n), v_reset=np.zeros(n))
     p.update(over)
     return Node(name, "LIF", p)
-
-
-def chain(*nodes: Node, extra_edges=()) -> Graph:
-    g = Graph(nodes={n.name: n for n in nodes})
-    names = [n.name for n in nodes]
-    g.edges = list(zip(names, names[1:])) + list(extra_edges)
-    return g
 
 
 def rnn_sub(n=4, name_lif="lif", name_rec="w_rec") -> Graph:

@@ -25,6 +25,7 @@ from nirdeploy.validate import (
 )
 
 from conftest import CORPUS, ROOT
+from graphs import chain
 
 
 def corpus(name: str) -> Path:
@@ -51,13 +52,6 @@ def affine(name, out, inp, **over):
     p = dict(weight=np.ones((out, inp)), bias=np.zeros(out))
     p.update(over)
     return Node(name, "Affine", p)
-
-
-def chain(*nodes: Node, extra_edges=()) -> Graph:
-    g = Graph(nodes={n.name: n for n in nodes})
-    names = [n.name for n in nodes]
-    g.edges = list(zip(names, names[1:])) + list(extra_edges)
-    return g
 
 
 def simple(n_in=3, n=4) -> Graph:
