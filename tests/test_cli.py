@@ -183,3 +183,20 @@ def test_inspect_with_dt_shows_discrete_decays_and_gains():
     r = run("inspect", BRAILLE, "--dt", "1e-4", "--scheme", "exact", "--json")
     assert json.loads(r.output)["discretization"]["lif2"]["alpha_v"][0] == pytest.approx(np.exp(-1e-4 / 3.3333333e-4), rel=1e-6)
     assert "Discretization (euler, dt = 0.0001 s)" in run("inspect", BRAILLE, "--dt", "1e-4").output
+
+
+def test_simulations_report_progress_for_the_progress_bar():
+    import nirdeploy
+    from nirdeploy.cli import _Progress
+
+    x = np.random.default_rng(0).poisson(0.2, size=(2, 50, 12))
+    seen_chip, seen_ref = [], []
+    dep = nirdeploy.compile(BRAILLE, target="xylo:audio2", dt=1e-4)
+    dep.simulate(x, progress=lambda d, t: seen_chip.append((d, t)))
+    nirdeploy.simulate_reference(BRAILLE, x, dt=1e-4, progress=lambda d, t: seen_ref.append((d, t)))
+    for seen in (seen_chip, seen_ref):
+        assert seen and seen[-1] == (50, 50) and all(a <= b for (a, _), (b, _) in zip(seen, seen[1:]))
+    # small jobs (or no terminal) get no bar at all
+    with _Progress(10, "x") as p:
+        p(1, 2)
+        assert p.bar is None
