@@ -105,3 +105,11 @@ def test_third_party_target_via_entry_point(tmp_path):
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 1, r.stderr
     assert {v["rule"] for v in json.loads(r.stdout)["violations"]} == {"inputs", "neurons"}
+
+
+def test_saving_a_network_that_does_not_fit_raises_and_writes_nothing(toy, tmp_path):
+    dep = nirdeploy.compile(ff_graph(6, 20, 3, seed=1), target="toy:small", dt=1e-4)
+    assert not dep.fits
+    with pytest.raises(nirdeploy.DoesNotFitError, match="does not fit toy:small") as e:
+        dep.save(tmp_path / "o")
+    assert e.value.exit_code == 1 and not (tmp_path / "o").exists()

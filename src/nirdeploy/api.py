@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import NirDeployError, UsageError
+from .errors import DoesNotFitError, NirDeployError, UsageError
 from .ir import Graph
 from .report import FitReport
 from .target import Artifact, CompileOptions, SimOutput, Target, available_targets, get_target, parse_target_spec
@@ -149,7 +149,11 @@ class Deployment:
         return out if record else out.output
 
     def save(self, folder, *, force: bool = False) -> Path:
-        """Write report.json, the target's export files and deployment.json, atomically."""
+        """Write report.json, the target's export files and deployment.json, atomically.
+        A network that does not fit raises :class:`DoesNotFitError` (the CLI exits 1) and
+        writes nothing."""
+        if not self.fits:
+            raise DoesNotFitError(self.report)
         folder = Path(folder)
         with atomic_folder(folder, force=force) as tmp:
             files = self.target.export(self.artifact, tmp)

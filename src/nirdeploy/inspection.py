@@ -57,16 +57,9 @@ def inspect_graph(graph: Graph, dt: float | None = None, scheme: str = "euler") 
         "edges": [list(e) for e in flat.edges],
         "recurrent_loops": recurrent_loops(flat),
         "delayed_edges": sorted(list(e) for e in flat.delayed_edges),
-        "dt_candidates": [_cand_dict(c) for c in cands],
+        "dt_candidates": [c.to_dict() for c in cands],
         "discretization": disc,
     }
-
-
-def _cand_dict(c) -> dict:
-    import dataclasses
-
-    d = c.to_dict() if hasattr(c, "to_dict") else dataclasses.asdict(c)
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
 
 def render_inspection(info: dict) -> str:
