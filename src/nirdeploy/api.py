@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import DoesNotFitError, NirDeployError, UsageError
+from .errors import DoesNotFitError, UsageError
 from .ir import Graph
 from .report import FitReport
 from .target import Artifact, CompileOptions, SimOutput, Target, available_targets, get_target, parse_target_spec
