@@ -26,3 +26,12 @@ def test_readme_starts_with_the_two_commands_ci_runs():
     head = "\n".join(lines[:6])
     assert "bash scripts/demo.sh" in head and "bash scripts/test.sh" in head
     assert "scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_python_example_runs(tmp_path, monkeypatch):
+    text = (ROOT / "README.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    graph = ROOT / "examples" / "nir-corpus" / "braille_noDelay_noBias_subtract.nir"
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code.replace('"graph.nir"', repr(str(graph))), "README.md", "exec"), {})
+    assert (tmp_path / "out" / "report.json").is_file()
