@@ -51,3 +51,15 @@ def chain(*nodes: Node, extra_edges=()) -> Graph:
     names = [n.name for n in nodes]
     g.edges = list(zip(names, names[1:])) + list(extra_edges)
     return g
+
+
+def N(name, type_, **params) -> Node:
+    """An IR node with the given parameters."""
+    return Node(name, type_, params)
+
+
+def ir_lif(name, n=4, **over):
+    """An IR LIF node (tau 1 ms, r 1, threshold 1), parameters overridable."""
+    p = dict(tau=np.full(n, 1e-3), r=np.ones(n), v_leak=np.zeros(n), v_threshold=np.ones(n), v_reset=np.zeros(n))
+    p.update(over)
+    return Node(name, "LIF", p)

@@ -25,7 +25,7 @@ from nirdeploy.passes import (
 from nirdeploy.validate import infer_shapes, validate
 
 from conftest import CORPUS, ROOT
-from graphs import chain
+from graphs import N, chain, ir_lif as lif
 
 
 def corpus(name: str) -> Path:
@@ -89,14 +89,6 @@ def run_pipeline_checked(g: Graph) -> Graph:
     return g
 
 
-def N(name, type_, **params) -> Node:
-    return Node(name, type_, params)
-
-
-def lif(name, n=4, **over):
-    p = dict(tau=np.full(n, 1e-3), r=np.ones(n), v_leak=np.zeros(n), v_threshold=np.ones(n), v_reset=np.zeros(n))
-    p.update(over)
-    return Node(name, "LIF", p)
 
 
 def rnn_sub(n=4, name_lif="lif", name_rec="w_rec") -> Graph:

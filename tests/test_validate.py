@@ -25,7 +25,7 @@ from nirdeploy.validate import (
 )
 
 from conftest import CORPUS, ROOT
-from graphs import chain
+from graphs import N, chain, ir_lif as lif
 
 
 def corpus(name: str) -> Path:
@@ -38,14 +38,6 @@ def corpus(name: str) -> Path:
 # ------------------------------------------------------------------------------------------------
 
 
-def N(name, type_, **params) -> Node:
-    return Node(name, type_, params)
-
-
-def lif(name, n=4, **over):
-    p = dict(tau=np.full(n, 1e-3), r=np.ones(n), v_leak=np.zeros(n), v_threshold=np.ones(n), v_reset=np.zeros(n))
-    p.update(over)
-    return Node(name, "LIF", p)
 
 
 def affine(name, out, inp, **over):
