@@ -46,17 +46,16 @@ Rockpool workarounds applied (each is printed when it happens):
 from __future__ import annotations
 
 import argparse
-import importlib
 import importlib.metadata as md
 import sys
-import types
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 import nirdeploy
-from nirdeploy_targets.xylo.hardware import samna_status
+from nirdeploy.errors import MissingDependencyError
+from nirdeploy_targets.xylo.hardware import import_rockpool_xylo
 
 GRAPH = Path(__file__).resolve().parents[1] / "examples" / "nir-corpus" / "braille_noDelay_noBias_subtract.nir"
 DT = 1e-4
@@ -67,19 +66,11 @@ LATENCIES = (0, 1, 2)
 def _rockpool_parts():
     """mapper, XyloSim (Audio 2) and channel_quantize, imported without rockpool.devices.xylo's
     __init__ (which imports samna)."""
-    if samna_status() == "stub":
-        sys.exit("the PyPI samna installer stub is installed (importing rockpool would run it): pip uninstall samna")
-    import rockpool.devices as devices
-
-    base = Path(devices.__file__).parent
-    for sub in ("xylo", "xylo/syns61201", "xylo/syns61300", "xylo/syns63300"):
-        name = "rockpool.devices." + sub.replace("/", ".")
-        if name not in sys.modules:
-            m = types.ModuleType(name)
-            m.__path__ = [str(base / sub)]
-            sys.modules[name] = m
-    mapper = importlib.import_module("rockpool.devices.xylo.syns61201.xylo_mapper").mapper
-    XyloSim = importlib.import_module("rockpool.devices.xylo.syns61201.xylo_sim").XyloSim
+    try:
+        mapper = import_rockpool_xylo("syns61201.xylo_mapper").mapper
+        XyloSim = import_rockpool_xylo("syns61201.xylo_sim").XyloSim
+    except MissingDependencyError as e:
+        sys.exit(str(e))
     from rockpool.transform.quantize_methods import channel_quantize
 
     return mapper, XyloSim, channel_quantize

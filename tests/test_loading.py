@@ -19,7 +19,7 @@ DATA = Path(__file__).parent / "data"
 CORPUS_FILES = ["lif_norse.nir", "cnn_sinabs.nir", "braille_noDelay_bias_zero.nir", "braille_noDelay_noBias_subtract.nir"]
 FIXTURES = ["nir104_lif.nir", "nir104_cnn.nir", "nir104_rnn_nested.nir", "nir104_elementwise.nir"]
 
-from conftest import CORPUS, ROOT
+from conftest import CORPUS
 
 
 def corpus(name: str) -> Path:

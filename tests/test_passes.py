@@ -24,7 +24,7 @@ from nirdeploy.passes import (
 )
 from nirdeploy.validate import infer_shapes, validate
 
-from conftest import CORPUS, ROOT
+from conftest import CORPUS
 from graphs import N, chain, ir_lif as lif
 
 

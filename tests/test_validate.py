@@ -24,7 +24,7 @@ from nirdeploy.validate import (
     validate,
 )
 
-from conftest import CORPUS, ROOT
+from conftest import CORPUS
 from graphs import N, chain, ir_lif as lif
 
 

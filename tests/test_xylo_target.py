@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import sys
-import types
-from pathlib import Path
 
 import nir
 import numpy as np
@@ -86,24 +83,15 @@ def test_braille_simulation_bit_exact_with_xylosim_on_exported_spec(tmp_path, pa
 
 
 def _rockpool_xylosim(variant: str):
-    """Rockpool's XyloSim class for a variant, imported without rockpool.devices.xylo's
-    __init__ (which imports samna outside its guard, xylo.md section 8)."""
+    """Rockpool's XyloSim class for a variant (Audio 3 re-uses the IMU XyloSim)."""
     require_oracle("rockpool")
-    from nirdeploy_targets.xylo.hardware import samna_status
+    from nirdeploy_targets.xylo.hardware import import_rockpool_xylo
 
-    if samna_status() == "stub":
-        pytest.fail("the samna installer stub is installed; uninstall it (pip uninstall samna)")
-    import rockpool.devices as devices
-
-    base = Path(devices.__file__).parent
-    for sub in ("xylo", "xylo/syns61201", "xylo/syns61300", "xylo/syns63300"):
-        name = "rockpool.devices." + sub.replace("/", ".")
-        if name not in sys.modules:
-            m = types.ModuleType(name)
-            m.__path__ = [str(base / sub)]
-            sys.modules[name] = m
-    mod = "syns61201" if variant == "audio2" else "syns63300"  # Audio 3 re-uses the IMU XyloSim
-    return importlib.import_module(f"rockpool.devices.xylo.{mod}.xylo_sim").XyloSim
+    try:
+        mod = import_rockpool_xylo(("syns61201" if variant == "audio2" else "syns63300") + ".xylo_sim")
+    except MissingDependencyError as e:
+        pytest.fail(str(e))
+    return mod.XyloSim
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -7,7 +7,7 @@ several problems raises one error holding all of them (:class:`GraphValidationEr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [

@@ -8,11 +8,10 @@ exporter cuts the matrices to the shapes Rockpool expects for the variant.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from nirdeploy.hwconfig import HWConfig
 
 __all__ = ["XyloConfig"]
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from nirdeploy.errors import MissingDependencyError
 
-__all__ = ["samna_status", "require_samna", "samna_config"]
+__all__ = ["samna_status", "require_samna", "samna_config", "import_rockpool_xylo"]
 
 SAMNA_INSTALL = "install SynSense's real samna for your platform (see SynSense's samna documentation); the 'samna' package on PyPI is only an installer stub"
 ROCKPOOL_INSTALL = "pip install rockpool==3.1.0 xylosim==0.1.3"
@@ -73,3 +73,28 @@ def samna_config(folder, variant: str | None = None):
     for k in ("weight_shift_in", "weight_shift_rec", "weight_shift_out"):
         spec[k] = int(spec[k])
     return mod.config_from_specification(**spec)
+
+
+def import_rockpool_xylo(module: str):
+    """Import ``rockpool.devices.xylo.<module>`` (e.g. ``"syns61201.xylo_sim"``) without running
+    ``rockpool.devices.xylo.__init__``, which imports samna outside its guard (xylo.md section 8):
+    the package and its chip sub-packages are registered as empty package modules first. For
+    the Rockpool oracle in tests and benchmarks; refuses when the samna installer stub is present,
+    since importing rockpool would run it."""
+    import sys
+    import types
+
+    if samna_status() == "stub":
+        raise MissingDependencyError("samna", "pip uninstall samna", "the PyPI installer stub is installed and importing rockpool would run it")
+    if importlib.util.find_spec("rockpool") is None:
+        raise MissingDependencyError("rockpool", ROCKPOOL_INSTALL, "needed as the Rockpool oracle")
+    import rockpool.devices as devices
+
+    base = Path(devices.__file__).parent
+    for sub in ("xylo", "xylo/syns61201", "xylo/syns61300", "xylo/syns63300"):
+        name = "rockpool.devices." + sub.replace("/", ".")
+        if name not in sys.modules:
+            m = types.ModuleType(name)
+            m.__path__ = [str(base / sub)]
+            sys.modules[name] = m
+    return importlib.import_module(f"rockpool.devices.xylo.{module}")
