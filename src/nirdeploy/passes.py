@@ -32,7 +32,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import GraphValidationError, Problem
+from .errors import GraphValidationError, Problem, UnsupportedError
 from .ir import STATEFUL_TYPES, Graph, Node
 from .validate import MAX_DECLARED_ELEMENTS, _shape_params, check, infer_shapes
 
@@ -367,24 +367,45 @@ def _stateful(n: Node) -> bool:
     return n.type in STATEFUL_TYPES
 
 
-def _acyclic_without(g: Graph, removed: set[tuple[str, str]]) -> bool:
-    indeg = {n: 0 for n in g.nodes}
-    succ: dict[str, list[str]] = {n: [] for n in g.nodes}
-    for a, b in g.edges:
-        if (a, b) in removed or a not in succ or b not in succ:
+def evaluation_order(g: Graph, delayed: set[tuple[str, str]] | None = None) -> list[str]:
+    """Order in which one time step evaluates the nodes: Kahn's algorithm on the edges that are
+    not delayed (``g.delayed_edges`` unless given), ties by node order. A cycle left without a
+    delayed edge raises UnsupportedError (an algebraic loop)."""
+    delayed = set(g.delayed_edges) if delayed is None else delayed
+    indeg = {k: 0 for k in g.nodes}
+    succ: dict[str, list[str]] = {k: [] for k in g.nodes}
+    for s, d in g.edges:
+        if s not in g.nodes or d not in g.nodes:
+            raise UnsupportedError(f"edge {s} -> {d} refers to a node that does not exist")
+        if (s, d) in delayed:
             continue
-        succ[a].append(b)
-        indeg[b] += 1
-    todo = [n for n, d in indeg.items() if d == 0]
-    seen = 0
-    while todo:
-        n = todo.pop()
-        seen += 1
-        for m in succ[n]:
-            indeg[m] -= 1
-            if indeg[m] == 0:
-                todo.append(m)
-    return seen == len(g.nodes)
+        indeg[d] += 1
+        succ[s].append(d)
+    pos = {k: i for i, k in enumerate(g.nodes)}
+    order: list[str] = []
+    heap = [(pos[k], k) for k, v in indeg.items() if v == 0]
+    heapq.heapify(heap)
+    while heap:
+        _, k = heapq.heappop(heap)
+        order.append(k)
+        for d in succ[k]:
+            indeg[d] -= 1
+            if indeg[d] == 0:
+                heapq.heappush(heap, (pos[d], d))
+    if len(order) != len(g.nodes):
+        stuck = [k for k in g.nodes if k not in set(order)]
+        raise UnsupportedError(
+            "algebraic loop: a cycle without a one-step delayed edge through " + ", ".join(stuck)
+        )
+    return order
+
+
+def _acyclic_without(g: Graph, removed: set[tuple[str, str]]) -> bool:
+    try:
+        evaluation_order(g, removed)
+    except UnsupportedError:
+        return False
+    return True
 
 
 def topo_sort(g: Graph) -> Graph:

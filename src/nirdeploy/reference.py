@@ -36,7 +36,6 @@ Semantics (one discrete time step ``t`` of length ``dt``):
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -54,6 +53,7 @@ from .discretize import (
     validate_scheme,
 )
 from .errors import UnsupportedError, UsageError
+from .passes import evaluation_order
 from .ir import Graph, Node
 
 __all__ = ["ReferenceResult", "simulate_reference", "prepare_graph", "conv_nd", "pool2d", "DELAY_STEP_TOLERANCE"]
@@ -77,36 +77,6 @@ class ReferenceResult:
 # -- graph preparation ---------------------------------------------------------------------------
 
 
-def _topo_order(g: Graph) -> list[str]:
-    delayed = set(g.delayed_edges)
-    indeg = {k: 0 for k in g.nodes}
-    succ: dict[str, list[str]] = {k: [] for k in g.nodes}
-    for s, d in g.edges:
-        if s not in g.nodes or d not in g.nodes:
-            raise UnsupportedError(f"edge {s} -> {d} refers to a node that does not exist")
-        if (s, d) in delayed:
-            continue
-        indeg[d] += 1
-        succ[s].append(d)
-    pos = {k: i for i, k in enumerate(g.nodes)}
-    order: list[str] = []
-    heap = [(pos[k], k) for k, v in indeg.items() if v == 0]
-    heapq.heapify(heap)
-    while heap:
-        _, k = heapq.heappop(heap)
-        order.append(k)
-        for d in succ[k]:
-            indeg[d] -= 1
-            if indeg[d] == 0:
-                heapq.heappush(heap, (pos[d], d))
-    if len(order) != len(g.nodes):
-        stuck = [k for k in g.nodes if k not in set(order)]
-        raise UnsupportedError(
-            "algebraic loop: a cycle without a one-step delayed edge through " + ", ".join(stuck)
-        )
-    return order
-
-
 def prepare_graph(graph: Graph) -> tuple[Graph, list[str]]:
     """(normalized graph, evaluation order): ``passes.normalize`` (validation, inlining with dotted
     names, scalar broadcasting, identity removal, shapes, ``delayed_edges``), imported lazily.
@@ -115,7 +85,7 @@ def prepare_graph(graph: Graph) -> tuple[Graph, list[str]]:
     from .passes import normalize
 
     g = normalize(graph)
-    return g, _topo_order(g)
+    return g, evaluation_order(g)
 
 
 # -- numeric kernels -----------------------------------------------------------------------------
