@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,8 +25,7 @@ from nirdeploy.discretize import (
 from nirdeploy.errors import UsageError
 from nirdeploy.ir import Graph, Node
 
-CORPUS = Path(__file__).resolve().parents[1] / "examples" / "nir-corpus"  # the project's copy
-needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason="NIR corpus not present")
+from conftest import CORPUS  # the project's copy
 
 DT = 2.0**-10  # binary-exact dt so that dt/tau is exact for tau = 2*dt, 4*dt
 
@@ -309,7 +307,6 @@ def test_snntorch_equivalence_simulated():
 # -- dt inference --------------------------------------------------------------------------------
 
 
-@needs_corpus
 @pytest.mark.parametrize("name", ["braille_noDelay_bias_zero.nir", "braille_noDelay_noBias_subtract.nir"])
 def test_infer_dt_braille_single_snntorch_candidate(name):
     g = load_corpus(name)
@@ -325,7 +322,6 @@ def test_infer_dt_braille_single_snntorch_candidate(name):
     assert json.loads(json.dumps(c.to_dict()))["dt"] == c.dt
 
 
-@needs_corpus
 def test_infer_dt_lif_norse_none():
     g = load_corpus("lif_norse.nir")  # tau 2.5e-3, r = 1: Norse style, dt cannot be inferred
     assert infer_dt(g) == []
@@ -334,7 +330,6 @@ def test_infer_dt_lif_norse_none():
     assert resolve_dt(g, 1e-4) == (1e-4, None)
 
 
-@needs_corpus
 def test_infer_dt_cnn_sinabs_unit_step():
     cands = infer_dt(load_corpus("cnn_sinabs.nir"))
     assert len(cands) == 1

@@ -27,7 +27,7 @@ from nirdeploy.errors import NirDeployError, UnsupportedError, UsageError
 from nirdeploy.ir import Graph, Node
 from nirdeploy.reference import ReferenceResult, conv_nd, pool2d, simulate_reference
 
-CORPUS = Path(__file__).resolve().parents[1] / "examples" / "nir-corpus"  # the project's copy
+from conftest import CORPUS  # the project's copy
 
 
 def _find_trace(name: str) -> Path:
