@@ -49,7 +49,7 @@ def _imports():
         mod = importlib.util.module_from_spec(spec)
         sys.modules["nirdeploy_targets"] = mod
         spec.loader.exec_module(mod)
-    from nirdeploy.hwconfig import load_hwconfig
+    from nirdeploy.backend.hwconfig import load_hwconfig
     from nirdeploy_targets.xylo.config import XyloConfig
     from nirdeploy_targets.xylo.sim import XyloSimulator
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 import nirdeploy
-from nirdeploy.loading import load
-from nirdeploy.target import CompileOptions, get_target
+from nirdeploy.graph.loading import load
+from nirdeploy.backend.target import CompileOptions, get_target
 from nirdeploy_targets.xylo.lower import lower
 from nirdeploy_targets.xylo.sim import simulate
 

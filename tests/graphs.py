@@ -5,7 +5,7 @@ from __future__ import annotations
 import nir
 import numpy as np
 
-from nirdeploy.ir import Graph, Node
+from nirdeploy.graph.ir import Graph, Node
 
 
 def cuba(n, tau_syn=2e-4, tau_mem=1e-3, thr=1.0, dt=1e-4, v_leak=0.0):

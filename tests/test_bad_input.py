@@ -8,7 +8,7 @@ import pytest
 
 from bad_inputs import CASES, good_file
 from nirdeploy.errors import GraphLoadError, GraphValidationError, NirDeployError
-from nirdeploy.loading import load
+from nirdeploy.graph.loading import load
 
 TIME_BUDGET_S = 5.0
 
@@ -16,7 +16,7 @@ TIME_BUDGET_S = 5.0
 @pytest.fixture(autouse=True)
 def _short_read_timeout(monkeypatch):
     """The table's files are tiny: 1.5 s is plenty, and keeps the hang case quick."""
-    import nirdeploy.loading as L
+    import nirdeploy.graph.loading as L
 
     monkeypatch.setattr(L, "READ_TIMEOUT_BASE_S", 1.5)
 

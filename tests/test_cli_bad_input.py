@@ -14,9 +14,9 @@ from bad_inputs import CASES
 @pytest.fixture(autouse=True)
 def _short_read_timeout(monkeypatch):
     # the hdf5_library_hang case waits for the read timeout; 1.5 s is plenty for these small files
-    import nirdeploy.loading
+    import nirdeploy.graph.loading
 
-    monkeypatch.setattr(nirdeploy.loading, "READ_TIMEOUT_BASE_S", 1.5)
+    monkeypatch.setattr(nirdeploy.graph.loading, "READ_TIMEOUT_BASE_S", 1.5)
 
 
 @pytest.mark.parametrize("case_id,builder,expected", CASES, ids=[c[0] for c in CASES])

@@ -1,4 +1,4 @@
-"""Discretization coefficients, dt inference and dt resolution (nirdeploy.discretize)."""
+"""Discretization coefficients, dt inference and dt resolution (nirdeploy.graph.discretize)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from nirdeploy.discretize import (
+from nirdeploy.graph.discretize import (
     RESETS,
     SCHEMES,
     DtCandidate,
@@ -23,7 +23,7 @@ from nirdeploy.discretize import (
     validate_scheme,
 )
 from nirdeploy.errors import UsageError
-from nirdeploy.ir import Graph, Node
+from nirdeploy.graph.ir import Graph, Node
 
 from conftest import CORPUS  # the project's copy
 
@@ -34,7 +34,7 @@ DT = 2.0**-10  # binary-exact dt so that dt/tau is exact for tau = 2*dt, 4*dt
 
 
 def load_corpus(name: str) -> Graph:
-    from nirdeploy.loading import load
+    from nirdeploy.graph.loading import load
 
     return load(str(CORPUS / name))
 
@@ -257,7 +257,7 @@ def test_snntorch_encoding_gives_unit_gain_exactly():
 def test_snntorch_equivalence_simulated():
     """Reference (forward Euler, zero reset) == snnTorch Leaky/Synaptic(reset_mechanism="zero",
     reset_delay=False) written out by hand, for typical non-binary betas at dt = 1e-4."""
-    from nirdeploy.reference import simulate_reference
+    from nirdeploy.sim.reference import simulate_reference
 
     dt = 1e-4
     rng = np.random.default_rng(1)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from nirdeploy.errors import NirDeployError
-from nirdeploy.loading import load
+from nirdeploy.graph.loading import load
 
 from conftest import CORPUS
 

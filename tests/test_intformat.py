@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from nirdeploy.intformat import IntFormat
+from nirdeploy.backend.intformat import IntFormat
 
 
 def test_ranges():

@@ -11,9 +11,9 @@ import pytest
 
 from bad_inputs import BASE_EDGES, base_nodes, graph, write_file
 from nirdeploy.errors import GraphLoadError, GraphValidationError, UsageError
-from nirdeploy.ir import Graph, Node
-from nirdeploy.loading import DEFAULTED_KEY, defaulted_fields, from_nir, load, read_nir_file, to_nir, write_nir
-from nirdeploy.validate import validate
+from nirdeploy.graph.ir import Graph, Node
+from nirdeploy.graph.loading import DEFAULTED_KEY, defaulted_fields, from_nir, load, read_nir_file, to_nir, write_nir
+from nirdeploy.graph.validate import validate
 
 DATA = Path(__file__).parent / "data"
 CORPUS_FILES = ["lif_norse.nir", "cnn_sinabs.nir", "braille_noDelay_bias_zero.nir", "braille_noDelay_noBias_subtract.nir"]
@@ -371,7 +371,7 @@ def test_load_problems_are_collected(tmp_path):
 
 
 def test_limits_are_configurable(tmp_path):
-    from nirdeploy.loading import ReadLimits
+    from nirdeploy.graph.loading import ReadLimits
 
     p = write_file(tmp_path / "g.nir", graph(base_nodes(), BASE_EDGES))
     with pytest.raises(GraphLoadError, match="limit of 5"):
@@ -394,7 +394,7 @@ def test_shared_hard_linked_node_is_refused(tmp_path):
 # process isolation of the HDF5 parse
 # ------------------------------------------------------------------------------------------------
 
-needs_fork = pytest.mark.skipif(not __import__("nirdeploy.loading", fromlist=["_can_fork"])._can_fork(),
+needs_fork = pytest.mark.skipif(not __import__("nirdeploy.graph.loading", fromlist=["_can_fork"])._can_fork(),
                                 reason="no fork on this platform")
 
 
@@ -402,7 +402,7 @@ needs_fork = pytest.mark.skipif(not __import__("nirdeploy.loading", fromlist=["_
 def test_a_stuck_hdf5_library_is_killed(tmp_path, monkeypatch):
     import time
 
-    import nirdeploy.loading as L
+    import nirdeploy.graph.loading as L
 
     p = write_file(tmp_path / "g.nir", graph(base_nodes(), BASE_EDGES))
     monkeypatch.setattr(L, "_read_file", lambda path, limits: time.sleep(60))
@@ -417,7 +417,7 @@ def test_a_crashing_hdf5_library_is_a_load_error(tmp_path, monkeypatch):
     import os
     import signal
 
-    import nirdeploy.loading as L
+    import nirdeploy.graph.loading as L
 
     p = write_file(tmp_path / "g.nir", graph(base_nodes(), BASE_EDGES))
     monkeypatch.setattr(L, "_read_file", lambda path, limits: os.kill(os.getpid(), signal.SIGSEGV))

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from nirdeploy.errors import GraphValidationError
-from nirdeploy.ir import Graph, Node
-from nirdeploy.loading import load
-from nirdeploy.passes import (
+from nirdeploy.graph.ir import Graph, Node
+from nirdeploy.graph.loading import load
+from nirdeploy.graph.passes import (
     PASSES,
     PIPELINE,
     back_edges,
@@ -22,7 +22,7 @@ from nirdeploy.passes import (
     recurrent_loops,
     topo_sort,
 )
-from nirdeploy.validate import infer_shapes, validate
+from nirdeploy.graph.validate import infer_shapes, validate
 
 from conftest import CORPUS
 from graphs import N, chain, ir_lif as lif

@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 
 from nirdeploy.errors import NirDeployError, UnsupportedError, UsageError
-from nirdeploy.ir import Graph, Node
-from nirdeploy.reference import ReferenceResult, conv_nd, pool2d, simulate_reference
+from nirdeploy.graph.ir import Graph, Node
+from nirdeploy.sim.reference import ReferenceResult, conv_nd, pool2d, simulate_reference
 
 from conftest import CORPUS  # the project's copy
 
@@ -38,7 +38,7 @@ def _find_trace(name: str) -> Path:
 
 
 def load_corpus(name: str) -> Graph:
-    from nirdeploy.loading import load
+    from nirdeploy.graph.loading import load
 
     return load(str(CORPUS / name))
 
@@ -318,7 +318,7 @@ def test_stateless_cycle_rejected():
 
 
 def test_already_normalized_graph_and_identity_drop():
-    from nirdeploy.passes import normalize
+    from nirdeploy.graph.passes import normalize
 
     g = chain((1,), (1,), Node("aff", "Affine", {"weight": np.array([[1.0]]), "bias": arr(0.0)}), lif(tau=(2.0,), r=(2.0,), thr=(1.6,)))
     x = np.ones((1, 6, 1))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import nirdeploy
-from nirdeploy.target import _clear_caches, available_targets, get_target, parse_target_spec, register_target
+from nirdeploy.backend.target import _clear_caches, available_targets, get_target, parse_target_spec, register_target
 from nirdeploy.errors import TargetError, UsageError
 
 from graphs import ff_graph, write
@@ -25,7 +25,7 @@ TESTS = Path(__file__).parent
 def toy():
     register_target("toy", ToyTarget)
     yield get_target("toy")
-    from nirdeploy import target as t
+    from nirdeploy.backend import target as t
 
     t._EXTRA.pop("toy", None)
     _clear_caches()
@@ -83,7 +83,7 @@ def test_broken_plugin_gives_target_error(tmp_path):
         with pytest.raises(TargetError, match="broken.*failed to load.*boom"):
             get_target("broken")
     finally:
-        from nirdeploy import target as t
+        from nirdeploy.backend import target as t
 
         t._EXTRA.pop("broken", None)
         _clear_caches()

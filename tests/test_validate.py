@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from nirdeploy.errors import GraphValidationError, Problem
-from nirdeploy.ir import Graph, Node
-from nirdeploy.loading import from_nir, load
-from nirdeploy.validate import (
+from nirdeploy.graph.ir import Graph, Node
+from nirdeploy.graph.loading import from_nir, load
+from nirdeploy.graph.validate import (
     check,
     conv_output_size,
     pool_output_size,
@@ -450,7 +450,7 @@ def test_large_graph_is_fast():
     nodes.append(N("output", "Output"))
     edges.append((prev, "output"))
     g = Graph(nodes={x.name: x for x in nodes}, edges=edges)
-    from nirdeploy.passes import normalize, recurrent_loops
+    from nirdeploy.graph.passes import normalize, recurrent_loops
 
     t0 = time.monotonic()
     assert validate(g) == []

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nirdeploy.hwconfig import load_hwconfig
+from nirdeploy.backend.hwconfig import load_hwconfig
 from nirdeploy_targets.xylo.config import XyloConfig
 from nirdeploy_targets.xylo.sim import SimResult, XyloSimulator, simulate
 

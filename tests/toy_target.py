@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nirdeploy.report import FitReport, NodeUsage, Resource, Violation
-from nirdeploy.target import Artifact, CompileOptions, SimOutput, Target
+from nirdeploy.backend.report import FitReport, NodeUsage, Resource, Violation
+from nirdeploy.backend.target import Artifact, CompileOptions, SimOutput, Target
 
 HW_DIR = Path(__file__).parent / "data" / "toy_hw"
 
@@ -23,7 +23,7 @@ class ToyTarget(Target):
     hwconfig_dir = HW_DIR
 
     def check(self, graph, variant, options: CompileOptions) -> FitReport:
-        from nirdeploy.passes import normalize
+        from nirdeploy.graph.passes import normalize
 
         hw = self.hwconfig(variant)
         g = normalize(graph)
@@ -41,7 +41,7 @@ class ToyTarget(Target):
         return rep
 
     def compile(self, graph, variant, options) -> Artifact:
-        from nirdeploy.passes import normalize
+        from nirdeploy.graph.passes import normalize
 
         rep = self.check(graph, variant, options)
         g = normalize(graph)
@@ -55,7 +55,7 @@ class ToyTarget(Target):
                         tuple(g.inputs[0].output_shape), tuple(g.outputs[0].input_shape))
 
     def simulate(self, artifact, x, *, record=False, progress=None) -> SimOutput:
-        from nirdeploy.reference import simulate_reference
+        from nirdeploy.sim.reference import simulate_reference
 
         p = artifact.payload
         o = p["options"]
@@ -63,21 +63,21 @@ class ToyTarget(Target):
         return SimOutput(r.output, r.states if record else {})
 
     def export(self, artifact, folder) -> list[str]:
-        from nirdeploy.loading import write_nir
+        from nirdeploy.graph.loading import write_nir
 
         write_nir(artifact.payload["graph"], Path(folder) / "toy_graph.nir")
         (Path(folder) / "toy.json").write_text(json.dumps({"variant": artifact.variant, "options": artifact.payload["options"].to_dict()}))
         return ["toy.json", "toy_graph.nir"]
 
     def load(self, folder) -> Artifact:
-        from nirdeploy.loading import load
+        from nirdeploy.graph.loading import load
 
         folder = Path(folder)
         meta = json.loads((folder / "toy.json").read_text())
         rep = FitReport.from_dict(json.loads((folder / "report.json").read_text()))
         o = meta["options"]
         opts = CompileOptions(dt=o["dt"], reset=o["reset"], scheme=o["scheme"])
-        from nirdeploy.passes import normalize
+        from nirdeploy.graph.passes import normalize
 
         g = normalize(load(folder / "toy_graph.nir"))
         return Artifact(self.name, meta["variant"], rep, {"graph": g, "options": opts},

@@ -26,9 +26,9 @@ from .api import (  # noqa: E402
     simulate_reference,
 )
 from .errors import DoesNotFitError, GraphLoadError, GraphValidationError, NirDeployError, UsageError  # noqa: E402
-from .intformat import IntFormat  # noqa: E402
-from .report import FitReport, Resource, Violation  # noqa: E402
-from .target import Target, available_targets, get_target, register_target  # noqa: E402
+from .backend.intformat import IntFormat  # noqa: E402
+from .backend.report import FitReport, Resource, Violation  # noqa: E402
+from .backend.target import Target, available_targets, get_target, register_target  # noqa: E402
 
 __all__ = [
     "Deployment",

@@ -22,9 +22,10 @@ from typing import Callable
 import numpy as np
 
 from .errors import DoesNotFitError, UsageError
-from .ir import Graph
-from .report import FitReport
-from .target import Artifact, CompileOptions, SimOutput, Target, available_targets, get_target, parse_target_spec
+from .graph.ir import Graph
+from .backend.report import FitReport
+from .evaluation.compare import compare_outputs
+from .backend.target import Artifact, CompileOptions, SimOutput, Target, available_targets, get_target, parse_target_spec
 
 __all__ = [
     "load_graph",
@@ -47,8 +48,8 @@ GRAPH_COPY = "graph.nir"
 
 
 def load_graph(graph_or_path) -> Graph:
-    """A validated :class:`~nirdeploy.ir.Graph` from a path, a ``nir.NIRGraph`` or a Graph."""
-    from .loading import load
+    """A validated :class:`~nirdeploy.graph.ir.Graph` from a path, a ``nir.NIRGraph`` or a Graph."""
+    from .graph.loading import load
 
     return load(graph_or_path)
 
@@ -60,7 +61,7 @@ def _check_choice(name: str, value: str, choices) -> str:
 
 
 def _options(graph: Graph, dt, reset, scheme, quantization, calibrate, notices: list[str] | None) -> CompileOptions:
-    from .discretize import resolve_dt
+    from .graph.discretize import resolve_dt
 
     _check_choice("reset", reset, RESETS)
     _check_choice("scheme", scheme, SCHEMES)
@@ -81,8 +82,8 @@ def _options(graph: Graph, dt, reset, scheme, quantization, calibrate, notices: 
 def inspect(graph_or_path, *, dt: float | None = None, scheme: str = "euler") -> dict:
     """Nodes, shapes, neuron counts, parameter summary, dt candidates and recurrent loops (data);
     with ``dt``, also every neuron's discrete decay factors and input gains."""
-    from .discretize import validate_dt
-    from .inspection import inspect_graph
+    from .graph.discretize import validate_dt
+    from .graph.inspection import inspect_graph
 
     _check_choice("scheme", scheme, SCHEMES)
     return inspect_graph(load_graph(graph_or_path), None if dt is None else validate_dt(dt), scheme)
@@ -161,7 +162,7 @@ class Deployment:
             if self.source_path is not None:
                 shutil.copyfile(self.source_path, tmp / GRAPH_COPY)
             elif self.graph is not None:
-                from .loading import write_nir
+                from .graph.loading import write_nir
 
                 write_nir(self.graph, tmp / GRAPH_COPY)
             meta = {
@@ -233,8 +234,8 @@ def simulate_reference(
 ):
     """Float64 reference simulation of the NIR graph itself. Returns the output array, or the
     full result (``.output``, ``.states``) when ``record``."""
-    from .discretize import resolve_dt
-    from .reference import simulate_reference as _sim
+    from .graph.discretize import resolve_dt
+    from .sim.reference import simulate_reference as _sim
 
     graph = load_graph(graph_or_path)
     _check_choice("reset", reset, RESETS)
@@ -242,34 +243,6 @@ def simulate_reference(
     dt, _ = resolve_dt(graph, None if dt is None else float(dt))
     res = _sim(graph, np.asarray(x), dt, scheme=scheme, reset=reset, record=record, progress=progress)
     return res if record else res.output
-
-
-def compare_outputs(chip: np.ndarray, ref: np.ndarray, latency_steps: int = 0) -> dict:
-    """Agreement between chip and reference outputs (batch, time, *shape), after shifting the chip
-    output back by its latency: per-output spike counts, correlation of those counts, and the
-    fraction of equal (time, neuron) entries."""
-    chip = np.asarray(chip, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
-    if chip.shape != ref.shape:
-        raise UsageError(f"chip output {chip.shape} and reference output {ref.shape} differ in shape")
-    T = chip.shape[1]
-    L = int(latency_steps)
-    c = chip[:, L:]
-    r = ref[:, : T - L]
-    cc = c.reshape(c.shape[0], c.shape[1], -1).sum(axis=1)  # (batch, n_out)
-    rc = r.reshape(r.shape[0], r.shape[1], -1).sum(axis=1)
-    a, b = cc.ravel(), rc.ravel()
-    corr = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else (1.0 if np.array_equal(a, b) else 0.0)
-    same = float(np.mean(c == r)) if c.size else 1.0
-    argmax_agree = float(np.mean(cc.argmax(-1) == rc.argmax(-1))) if cc.size else 1.0
-    return {
-        "latency_steps": L,
-        "chip_counts": cc.sum(axis=0).tolist(),
-        "reference_counts": rc.sum(axis=0).tolist(),
-        "count_correlation": corr,
-        "elementwise_agreement": same,
-        "argmax_agreement": argmax_agree,
-    }
 
 
 # -- arrays and folders ----------------------------------------------------------------------------

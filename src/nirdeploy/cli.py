@@ -90,7 +90,7 @@ def targets_cmd(as_json: bool) -> None:
 
     def body():
         from .render import render_rows
-        from .target import available_targets, get_target
+        from .backend.target import available_targets, get_target
 
         data = []
         for name in available_targets():
@@ -117,7 +117,7 @@ def inspect_cmd(graph: str, dt, scheme, as_json: bool) -> None:
 
     def body():
         from . import api
-        from .inspection import render_inspection
+        from .graph.inspection import render_inspection
 
         info = api.inspect(graph, dt=dt, scheme=scheme)
         if as_json:
@@ -233,7 +233,7 @@ def simulate_cmd(source, input_path, out, reference, dt, reset, scheme, compare_
             if os.path.isdir(source):
                 raise UsageError("--reference takes a .nir graph, not a compiled folder")
             if dt is None:
-                from .discretize import resolve_dt
+                from .graph.discretize import resolve_dt
 
                 _, notice = resolve_dt(api.load_graph(source), None)
                 if notice:

@@ -3,7 +3,7 @@ keeps the README equal to it (``python -m nirdeploy.docs`` prints the current ta
 
 from __future__ import annotations
 
-from .ir import NODE_TYPES
+from .graph.ir import NODE_TYPES
 
 __all__ = ["primitive_table", "BEGIN", "END"]
 
@@ -12,7 +12,7 @@ END = "<!-- primitive-table:end -->"
 
 
 def primitive_table() -> str:
-    from .target import available_targets, get_target
+    from .backend.target import available_targets, get_target
 
     targets = [get_target(n) for n in available_targets()]
     head = "| NIR primitive | reference simulator | " + " | ".join(t.name for t in targets) + " |"

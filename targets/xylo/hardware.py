@@ -53,7 +53,7 @@ def samna_config(folder, variant: str | None = None):
     """``(config, is_valid, message)`` from Rockpool's ``config_from_specification`` for an
     exported deployment folder. Raises MissingDependencyError when samna or rockpool is absent."""
     require_samna()
-    from nirdeploy.hwconfig import load_hwconfig
+    from nirdeploy.backend.hwconfig import load_hwconfig
 
     folder = Path(folder)
     with np.load(folder / "rockpool_spec.npz", allow_pickle=False) as z:

@@ -39,11 +39,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nirdeploy.discretize import NeuronDiscretization, discretize_node
-from nirdeploy.hwconfig import HWConfig
-from nirdeploy.ir import Graph, Node
-from nirdeploy.report import FitReport, NodeUsage, Resource, Violation
-from nirdeploy.target import CompileOptions
+from nirdeploy.graph.discretize import NeuronDiscretization, discretize_node
+from nirdeploy.backend.hwconfig import HWConfig
+from nirdeploy.graph.ir import Graph, Node
+from nirdeploy.backend.report import FitReport, NodeUsage, Resource, Violation
+from nirdeploy.backend.target import CompileOptions
 
 from .config import XyloConfig
 
@@ -462,7 +462,7 @@ def _quant_matrix(w: np.ndarray, scale_cols: np.ndarray, shift: int, wfmt) -> tu
 # entry point
 # ---------------------------------------------------------------------------------------------
 def lower(graph: Graph, hw: HWConfig, opts: CompileOptions, *, threshold_target: np.ndarray | float | None = None) -> Lowered:
-    from nirdeploy.passes import normalize
+    from nirdeploy.graph.passes import normalize
 
     g = normalize(graph)
     viol: list[Violation] = []

@@ -59,7 +59,7 @@ from typing import Callable
 import numpy as np
 
 from nirdeploy.errors import UsageError
-from nirdeploy.hwconfig import HWConfig
+from nirdeploy.backend.hwconfig import HWConfig
 
 from .config import XyloConfig
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from nirdeploy.errors import UsageError
-from nirdeploy.ir import Graph
-from nirdeploy.report import FitReport
-from nirdeploy.target import Artifact, CompileOptions, SimOutput, Target
+from nirdeploy.graph.ir import Graph
+from nirdeploy.backend.report import FitReport
+from nirdeploy.backend.target import Artifact, CompileOptions, SimOutput, Target
 
 from .config import XyloConfig
 from .lower import SUPPORTED_NODES, THRESHOLD_TARGET, Lowered, lower

@@ -1,7 +1,7 @@
 """Reading NIR graphs into nirdeploy's IR, safely.
 
 * :func:`load`: the one entry point: a path, an in-memory ``nir.NIRGraph`` or an
-  :class:`~nirdeploy.ir.Graph` -> a shape-inferred (and, by default, validated) Graph.
+  :class:`~nirdeploy.graph.ir.Graph` -> a shape-inferred (and, by default, validated) Graph.
 * :func:`read_nir_file`: nirdeploy's own HDF5 reader (h5py only; ``nir.read`` is never called).
   It reads files written by nir 0.1.x through 1.0.8 and treats every file as hostile: each
   dataset's shape, size and dtype is checked *before* it is read, nesting depth, node and edge
@@ -14,7 +14,7 @@
 * :func:`from_nir` / :func:`to_nir`: conversion from / to nir's dataclasses.
 * :func:`write_nir`: ``to_nir`` + ``nir.write``.
 
-Parameter representation in the IR (see :data:`nirdeploy.validate.PARAM_KINDS`):
+Parameter representation in the IR (see :data:`nirdeploy.graph.validate.PARAM_KINDS`):
 
 * numeric arrays (weights, biases, neuron parameters, delays, scales): ``float64`` ndarrays
   (0-d arrays are kept; the ``broadcast_params`` pass broadcasts them);
@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import GraphLoadError, GraphValidationError, Problem, UnsupportedError, UsageError
+from ..errors import GraphLoadError, GraphValidationError, Problem, UnsupportedError, UsageError
 from .ir import NODE_TYPES, Graph, Node
 
 __all__ = [
@@ -272,7 +272,7 @@ def from_nir(graph: Any) -> Graph:
 
     Values that cannot be converted (strings where numbers go, complex numbers...) raise one
     :class:`GraphLoadError` listing all of them. Semantic problems (NaN, bad shapes, '/' in a
-    name...) are left to :func:`nirdeploy.validate.validate`.
+    name...) are left to :func:`nirdeploy.graph.validate.validate`.
     """
     problems: list[Problem] = []
     g = _from_nir_graph(graph, "", 0, problems, set())

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UsageError
+from ..errors import UsageError
 from .ir import Graph, Node
 
 __all__ = [

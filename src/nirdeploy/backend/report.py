@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .errors import _jsonable
+from ..errors import _jsonable
 
 __all__ = ["Resource", "Violation", "NodeUsage", "FitReport"]
 
@@ -132,7 +132,7 @@ class FitReport:
     # -- human rendering ---------------------------------------------------------------------------
     def render(self) -> str:
         """Plain-text table (the CLI prints it through rich)."""
-        from .render import render_report
+        from ..render import render_report
 
         return render_report(self)
 

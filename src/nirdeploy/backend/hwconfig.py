@@ -1,7 +1,7 @@
 """Load the per-variant chip data files shipped in ``hw_configs/``.
 
 A file ``<target>-<variant>.toml`` has tables ``[chip]`` (names), ``[limits]`` (counts and
-flags) and ``[formats]`` (one :class:`~nirdeploy.intformat.IntFormat` per named number).
+flags) and ``[formats]`` (one :class:`~nirdeploy.backend.intformat.IntFormat` per named number).
 Third-party targets may pass their own folder.
 """
 
@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from ..errors import UsageError
 from .intformat import IntFormat
 
 try:  # Python >= 3.11

@@ -63,7 +63,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import GraphValidationError, Problem
+from ..errors import GraphValidationError, Problem
 from .ir import NODE_TYPES, STATEFUL_TYPES, Graph, Node
 
 __all__ = [

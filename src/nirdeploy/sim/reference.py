@@ -14,7 +14,7 @@ Semantics (one discrete time step ``t`` of length ``dt``):
   ``w_rec`` with a bias contributes W s[t-1] + b from t = 1 on and nothing at t = 0 (snnTorch's
   RLeaky/RSynaptic would add b at t = 0 as well). A cycle without a delayed edge is an algebraic
   loop (rejected by validation, or UnsupportedError here).
-* Neurons use :mod:`nirdeploy.discretize` (scheme ``"euler"`` or ``"exact"``). All state starts
+* Neurons use :mod:`nirdeploy.graph.discretize` (scheme ``"euler"`` or ``"exact"``). All state starts
   at zero (v = 0, i = 0, empty delay lines), whatever ``v_leak``. Per step::
 
       [Cuba]     i = alpha_i*i + gain_i*x                    (never reset)
@@ -42,7 +42,7 @@ from typing import Any, Callable
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .discretize import (
+from ..graph.discretize import (
     DISCRETIZED_TYPES,
     RESET_ZERO,
     SCHEME_EULER,
@@ -52,9 +52,9 @@ from .discretize import (
     validate_reset,
     validate_scheme,
 )
-from .errors import UnsupportedError, UsageError
-from .passes import evaluation_order
-from .ir import Graph, Node
+from ..errors import UnsupportedError, UsageError
+from ..graph.passes import evaluation_order
+from ..graph.ir import Graph, Node
 
 __all__ = ["ReferenceResult", "simulate_reference", "prepare_graph", "conv_nd", "pool2d", "DELAY_STEP_TOLERANCE"]
 
@@ -82,7 +82,7 @@ def prepare_graph(graph: Graph) -> tuple[Graph, list[str]]:
     names, scalar broadcasting, identity removal, shapes, ``delayed_edges``), imported lazily.
     Normalizing an already normalized graph is harmless. The order is re-derived here (Kahn on
     the non-delayed edges, ties by node order) so that a cycle without a delayed edge is caught."""
-    from .passes import normalize
+    from ..graph.passes import normalize
 
     g = normalize(graph)
     return g, evaluation_order(g)
@@ -324,8 +324,8 @@ def simulate_reference(
 ) -> ReferenceResult:
     """Simulate ``graph`` on ``x`` of shape (batch, time, *input_shape) in float64.
 
-    ``graph`` is an :class:`~nirdeploy.ir.Graph` (normalized here; an already normalized graph is
-    fine). ``dt=None`` resolves dt from the graph (:func:`~nirdeploy.discretize.resolve_dt`) and
+    ``graph`` is an :class:`~nirdeploy.graph.ir.Graph` (normalized here; an already normalized graph is
+    fine). ``dt=None`` resolves dt from the graph (:func:`~nirdeploy.graph.discretize.resolve_dt`) and
     records the notice in ``notes``. Returns ``.output`` (batch, time, *output_shape) from the
     single Output node and, with ``record=True``, ``.states[node][var]`` (batch, time, *shape) with
     vars ``"v"``, ``"i"`` (Cuba), ``"spikes"`` (spiking) and ``"out"`` (every node).
@@ -334,7 +334,7 @@ def simulate_reference(
     validate_reset(reset)
     notes: list[str] = []
     if dt is None:
-        from .discretize import resolve_dt
+        from ..graph.discretize import resolve_dt
 
         dt, notice = resolve_dt(graph, None)
         if notice:

@@ -63,7 +63,7 @@ def inspect_graph(graph: Graph, dt: float | None = None, scheme: str = "euler") 
 
 
 def render_inspection(info: dict) -> str:
-    from .render import render_rows
+    from ..render import render_rows
 
     out = [
         f"NIR version {info['nir_version']}; {len(info['nodes'])} nodes after inlining; {info['n_neurons']} neurons",

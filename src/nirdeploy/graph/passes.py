@@ -32,7 +32,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import GraphValidationError, Problem, UnsupportedError
+from ..errors import GraphValidationError, Problem, UnsupportedError
 from .ir import STATEFUL_TYPES, Graph, Node
 from .validate import MAX_DECLARED_ELEMENTS, _shape_params, check, infer_shapes
 

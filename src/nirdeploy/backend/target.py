@@ -26,9 +26,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import TargetError, UsageError
+from ..errors import TargetError, UsageError
 from .hwconfig import HWConfig, list_hwconfigs, load_hwconfig
-from .ir import Graph
+from ..graph.ir import Graph
 from .report import FitReport
 
 __all__ = [
@@ -161,7 +161,7 @@ def _instantiate(name: str) -> Target:
     except Exception as e:  # a broken plugin must not take the tool down with a traceback
         raise TargetError(f"target {name!r} failed to load: {type(e).__name__}: {e}") from e
     if not isinstance(t, Target):
-        raise TargetError(f"target {name!r} does not implement nirdeploy.target.Target")
+        raise TargetError(f"target {name!r} does not implement nirdeploy.backend.target.Target")
     if not t.name:
         t.name = name
     return t

@@ -1,0 +1,1 @@
+"""Evaluation: comparing chip and reference outputs (and, as it grows, accuracy and studies)."""

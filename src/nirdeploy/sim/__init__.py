@@ -1,0 +1,1 @@
+"""Simulation of NIR graphs themselves (the float64 reference the chips are compared with)."""
