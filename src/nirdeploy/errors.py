@@ -20,6 +20,7 @@ __all__ = [
     "TargetError",
     "DoesNotFitError",
     "MissingDependencyError",
+    "DeploymentFolderError",
 ]
 
 
@@ -109,6 +110,18 @@ class MissingDependencyError(NirDeployError):
         self.install = install
         msg = f"{package} is not available{': ' + why if why else ''}. Install it with: {install}"
         super().__init__(msg)
+
+
+class DeploymentFolderError(UsageError):
+    """A compiled folder's file is missing, not a regular file, too large, or does not match its
+    schema. Names the file and, where it applies, the key or array."""
+
+    def __init__(self, path, key: str, problem: str):
+        self.path = str(path)
+        self.key = key
+        self.problem = problem
+        where = f"{self.path}" + (f": {key!r}" if key else "")
+        super().__init__(f"damaged compiled folder: {where} {problem}")
 
 
 def _jsonable(x):

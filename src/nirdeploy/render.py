@@ -38,9 +38,9 @@ def render_report(report) -> str:
     out = [f"{report.target}:{report.variant}: {status}"]
     if report.settings:
         out.append("settings: " + ", ".join(f"{k}={_fmt(v)}" for k, v in report.settings.items()))
-    rows = [[r.name, _fmt(r.used), _fmt(r.limit), r.unit, "ok" if r.fits else "OVER"] for r in report.resources]
+    rows = [[r.name, _fmt(r.used), _fmt(r.limit), r.unit, r.confidence or "-", "ok" if r.fits else "OVER"] for r in report.resources]
     if rows:
-        out.append(render_rows("Resources", ["resource", "used", "limit", "unit", ""], rows))
+        out.append(render_rows("Resources", ["resource", "used", "limit", "unit", "limit known from", ""], rows))
     if report.violations:
         vrows = [[v.severity, v.rule, v.node or "-", _fmt(v.limit), _fmt(v.actual), v.message + (f" ({v.hint})" if v.hint else "")] for v in report.violations]
         out.append(render_rows("Violations", ["severity", "rule", "node", "limit", "actual", "message / hint"], vrows))

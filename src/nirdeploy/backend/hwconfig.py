@@ -21,7 +21,21 @@ try:  # Python >= 3.11
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-__all__ = ["HWConfig", "load_hwconfig", "list_hwconfigs"]
+__all__ = ["HWConfig", "LimitSource", "CONFIDENCES", "load_hwconfig", "list_hwconfigs"]
+
+CONFIDENCES = ("documented", "source", "measured", "unconfirmed", "estimate", "unspecified")
+
+
+@dataclass(frozen=True)
+class LimitSource:
+    """Where a limit's value comes from: ``confidence`` (one of CONFIDENCES) and a citation."""
+
+    value: Any
+    confidence: str = "unspecified"
+    source: str = ""
+
+    def to_dict(self) -> dict:
+        return {"value": self.value, "confidence": self.confidence, "source": self.source}
 
 
 @dataclass(frozen=True)
@@ -34,6 +48,7 @@ class HWConfig:
     formats: dict[str, IntFormat]
     extra: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    provenance: dict[str, LimitSource] = field(default_factory=dict)
 
     def fmt(self, name: str) -> IntFormat:
         try:
@@ -47,6 +62,10 @@ class HWConfig:
         except KeyError:
             raise KeyError(f"{self.target}:{self.variant} has no limit {name!r} in its hw_config") from None
 
+    def limit_source(self, name: str) -> LimitSource:
+        """The value of limit ``name`` with its confidence and citation."""
+        return self.provenance.get(name) or LimitSource(self.limit(name))
+
     def to_dict(self) -> dict:
         return {
             "target": self.target,
@@ -54,12 +73,32 @@ class HWConfig:
             "name": self.name,
             "chip": dict(self.chip),
             "limits": dict(self.limits),
+            "provenance": {k: v.to_dict() for k, v in self.provenance.items()},
             "formats": {k: v.to_dict() for k, v in self.formats.items()},
         }
 
 
+def _parse_limits(raw: dict, source: str) -> tuple[dict[str, Any], dict[str, LimitSource]]:
+    values: dict[str, Any] = {}
+    prov: dict[str, LimitSource] = {}
+    for k, v in raw.items():
+        if isinstance(v, dict):
+            if "value" not in v:
+                raise ValueError(f"{source}: limit {k!r} is a table without 'value'")
+            conf = str(v.get("confidence", "unspecified"))
+            if conf not in CONFIDENCES:
+                raise ValueError(f"{source}: limit {k!r} has confidence {conf!r}; expected one of {', '.join(CONFIDENCES)}")
+            values[k] = v["value"]
+            prov[k] = LimitSource(v["value"], conf, str(v.get("source", "")))
+        else:
+            values[k] = v
+            prov[k] = LimitSource(v)
+    return values, prov
+
+
 def _parse(data: dict, source: str) -> HWConfig:
     chip = dict(data.get("chip", {}))
+    limits, prov = _parse_limits(dict(data.get("limits", {})), source)
     formats = {k: IntFormat.from_dict(v, name=k) for k, v in data.get("formats", {}).items()}
     extra = {k: v for k, v in data.items() if k not in ("chip", "limits", "formats")}
     return HWConfig(
@@ -67,10 +106,11 @@ def _parse(data: dict, source: str) -> HWConfig:
         variant=chip["variant"],
         name=chip.get("name", f"{chip['target']}:{chip['variant']}"),
         chip=chip,
-        limits=dict(data.get("limits", {})),
+        limits=limits,
         formats=formats,
         extra=extra,
         source=source,
+        provenance=prov,
     )
 
 

@@ -24,13 +24,20 @@ class Resource:
     used: float
     limit: float | None
     unit: str = ""
+    confidence: str = ""  # how the limit is known: documented | source | measured | unconfirmed | estimate
+    source: str = ""  # where the limit comes from (hw_config citation)
 
     @property
     def fits(self) -> bool:
         return self.limit is None or self.used <= self.limit
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "used": _jsonable(self.used), "limit": _jsonable(self.limit), "unit": self.unit, "fits": self.fits}
+        d = {"name": self.name, "used": _jsonable(self.used), "limit": _jsonable(self.limit), "unit": self.unit, "fits": self.fits}
+        if self.confidence:
+            d["confidence"] = self.confidence
+        if self.source:
+            d["source"] = self.source
+        return d
 
 
 @dataclass
@@ -118,7 +125,8 @@ class FitReport:
         return cls(
             target=d["target"],
             variant=d["variant"],
-            resources=[Resource(r["name"], r["used"], r["limit"], r.get("unit", "")) for r in d.get("resources", [])],
+            resources=[Resource(r["name"], r["used"], r["limit"], r.get("unit", ""), r.get("confidence", ""), r.get("source", ""))
+                       for r in d.get("resources", [])],
             nodes=[NodeUsage(n["node"], n["node_type"], dict(n.get("usage", {}))) for n in d.get("nodes", [])],
             violations=[
                 Violation(**{k: v[k] for k in ("rule", "message", "node", "node_type", "limit", "actual", "hint", "severity") if k in v})
