@@ -7,6 +7,7 @@
 >>> y = dep.simulate(x)                 # x: (batch, time, 12) spike counts
 >>> dep.save("out/")                    # report.json + vendor export, written atomically
 >>> ref = nirdeploy.simulate_reference("braille.nir", x, dt=1e-4)
+>>> dep.evaluate(x, labels)             # chip and reference accuracy, readout stated
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def _check_choice(name: str, value: str, choices) -> str:
     return value
 
 
-def _options(graph: Graph, dt, reset, scheme, quantization, calibrate, notices: list[str] | None) -> CompileOptions:
+def _options(graph: Graph, dt, reset, scheme, quantization, calibrate, notices: list[str] | None, sample=None) -> CompileOptions:
     from .graph.discretize import resolve_dt
 
     _check_choice("reset", reset, RESETS)
@@ -76,7 +77,10 @@ def _options(graph: Graph, dt, reset, scheme, quantization, calibrate, notices: 
     cal = None
     if calibrate is not None:
         cal = calibrate if isinstance(calibrate, np.ndarray) else load_input_array(calibrate)
-    return CompileOptions(dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibration=cal)
+    smp = None
+    if sample is not None:
+        smp = sample if isinstance(sample, np.ndarray) else load_input_array(sample)
+    return CompileOptions(dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibration=cal, sample=smp)
 
 
 def inspect(graph_or_path, *, dt: float | None = None, scheme: str = "euler") -> dict:
@@ -98,12 +102,15 @@ def check(
     scheme: str = "euler",
     quantization: str = "channel",
     calibrate=None,
+    sample=None,
 ) -> FitReport:
-    """Fit report of a graph on ``target`` (``"name"`` or ``"name:variant"``)."""
+    """Fit report of a graph on ``target`` (``"name"`` or ``"name:variant"``). ``sample`` (array or
+    .npy path, (batch, time, *input_shape)) adds a fidelity report measured on it; ``calibrate``
+    calibrates on it first."""
     graph = load_graph(graph_or_path)
     t, variant = parse_target_spec(target)
     notices: list[str] = []
-    opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices)
+    opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices, sample)
     rep = t.check(graph, variant, opts)
     rep.notes[:0] = notices
     return rep
@@ -149,6 +156,68 @@ class Deployment:
         out = self.target.simulate(self.artifact, x, record=record, progress=progress)
         return out if record else out.output
 
+    @property
+    def readout(self) -> str:
+        """How a decision is read from the outputs: ``"spikes"`` or ``"vmem"`` (the report says)."""
+        return self.report.details.get("readout", "spikes")
+
+    def source_graph(self) -> Graph:
+        """The NIR graph this deployment was compiled from (the copy in its folder after loading)."""
+        if self.graph is not None:
+            return self.graph
+        if self.source_path is None:
+            raise UsageError("this deployment holds no copy of its graph; cannot run the reference")
+        self.graph = load_graph(self.source_path)
+        return self.graph
+
+    def chip_semantics(self):
+        """The target's :class:`~nirdeploy.sim.reference.ChipSemantics` for this network, or None."""
+        return self.target.chip_semantics(self.artifact)
+
+    def simulate_reference(self, x, *, chip_semantics: bool = False, spikes_per_step: int | None = None):
+        """Float reference of the source graph with this deployment's dt, reset and scheme.
+        ``chip_semantics=True``: with the chip's spiking rule, effective time constants and input
+        clipping (subtractive reset). Returns the output (batch, time, *output_shape)."""
+        from .sim.reference import simulate_reference as _sim
+
+        s = self.report.settings
+        sem = self.chip_semantics() if chip_semantics else None
+        if chip_semantics and sem is None:
+            raise UsageError(f"target {self.artifact.target!r} does not describe its chip semantics")
+        caps = sem is not None or spikes_per_step is not None
+        reset = "subtract" if caps else s.get("reset", "zero")
+        return _sim(self.source_graph(), np.asarray(x), s["dt"], scheme=s.get("scheme", "euler"), reset=reset,
+                    spikes_per_step=spikes_per_step, chip=sem).output
+
+    def evaluate(self, x, labels=None, *, reference: bool = True) -> dict:
+        """Chip and reference on ``x`` (batch, time, *input_shape): readout agreement and, with
+        ``labels`` (batch,) integers, accuracy. The readout is stated (``"spikes"``: spike-count
+        argmax; ``"vmem"``: maximum Vmem) and the chip is read ``latency_steps`` later than the
+        reference. Keys: ``readout``, ``latency_steps``, ``chip``, and with ``reference``:
+        ``reference``, ``reference_chip_semantics`` (when the target describes them),
+        ``agreement`` (chip vs reference decisions, silent samples counted)."""
+        from .evaluation.compare import accuracy, readout_agreement
+
+        x = check_input_array(x, self.artifact.input_shape)
+        T, L = x.shape[1], min(int(self.artifact.latency_steps), x.shape[1])
+        chip = self.simulate(x)
+        out: dict = {"readout": self.readout, "latency_steps": L, "samples": int(x.shape[0])}
+        acc = (lambda y, a, b: accuracy(y, labels, self.readout, a, b)) if labels is not None else None
+        if acc:
+            out["chip"] = acc(chip, L, T)
+        if reference:
+            ref = self.simulate_reference(x)
+            ag = readout_agreement(chip, ref, L, self.readout)
+            out["agreement"] = {k: v for k, v in ag.items() if k not in ("chip_decisions", "reference_decisions")}
+            if acc:
+                out["reference"] = acc(ref, 0, T - L)
+            if self.chip_semantics() is not None:
+                refc = self.simulate_reference(x, chip_semantics=True)
+                if acc:
+                    out["reference_chip_semantics"] = acc(refc, 0, T - L)
+                out["agreement_chip_semantics"] = readout_agreement(chip, refc, L, self.readout)["decision_agreement"]
+        return out
+
     def save(self, folder, *, force: bool = False) -> Path:
         """Write report.json, the target's export files and deployment.json, atomically.
         A network that does not fit raises :class:`DoesNotFitError` (the CLI exits 1) and
@@ -190,13 +259,17 @@ def compile(
     calibrate=None,
     out: str | os.PathLike | None = None,
     force: bool = False,
+    sample=None,
 ) -> Deployment:
     """Lower, discretize and quantize for ``target``; the result carries its fit report.
-    With ``out``, the deployment folder is written too (atomically)."""
+    With ``out``, the deployment folder is written too (atomically). ``calibrate``: sample input
+    (array or .npy) to calibrate the quantization on (a guarded search, never worse than the
+    uncalibrated network on that sample); ``sample``: sample input that is only measured (fidelity
+    report: multi-spike share, saturation, predicted agreement with the reference)."""
     graph = load_graph(graph_or_path)
     t, variant = parse_target_spec(target)
     notices: list[str] = []
-    opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices)
+    opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices, sample)
     art = t.compile(graph, variant, opts)
     art.report.notes[:0] = notices
     src = str(graph_or_path) if isinstance(graph_or_path, (str, os.PathLike)) else None
@@ -227,22 +300,32 @@ def simulate_reference(
     x,
     *,
     dt: float | None = None,
-    reset: str = "zero",
+    reset: str | None = None,
     scheme: str = "euler",
     record: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    spikes_per_step: int | None = None,
+    full: bool = False,
 ):
     """Float64 reference simulation of the NIR graph itself. Returns the output array, or the
-    full result (``.output``, ``.states``) when ``record``."""
+    full result (``.output``, ``.states``, ``.notes`` such as divergence or the dt notice) when
+    ``record`` (states recorded) or ``full`` (no states).
+
+    ``reset``: ``"zero"`` or ``"subtract"``; None is ``"zero"`` (``"subtract"`` with
+    ``spikes_per_step``); the result's ``.reset`` says which was used. ``spikes_per_step=N``:
+    the chip spiking rule (floor(v / threshold) spikes, at most N per step, subtractive reset)."""
     from .graph.discretize import resolve_dt
     from .sim.reference import simulate_reference as _sim
 
     graph = load_graph(graph_or_path)
-    _check_choice("reset", reset, RESETS)
+    if reset is not None:
+        _check_choice("reset", reset, RESETS)
     _check_choice("scheme", scheme, SCHEMES)
-    dt, _ = resolve_dt(graph, None if dt is None else float(dt))
-    res = _sim(graph, np.asarray(x), dt, scheme=scheme, reset=reset, record=record, progress=progress)
-    return res if record else res.output
+    dt, notice = resolve_dt(graph, None if dt is None else float(dt))
+    res = _sim(graph, np.asarray(x), dt, scheme=scheme, reset=reset, record=record, progress=progress, spikes_per_step=spikes_per_step)
+    if notice:
+        res.notes.insert(0, notice)
+    return res if (record or full) else res.output
 
 
 # -- arrays and folders ----------------------------------------------------------------------------

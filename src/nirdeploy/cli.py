@@ -137,6 +137,17 @@ _scheme_opt = click.option("--scheme", type=click.Choice(["euler", "exact"]), de
                            help="discretization: forward Euler or exact exponential")
 _quant_opt = click.option("--quantization", type=click.Choice(["channel", "global"]), default="channel", show_default=True,
                           help="weight scaling: one scale per post-neuron or one per matrix")
+_sample_opt = click.option("--sample", type=click.Path(dir_okay=False), default=None,
+                           help="sample input .npy (batch, time, *input_shape) that is only measured: fidelity report (multi-spike share, "
+                                "saturation, predicted agreement with the reference)")
+_calibrate_opt = click.option("--calibrate", type=click.Path(dir_okay=False), default=None,
+                              help="sample input .npy (batch, time, *input_shape) to calibrate the quantization on (guarded: never worse than "
+                                   "uncalibrated on that sample), then measured like --sample")
+
+
+def _notices(notices) -> None:
+    for n in notices:
+        click.echo(f"notice: {n}", err=True)
 
 
 @main.command("check")
@@ -146,8 +157,10 @@ _quant_opt = click.option("--quantization", type=click.Choice(["channel", "globa
 @_reset_opt
 @_scheme_opt
 @_quant_opt
+@_sample_opt
+@_calibrate_opt
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-def check_cmd(graph, target, dt, reset, scheme, quantization, as_json) -> None:
+def check_cmd(graph, target, dt, reset, scheme, quantization, sample, calibrate, as_json) -> None:
     """Does GRAPH fit TARGET? Exit 0 if it fits, 1 if not, 2 on invalid input."""
 
     def body():
@@ -155,6 +168,10 @@ def check_cmd(graph, target, dt, reset, scheme, quantization, as_json) -> None:
         from .render import render_rows
 
         if target == "all":
+            if dt is None:  # the inferred dt is shared by every target: say it once
+                from .graph.discretize import resolve_dt
+
+                _notices([n for n in [resolve_dt(api.load_graph(graph), None)[1]] if n])
             reps = api.check_all(graph, dt=dt, reset=reset, scheme=scheme)
             if as_json:
                 _echo_json([r.to_dict() for r in reps])
@@ -162,7 +179,7 @@ def check_cmd(graph, target, dt, reset, scheme, quantization, as_json) -> None:
                 rows = [[f"{r.target}:{r.variant}", "yes" if r.fits else "no", r.first_blocking_reason() or "-"] for r in reps]
                 click.echo(render_rows("Fit on every target", ["target", "fits", "first blocking reason"], rows), nl=False)
             return EXIT_OK if any(r.fits for r in reps) else EXIT_NOFIT
-        rep = api.check(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization)
+        rep = api.check(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization, sample=sample, calibrate=calibrate)
         if as_json:
             _echo_json(rep.to_dict())
         else:
@@ -179,11 +196,12 @@ def check_cmd(graph, target, dt, reset, scheme, quantization, as_json) -> None:
 @_reset_opt
 @_scheme_opt
 @_quant_opt
-@click.option("--calibrate", type=click.Path(dir_okay=False), default=None, help="sample input .npy (batch, time, *input_shape) used to choose scales")
+@_calibrate_opt
+@_sample_opt
 @click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False), help="output folder (written atomically)")
 @click.option("--force", is_flag=True, help="replace OUT if it exists")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, out, force, as_json) -> None:
+def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, sample, out, force, as_json) -> None:
     """Lower GRAPH for TARGET and write OUT/report.json, the vendor export and what `simulate` needs.
 
     A network that does not fit still gets its report printed, but no folder (exit 1)."""
@@ -192,9 +210,8 @@ def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, out, 
         from . import api
 
         api.check_output_folder(out, force=force)  # fail before the work, not after it
-        dep = api.compile(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibrate=calibrate)
-        for n in dep.notices:
-            click.echo(f"notice: {n}", err=True)
+        dep = api.compile(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibrate=calibrate, sample=sample)
+        _notices(dep.notices)
         rep = dep.report
         if as_json:
             _echo_json(rep.to_dict())
@@ -216,10 +233,16 @@ def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, out, 
 @click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="Y.npy: (batch, time, *output_shape)")
 @click.option("--reference", is_flag=True, help="SOURCE is a .nir graph: run the float64 reference simulator")
 @_dt_opt
-@_reset_opt
+@click.option("--reset", type=click.Choice(["zero", "subtract"]), default=None,
+              help="reference reset: zero = jump to v_reset (NIR >= 1.0.6; the default), subtract = v -= threshold (snnTorch's default); "
+                   "a compiled folder uses its own")
 @_scheme_opt
+@click.option("--spikes-per-step", "spikes_per_step", type=click.IntRange(min=1), default=None,
+              help="reference with a chip's spiking rule: floor(v / threshold) spikes per step, at most N, subtractive reset (Xylo: 31)")
 @click.option("--compare-reference", is_flag=True, help="also run the reference on the compiled graph and print agreement")
-def simulate_cmd(source, input_path, out, reference, dt, reset, scheme, compare_reference) -> None:
+@click.option("--labels", "labels_path", type=click.Path(dir_okay=False), default=None,
+              help="y.npy: one integer label per sample; prints chip and reference accuracy (implies the reference run)")
+def simulate_cmd(source, input_path, out, reference, dt, reset, scheme, spikes_per_step, compare_reference, labels_path) -> None:
     """Chip simulation of a compiled folder, or (--reference) float simulation of a .nir graph."""
 
     def body():
@@ -229,20 +252,23 @@ def simulate_cmd(source, input_path, out, reference, dt, reset, scheme, compare_
         from .errors import UsageError
 
         x = api.load_input_array(input_path)
+        labels = api.load_input_array(labels_path) if labels_path is not None else None
         if reference:
             if os.path.isdir(source):
                 raise UsageError("--reference takes a .nir graph, not a compiled folder")
-            if dt is None:
-                from .graph.discretize import resolve_dt
-
-                _, notice = resolve_dt(api.load_graph(source), None)
-                if notice:
-                    click.echo(f"notice: {notice}", err=True)
+            if labels is not None:
+                raise UsageError("--labels needs a compiled folder (chip and reference accuracy); use it without --reference")
             with _Progress(int(np.prod(x.shape)) * 8, "reference") as prog:
-                y = api.simulate_reference(source, x, dt=dt, reset=reset, scheme=scheme, progress=prog)
-            _save_npy(out, y)
-            click.echo(f"wrote {out} {tuple(y.shape)}", err=True)
+                res = api.simulate_reference(source, x, dt=dt, reset=reset, scheme=scheme, progress=prog, spikes_per_step=spikes_per_step, full=True)
+            _notices(res.notes[:1] if dt is None and res.notes and res.notes[0].startswith("dt not given") else [])
+            _notices([_reset_notice(res.reset, reset, spikes_per_step)])
+            for n in (res.notes[1:] if dt is None and res.notes and res.notes[0].startswith("dt not given") else res.notes):
+                click.echo(f"warning: {n}", err=True)
+            _save_npy(out, res.output)
+            click.echo(f"wrote {out} {tuple(res.output.shape)}", err=True)
             return EXIT_OK
+        if spikes_per_step is not None:
+            raise UsageError("--spikes-per-step applies to the reference (--reference); a compiled folder simulates the chip itself")
         if not os.path.isdir(source):
             raise UsageError(f"{source} is not a compiled folder (use --reference to simulate a .nir graph)")
         dep = api.load_deployment(source)
@@ -250,27 +276,68 @@ def simulate_cmd(source, input_path, out, reference, dt, reset, scheme, compare_
             y = dep.simulate(x, progress=prog)
         _save_npy(out, y)
         click.echo(f"wrote {out} {tuple(y.shape)}", err=True)
-        if compare_reference:
+        if compare_reference or labels is not None:
             if dep.source_path is None:
-                raise UsageError("this folder holds no copy of its graph; cannot compare")
+                raise UsageError("this folder holds no copy of its graph; cannot run the reference")
             s = dep.report.settings
-            ref = api.simulate_reference(dep.source_path, x, dt=s["dt"], reset=s.get("reset", "zero"), scheme=s.get("scheme", "euler"))
-            cmp = api.compare_outputs(y, ref, dep.artifact.latency_steps)
+            _notices([f"reference: dt = {s['dt']:g} s, reset = {s.get('reset', 'zero')}, scheme = {s.get('scheme', 'euler')} (the compiled settings)"])
+        if compare_reference:
+            ref = dep.simulate_reference(x)
+            cmp = api.compare_outputs(y, ref, dep.artifact.latency_steps, dep.readout)
             _print_compare(cmp)
+        if labels is not None:
+            _print_accuracy(dep.evaluate(x, labels))
         return EXIT_OK
 
     _run(body)
 
 
+def _reset_notice(used: str, given, spikes_per_step) -> str:
+    if given is not None:
+        return f"reference reset: {used}"
+    if spikes_per_step is not None:
+        return f"reference reset: {used} (implied by --spikes-per-step)"
+    return (f"reference reset: {used} (the default: NIR's v_reset semantics; graphs trained with subtractive reset, snnTorch's default, "
+            "need --reset subtract)")
+
+
 def _print_compare(cmp: dict) -> None:
+    from .evaluation.compare import describe_readout
     from .render import render_rows
 
+    unit = "spikes" if cmp.get("readout", "spikes") == "spikes" else "sum of Vmem"
     rows = [[i, f"{c:g}", f"{r:g}"] for i, (c, r) in enumerate(zip(cmp["chip_counts"], cmp["reference_counts"]))]
-    click.echo(render_rows(f"Chip vs reference (chip shifted by {cmp['latency_steps']} steps of latency)", ["output", "chip spikes", "reference spikes"], rows), nl=False)
+    click.echo(render_rows(f"Chip vs reference (chip shifted by {cmp['latency_steps']} steps of latency)", ["output", f"chip {unit}", f"reference {unit}"], rows), nl=False)
+    n = cmp["samples"]
+    sc, sr = cmp["silent_chip_samples"], cmp["silent_reference_samples"]
+    if sc == n or sr == n:
+        who = " and ".join(w for w, k in (("the chip's", sc), ("the reference's", sr)) if k == n)
+        click.echo(f"{who} output is silent on all {n} samples (no output activity): no agreement figures are meaningful")
+        return
+    corr = cmp["count_correlation"]
     click.echo(
-        f"spike-count correlation {cmp['count_correlation']:.3f}; element-wise agreement {cmp['elementwise_agreement']:.3f}; "
-        f"same winning output in {100 * cmp['argmax_agreement']:.1f} % of samples"
+        f"readout: {describe_readout(cmp.get('readout', 'spikes'))}; {'spike-count' if unit == 'spikes' else 'Vmem-sum'} correlation "
+        f"{'n/a' if corr is None else f'{corr:.3f}'}; element-wise agreement {cmp['elementwise_agreement']:.3f}; "
+        f"same decision in {100 * cmp['argmax_agreement']:.1f} % of the {n - sr} samples the reference decides"
+        + (f" (silent samples: chip {sc}, reference {sr})" if sc or sr else "")
     )
+
+
+def _print_accuracy(ev: dict) -> None:
+    from .evaluation.compare import describe_readout
+    from .render import render_rows
+
+    def row(name, a):
+        return [name, f"{100 * a['accuracy']:.1f} %", a["silent_samples"], f"{a['window'][0]}..{a['window'][1] - 1}"]
+
+    rows = [row("chip (bit-accurate simulation)", ev["chip"])]
+    if "reference" in ev:
+        rows.append(row("reference (float NIR graph)", ev["reference"]))
+    if "reference_chip_semantics" in ev:
+        rows.append(row("reference with the chip's spiking rule and time constants", ev["reference_chip_semantics"]))
+    click.echo(render_rows(f"Accuracy on {ev['samples']} labelled samples; readout: {describe_readout(ev['readout'])}; "
+                           f"chip read {ev['latency_steps']} step(s) later (latency)",
+                           ["network", "accuracy", "silent samples", "steps read"], rows), nl=False)
 
 
 def _save_npy(path: str, y) -> None:
