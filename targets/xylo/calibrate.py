@@ -8,9 +8,10 @@ score is the agreement of its readout with the float reference on the same sampl
 
 Moves, tried in this order from the current best (each kept only if it improves the score):
 
-1. **readout range** (Vmem readouts): readout neurons whose reference voltage, in chip units,
-   would pass 90 % of the int16 maximum get the factor that brings the peak there (a readout
-   that reaches the maximum fires and drops to 0);
+1. **readout range** (Vmem readouts): readout neurons whose reference voltage (the larger of the
+   plain and the chip-semantics reference), in chip units, would pass 90 % of the int16 maximum
+   get the factor that brings the peak there, and readouts that fired on the chip (they reach the
+   maximum, fire and drop to 0) at least half their scale;
 2. **positive saturation**: neurons whose Vmem or synaptic current reached the int16 maximum get
    their scale halved (the excess charge is lost at the bound);
 3. **negative saturation**: neurons that reached only the minimum, halved as a separate move:
@@ -38,9 +39,11 @@ READOUT_HEADROOM = 0.9
 OBJECTIVE = "(share of samples with the same readout decision as the reference, correlation of the readout values)"
 
 
-def calibrate_xylo(graph, hw, options, low, x: np.ndarray, ref_out: np.ndarray, *, budget: int | None = None):
+def calibrate_xylo(graph, hw, options, low, x: np.ndarray, ref_out: np.ndarray, *, budget: int | None = None,
+                   ref_chip_out: np.ndarray | None = None):
     """Guarded calibration of ``low`` on ``x`` (chip input, (batch, time, n_in)) against the
-    reference outputs ``ref_out``. Returns ``(lowered, CalibrationResult, its recorded chip run)``; the
+    reference outputs ``ref_out``; ``ref_chip_out`` (the reference with the chip's semantics, which
+    fires several spikes per step like the chip) sizes Vmem readouts together with ``ref_out``. Returns ``(lowered, CalibrationResult, its recorded chip run)``; the
     lowered network is the uncalibrated one unless a move improved the score."""
     budget = int(options.extra.get("calibration_budget", DEFAULT_BUDGET) if budget is None else budget)
     n_h, n_o = low.config.n_hidden, low.config.n_out
@@ -58,7 +61,7 @@ def calibrate_xylo(graph, hw, options, low, x: np.ndarray, ref_out: np.ndarray, 
         lw = build(f)
         res = simulate(lw.config, hw, x, record=True)
         ag = readout_agreement(chip_output(res, lw), ref_out, lw.latency_steps, lw.readout)
-        sat = saturation(res.states, smin, smax, n_h, n_o)
+        sat = saturation(res, lw.config, smin, smax)
         sp = res.states["Spikes"]
         fire = np.count_nonzero(sp)
         figs = {"agreement": ag["decision_agreement"], "correlation": ag["value_correlation"],
@@ -66,17 +69,24 @@ def calibrate_xylo(graph, hw, options, low, x: np.ndarray, ref_out: np.ndarray, 
                 "multi_spike_share": float(np.count_nonzero(sp >= 2) / fire) if fire else 0.0}
         return Evaluation(ag["score"], figs, observation=(lw, res, sat))
 
-    ref_peak = np.abs(np.asarray(ref_out, dtype=np.float64)).max(axis=(0, 1)) if low.readout == "vmem" else None
+    ref_peak = None
+    if low.readout == "vmem":
+        ref_peak = np.abs(np.asarray(ref_out, dtype=np.float64)).max(axis=(0, 1))
+        if ref_chip_out is not None:
+            ref_peak = np.maximum(ref_peak, np.abs(np.asarray(ref_chip_out, dtype=np.float64)).max(axis=(0, 1)))
 
     def propose(f: np.ndarray, ev: Evaluation) -> list[Move]:
         lw, res, sat = ev.observation
         moves = []
         if ref_peak is not None and lw.scales is not None:
             peak_chip = ref_peak * lw.scales[1]
-            need = peak_chip > READOUT_HEADROOM * smax
+            fired = np.asarray(res.spikes_out).any(axis=(0, 1))  # a Vmem readout fires only at the int16 maximum
+            need = (peak_chip > READOUT_HEADROOM * smax) | fired
             if need.any():
                 g = f.copy()
-                g[n_h:][need] = np.maximum(f[n_h:][need] * READOUT_HEADROOM * smax / peak_chip[need], MIN_FACTOR)
+                shrink = np.where(peak_chip > 0, READOUT_HEADROOM * smax / np.maximum(peak_chip, 1e-300), 1.0)
+                shrink = np.where(fired, np.minimum(shrink, 0.5), shrink)
+                g[n_h:][need] = np.maximum(f[n_h:][need] * np.minimum(shrink[need], 1.0), MIN_FACTOR)
                 if not np.array_equal(g, f):
                     moves.append(Move("readout range", g, int(need.sum())))
         for which, mask in (("positive saturation", sat["pos"]), ("negative saturation", sat["neg"] & ~sat["pos"])):

@@ -8,7 +8,8 @@ calibrating), one recorded chip simulation and the float reference on the same s
   ``floor(Vmem / threshold)`` spikes, up to 31, and subtracts them all; a network trained with one
   spike per step does not expect that), and the largest count seen;
 * per layer, **saturation**: neurons whose Vmem or synaptic currents reached the int16 maximum
-  and, separately, the minimum, with the number of (sample, step) entries;
+  and, separately, the minimum, with the number of (sample, step) entries (a Vmem readout that
+  reaches the maximum fires there: threshold_out is the maximum);
 * the **predicted agreement** with the reference: the share of samples on which chip and
   reference reach the same readout decision, the correlation of the readout values, silent
   samples, and the same agreement for the reference run with the chip's semantics (its spiking
@@ -39,27 +40,46 @@ def chip_output(res, low) -> np.ndarray:
     return res.spikes_out
 
 
-def saturation(states: dict, smin: int, smax: int, n_hidden: int, n_out: int) -> dict:
-    """Per neuron: did any state reach the maximum (``pos``) / the minimum (``neg``)? Entries:
-    (sample, step) pairs in which a neuron sat at a bound. Hidden neurons first, then outputs."""
-    pos = np.zeros(n_hidden + n_out, bool)
-    neg = np.zeros(n_hidden + n_out, bool)
-    pos_e = np.zeros(n_hidden + n_out, np.int64)
-    neg_e = np.zeros(n_hidden + n_out, np.int64)
-    for keys, sl in ((("Vmem", "Isyn", "Isyn2"), slice(0, n_hidden)), (("Vmem_out", "Isyn_out"), slice(n_hidden, n_hidden + n_out))):
-        hp = hn = None
-        for k in keys:
-            if k not in states:
-                continue
-            a = states[k]
-            p, n = a >= smax, a <= smin
-            hp = p if hp is None else hp | p
-            hn = n if hn is None else hn | n
-        if hp is None:
-            continue
-        pos[sl], neg[sl] = hp.any(axis=(0, 1)), hn.any(axis=(0, 1))
-        pos_e[sl], neg_e[sl] = hp.sum(axis=(0, 1)), hn.sum(axis=(0, 1))
-    return {"pos": pos, "neg": neg, "pos_entries": pos_e, "neg_entries": neg_e}
+def _decay_step(x: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Xylo's decay amount D(x, d) = x >> d, or sign(x) when that is 0."""
+    sh = np.right_shift(x, d)
+    return np.where(sh == 0, np.sign(x), sh)
+
+
+def saturation(res, cfg, smin: int, smax: int) -> dict:
+    """Per chip neuron (hidden first, then outputs): did its membrane or a synaptic current reach
+    the int16 maximum (``pos``) / minimum (``neg``) on some step, and in how many (sample, step)
+    entries (``pos_entries`` / ``neg_entries``)?
+
+    The recorded states are taken after the step's decay and spikes, so the bound is recognised
+    from them exactly: a membrane reached the maximum when ``Vmem + spikes * threshold`` is the
+    maximum (the spikes subtracted it); a synaptic current was clipped at a bound ``b`` when it is
+    ``b - D(b, dash)`` after its decay (the map is one-to-one at the bounds)."""
+    st = res.states
+    i64 = np.int64
+    n_h, n_o = cfg.n_hidden, cfg.n_out
+    pos = np.zeros((*st["Vmem"].shape[:2], n_h + n_o), bool)
+    neg = np.zeros_like(pos)
+    th = np.where(cfg.threshold > 0, cfg.threshold, 0).astype(i64)
+    tho = np.where(cfg.threshold_out > 0, cfg.threshold_out, 0).astype(i64)
+    v_pre = st["Vmem"].astype(i64) + st["Spikes"].astype(i64) * th
+    vo_pre = st["Vmem_out"].astype(i64) + np.asarray(res.spikes_out, dtype=i64) * tho
+    pos[..., :n_h] |= v_pre >= smax
+    neg[..., :n_h] |= st["Vmem"] <= smin
+    pos[..., n_h:] |= vo_pre >= smax
+    neg[..., n_h:] |= st["Vmem_out"] <= smin
+    syn = [("Isyn", cfg.dash_syn, slice(0, n_h)), ("Isyn_out", cfg.dash_syn_out, slice(n_h, n_h + n_o))]
+    if "Isyn2" in st:
+        syn.append(("Isyn2", cfg.dash_syn_2, slice(0, n_h)))
+    for key, dash, sl in syn:
+        d = np.asarray(dash, dtype=i64)
+        hi = smax - _decay_step(np.full(d.shape, smax, i64), d)
+        lo = smin - _decay_step(np.full(d.shape, smin, i64), d)
+        a = st[key].astype(i64)
+        live = d > 0  # dash 0 clears the state: nothing to see
+        pos[..., sl] |= (a == hi) & live
+        neg[..., sl] |= (a == lo) & live
+    return {"pos": pos.any(axis=(0, 1)), "neg": neg.any(axis=(0, 1)), "pos_entries": pos.sum(axis=(0, 1)), "neg_entries": neg.sum(axis=(0, 1))}
 
 
 def activity(x: np.ndarray, spikes: np.ndarray, cap_in: int) -> dict:
@@ -76,7 +96,7 @@ def fidelity_report(low, hw, report: FitReport, x: np.ndarray, res, ref_out: np.
     cfg, layers = low.config, low.layers
     smin, smax = hw.fmt("state").min, hw.fmt("state").max
     sp = res.states["Spikes"]
-    sat = saturation(res.states, smin, smax, cfg.n_hidden, cfg.n_out)
+    sat = saturation(res, cfg, smin, smax)
     fid: dict = {"samples": int(x.shape[0]), "steps": int(x.shape[1]), "layers": {}}
     lines = []
     worst = (0.0, "")

@@ -96,6 +96,16 @@ class Lowered:
 INPUT = "__input__"
 
 
+def _named(layers) -> "Node | None":
+    """Several layers as one violation location: their names, and their type when they share one."""
+    layers = [l for l in layers if l is not None]
+    if not layers:
+        return None
+    nodes = [getattr(l, "node", l) for l in layers]
+    types = {n.type for n in nodes}
+    return Node(", ".join(n.name for n in nodes), types.pop() if len(types) == 1 else "", {})
+
+
 def _v(rule, message, node: Node | None = None, *, limit=None, actual=None, hint="", severity="error") -> Violation:
     return Violation(
         rule=rule,
@@ -135,7 +145,7 @@ def _structure(g: Graph, hw: HWConfig, viol: list[Violation]):
     inputs, outputs = g.inputs, g.outputs
     if len(inputs) != 1 or len(outputs) != 1:
         viol.append(_v("single_input_output", f"Xylo takes one Input and one Output node; the graph has {len(inputs)} and {len(outputs)}",
-                       limit=1, actual=max(len(inputs), len(outputs)), hint="split the graph, or merge its inputs into one vector"))
+                       _named(inputs + outputs) if inputs or outputs else Node("graph", "NIRGraph", {}), limit=1, actual=max(len(inputs), len(outputs)), hint="split the graph, or merge its inputs into one vector"))
         return None
     inp, out = inputs[0], outputs[0]
     unsupported = [n for n in g.nodes.values() if n.type not in SUPPORTED_NODES]
@@ -295,7 +305,8 @@ def _latencies(hidden: list[_Layer], out_layer: _Layer, viol: list[Violation]) -
         l.latency = lat.get(l.name, 0)
     if mismatch:
         viol.append(_v("latency_mismatch", "paths into a layer reach it with different Xylo latencies, so the chip's timing differs from the "
-                       f"reference by more than a constant shift: {', '.join(sorted(set(mismatch)))}", severity="warning",
+                       f"reference by more than a constant shift: {', '.join(sorted(set(mismatch)))}",
+                       _named([l for l in hidden + [out_layer] if any(m.endswith(f"-> {l.name}") for m in mismatch)]), severity="warning",
                        hint="avoid skip connections around hidden layers, or retrain with the per-hop delay"))
     return lat.get(out_layer.name, 0)
 
@@ -548,7 +559,8 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions, *, scale_factor: np.
     if opts.reset == "zero":
         viol.append(_v("reset_semantics", "compiled with --reset zero, but Xylo resets by subtracting the threshold (v -= theta, up to "
                        f"{lim['max_hidden_spikes_per_step']} spikes per step): after a spike the chip keeps the overshoot v - theta where "
-                       "the reference restarts from v_reset", severity="warning",
+                       "the reference restarts from v_reset", _named([l for l in [*hidden, out_layer] if l.node.type in SPIKING]) or _named(hidden),
+                       severity="warning",
                        hint="train with subtractive reset (snnTorch reset_mechanism='subtract') and compile with --reset subtract"))
     for l in [*hidden, out_layer]:
         vr = l.node.params.get("v_reset")
@@ -629,24 +641,29 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions, *, scale_factor: np.
         names = ", ".join(l.name for l in layer_list)
         if np.any(np.isfinite(thr) & (raw < 1)):
             viol.append(_v("threshold_rounds_to_zero", f"{int(np.sum(np.isfinite(thr) & (raw < 1)))} threshold(s) quantize below 1 and were set to 1 "
-                           f"(layers {names})", layer_list[0].node if len(layer_list) == 1 else None, severity="warning",
+                           f"(layers {names})", _named(layer_list), severity="warning",
                            hint="weights are large relative to the threshold"))
         if np.any(raw > tfmt.max):
             viol.append(_v("threshold_saturated", f"threshold(s) exceed the 16-bit range and were clipped (layers {names})",
-                           layer_list[0].node if len(layer_list) == 1 else None, severity="warning"))
+                           _named(layer_list), severity="warning"))
         return q
 
     th_q = q_thr(thr_h, s_h, hidden)
     tho_q = q_thr(thr_o, s_o, [out_layer])
     b_q = bfmt.quantize(bias_h * s_h)
     bo_q = bfmt.quantize(bias_o * s_o)
-    bias_lost = int(np.sum((bias_h != 0) & (b_q == 0)) + np.sum((bias_o != 0) & (bo_q == 0)))
-    if bias_lost:
-        viol.append(_v("bias_rounds_to_zero", f"{bias_lost} non-zero bias value(s) quantize to 0", severity="warning",
+    lost_b = np.concatenate([(bias_h != 0) & (b_q == 0), (bias_o != 0) & (bo_q == 0)])
+    nz_b = np.concatenate([b_q != 0, bo_q != 0])
+
+    def owners(mask):
+        return _named([l for l in hidden if mask[l.offset:l.offset + l.n].any()] + ([out_layer] if mask[n_hid:].any() else []))
+
+    if lost_b.any():
+        viol.append(_v("bias_rounds_to_zero", f"{int(lost_b.sum())} non-zero bias value(s) quantize to 0", owners(lost_b), severity="warning",
                        hint="v_leak * dt / tau is below one threshold step / scale"))
-    bias_enable = bool(np.any(b_q != 0) or np.any(bo_q != 0))
+    bias_enable = bool(nz_b.any())
     if bias_enable and not lim.get("bias", False):
-        viol.append(_v("bias_unsupported", f"{hw.name} has no neuron bias", limit=0, actual=int(np.count_nonzero(b_q) + np.count_nonzero(bo_q))))
+        viol.append(_v("bias_unsupported", f"{hw.name} has no neuron bias", owners(nz_b), limit=0, actual=int(nz_b.sum())))
 
     dash_mem = np.concatenate([chip[l.name].dash_mem for l in hidden]) if hidden else np.zeros(0, np.int64)
     dash_syn = np.concatenate([chip[l.name].dash_syn[0] for l in hidden]) if hidden else np.zeros(0, np.int64)
@@ -671,6 +688,9 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions, *, scale_factor: np.
         bias_enable=bias_enable,
     )
 
+    gv_h = np.concatenate([_vec(l.disc.gain_v, l.n) for l in hidden]) if hidden else np.zeros(0)
+    gv_o = _vec(out_layer.disc.gain_v, n_out)
+
     # -- fit rules -------------------------------------------------------------------------------
     layer_map = LayerMap([(l.name, l.node.type, l.offset, l.n) for l in hidden], (out_layer.name, out_layer.node.type), inp.name)
     fit_rules(cfg, hw, report, layer_map)
@@ -682,7 +702,10 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions, *, scale_factor: np.
         {
             "latency_steps": latency,
             "readout": readout,
-            "quantization": {"mode": mode, "threshold_target": THRESHOLD_TARGET, "weights_in": st_in, "weights_rec": st_rec, "weights_out": st_out},
+            "quantization": {"mode": mode, "threshold_target": THRESHOLD_TARGET, "weights_in": st_in, "weights_rec": st_rec, "weights_out": st_out,
+                             # chip units per reference unit, per neuron: Vmem = v_scale * v, Isyn = i_scale * i
+                             "v_scale": {"hidden": s_h.tolist(), "output": s_o.tolist()},
+                             "i_scale": {"hidden": (s_h * gv_h).tolist(), "output": (s_o * gv_o).tolist()}},
             "weight_shift": {"in": sh_h["in"], "rec": sh_h["rec"], "out": sh_o["out"]},
             "input_events_cap": lim["max_input_events_per_step"],
         }
@@ -752,9 +775,9 @@ def _readout_range(W_out: np.ndarray, s_o: np.ndarray, shift: int, cl: "_ChipLay
                            actual=float(G[oi[dead]].max()),
                            hint="shorten the readout's tau_mem / tau_syn (dash_mem + dash_syn must stay below 15), or read out spikes"))
     total_new = total * (s_new / np.where(s_o > 0, s_o, 1.0))
-    may = (total_new > smax) & ~over
+    may = total_new > smax
     if np.any(may):
-        viol.append(_v("readout_may_overflow", f"{int(may.sum())} readout neuron(s) overflow int16 if all their positive sources fire every step "
+        viol.append(_v("readout_may_overflow", f"{int(may.sum())} readout neuron(s) overflow int16 if all their positive sources fire once every step "
                        f"(worst case {float(total_new[may].max()):.0f} > {smax}); there the readout fires and drops to 0", node, limit=smax,
                        actual=float(total_new[may].max()), severity="warning",
                        hint="pass --sample X.npy to measure the readout range on real input, or --calibrate X.npy to fit the scale to it"))

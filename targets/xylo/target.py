@@ -57,12 +57,13 @@ class XyloTarget(Target):
                 from .fidelity import fidelity_report
 
                 ref = _reference(graph, x_ref, options)
+                # the chip's semantics (spiking rule, decays) do not depend on the scales calibration changes
+                ref_chip = _reference(graph, x_ref, options, chip=xylo_chip_semantics(low.config, low.report, hw))
                 if options.calibration is not None:
-                    low, cal, res = calibrate_xylo(graph, hw, options, low, x_chip, ref)
+                    low, cal, res = calibrate_xylo(graph, hw, options, low, x_chip, ref, ref_chip_out=ref_chip)
                     cal.add_to_report(low.report)
                 else:
                     res = simulate(low.config, hw, x_chip, record=True)
-                ref_chip = _reference(graph, x_ref, options, chip=xylo_chip_semantics(low.config, low.report, hw))
                 fid = fidelity_report(low, hw, low.report, x_chip, res, ref, ref_chip, measured_only=options.calibration is None)
                 activity = fid["activity"]
         if low.config is not None:
@@ -172,13 +173,30 @@ def xylo_chip_semantics(cfg: XyloConfig, report: FitReport, hw) -> ChipSemantics
     sem = ChipSemantics(input_max=float(hw.limits["max_input_events_per_step"]),
                         description=f"Xylo ({hw.name}): hidden neurons fire floor(v/threshold) spikes, at most "
                                     f"{hw.limits['max_hidden_spikes_per_step']} per step, outputs at most {hw.limits['max_output_spikes_per_step']}, "
-                                    "with subtractive reset; every decay is the chip's 1 - 2**-dash; input counts above "
-                                    f"{hw.limits['max_input_events_per_step']} per step are dropped")
+                                    "with subtractive reset; every decay is the chip's 1 - 2**-dash; states clamp at the int16 range "
+                                    f"of the compiled scales; input counts above {hw.limits['max_input_events_per_step']} per step are dropped")
 
     def alpha(d):
         return 1.0 - 2.0 ** (-np.asarray(d, dtype=np.float64))
 
     spiking = report.details.get("readout", "spikes") == "spikes"
+    q = report.details.get("quantization", {})
+    smin, smax = float(hw.fmt("state").min), float(hw.fmt("state").max)
+
+    def state_range(node, role, a, b, has_i):
+        vs, is_ = q.get("v_scale", {}).get(role), q.get("i_scale", {}).get(role)
+        if vs is None:
+            return
+        hi = smax / np.asarray(vs[a:b])
+        if role == "output" and not spiking:  # a Vmem readout does not clamp at the maximum: it fires there (see the fidelity report)
+            hi = np.full(hi.shape, np.inf)
+        r = {"v": (smin / np.asarray(vs[a:b]), hi)}
+        if has_i and is_ is not None:
+            with np.errstate(divide="ignore"):
+                isc = np.asarray(is_[a:b], dtype=np.float64)
+                r["i"] = (np.where(isc > 0, smin / isc, -np.inf), np.where(isc > 0, smax / isc, np.inf))
+        sem.state_range[node] = r
+
     for nu in report.nodes:
         u = nu.usage
         kinds = list(u.get("synapse_kinds", []))
@@ -186,10 +204,12 @@ def xylo_chip_semantics(cfg: XyloConfig, report: FitReport, hw) -> ChipSemantics
             a, b = int(u["hidden_ids"][0]), int(u["hidden_ids"][1]) + 1
             sem.spikes_per_step[nu.node] = int(hw.limits["max_hidden_spikes_per_step"])
             dm, syns = cfg.dash_mem[a:b], [cfg.dash_syn[a:b], cfg.dash_syn_2[a:b]]
+            state_range(nu.node, "hidden", a, b, "own" in kinds)
         elif u.get("role") == "output":
             if spiking:
                 sem.spikes_per_step[nu.node] = int(hw.limits["max_output_spikes_per_step"])
             dm, syns = cfg.dash_mem_out, [cfg.dash_syn_out]
+            state_range(nu.node, "output", 0, cfg.n_out, "own" in kinds)
         else:
             continue
         sem.decay.setdefault(nu.node, {})["alpha_v"] = alpha(dm)

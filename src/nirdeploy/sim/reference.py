@@ -36,7 +36,8 @@ Semantics (one discrete time step ``t`` of length ``dt``):
   hidden and 1 for output neurons), so the float reference can show what that rule does to a
   network trained with one spike per step. ``spikes_per_step`` implies subtractive reset.
 * :class:`ChipSemantics` also replaces a neuron's per-step decays by the chip's effective ones
-  (``alpha_v``, ``alpha_i``; the gains stay those of the graph) and clips input counts.
+  (``alpha_v``, ``alpha_i``; the gains stay those of the graph), clamps states to the chip's
+  range, and clips input counts.
 * Affine/Linear applied to sparse input (spikes: few non-zero entries) add the weight columns
   of the active inputs instead of a dense product; the result equals the dense product up to
   floating-point summation order.
@@ -57,6 +58,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..graph.discretize import (
     DISCRETIZED_TYPES,
+    RESET_SUBTRACT,
     RESET_ZERO,
     SCHEME_EULER,
     NeuronDiscretization,
@@ -70,10 +72,11 @@ from ..graph.passes import evaluation_order
 from ..graph.ir import Graph, Node
 
 __all__ = ["ReferenceResult", "ChipSemantics", "simulate_reference", "prepare_graph", "conv_nd", "pool2d", "DELAY_STEP_TOLERANCE",
-           "SPARSE_MAX_DENSITY", "DIVERGENCE_LIMIT"]
+           "SPARSE_MAX_DENSITY", "SPARSE_MIN_WEIGHTS", "DIVERGENCE_LIMIT"]
 
 DELAY_STEP_TOLERANCE = 1e-3  # in steps: how far delay/dt may be from an integer
-SPARSE_MAX_DENSITY = 0.1  # Affine/Linear inputs with at most this share of non-zero entries take the sparse path
+SPARSE_MAX_DENSITY = 0.03  # Affine/Linear inputs with at most this share of non-zero entries take the sparse path
+SPARSE_MIN_WEIGHTS = 16384  # ... when the weight matrix is at least this large (below, a dense product is cheaper)
 DIVERGENCE_LIMIT = 1e100  # a neuron state beyond this magnitude is reported as diverging
 
 
@@ -83,14 +86,18 @@ class ChipSemantics:
 
     ``spikes_per_step``: node -> N, the chip's spiking rule for that spiking node (see the module
     docstring); ``decay``: node -> {"alpha_v": array, "alpha_i": array}, the chip's effective
-    per-step decays (either key may be missing); ``input_max``: input counts per step above this
-    are clipped (the chip drops the extra events). Node names are those of the normalized graph
+    per-step decays (either key may be missing); ``state_range``: node -> {"v": (lo, hi),
+    "i": (lo, hi)}, the chip's state range in reference units (its integer bounds divided by the
+    neuron's scale): the state is clamped to it after each update, before spikes (the chip
+    saturates after every addition, so this is the saturation's first-order effect);
+    ``input_max``: input counts per step above this are clipped (the chip drops the extra events). Node names are those of the normalized graph
     (subgraph nodes dotted). Targets build one from a compiled network
     (``Target.chip_semantics``); ``description`` says what it contains."""
 
     spikes_per_step: dict[str, int] = field(default_factory=dict)
     decay: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     input_max: float | None = None
+    state_range: dict[str, dict[str, tuple]] = field(default_factory=dict)
     description: str = ""
 
 
@@ -252,7 +259,6 @@ class _Dense:
         self.node = node
         self.bias = None if node.type != "Affine" or node.params.get("bias") is None else np.asarray(node.params["bias"], dtype=np.float64)
         self.wt: np.ndarray | None = None
-        self.sparse_max = SPARSE_MAX_DENSITY
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if self.wt is None:
@@ -262,20 +268,19 @@ class _Dense:
             _linear(x[:1], w, self.node)  # shape checks with the usual messages
             self.wt = np.ascontiguousarray(w.T)
         wt = self.wt
-        if x.ndim == 2 and x.shape[1] == wt.shape[0] and x.size:
-            nz = np.count_nonzero(x)
-            if nz <= self.sparse_max * x.size:
-                y = np.zeros((x.shape[0], wt.shape[1]))
-                if nz:
-                    b, j = np.nonzero(x)  # row-major: grouped by sample
-                    rows = wt[j]
-                    vals = x[b, j]
-                    if not np.all(vals == 1.0):
-                        rows = rows * vals[:, None]
-                    starts = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
-                    y[b[starts]] = np.add.reduceat(rows, starts, axis=0)
-            else:
-                y = x @ wt
+        if x.ndim == 2 and x.shape[1] == wt.shape[0] and x.size and wt.size >= SPARSE_MIN_WEIGHTS and \
+                np.count_nonzero(x) <= SPARSE_MAX_DENSITY * x.size:
+            # per sample, the sum of the weight rows of the active inputs (times their counts)
+            y = np.zeros((x.shape[0], wt.shape[1]))
+            b, j = np.nonzero(x)  # row-major: grouped by sample
+            if b.size:
+                vals = x[b, j]
+                ones = bool(np.all(vals == 1.0))
+                starts = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
+                ends = np.r_[starts[1:], b.size]
+                for s, e in zip(starts.tolist(), ends.tolist()):
+                    rows = wt[j[s:e]]
+                    y[b[s]] = rows.sum(axis=0) if ones else vals[s:e] @ rows
         else:
             if x.shape[-1] != wt.shape[0]:
                 _linear(x, wt.T, self.node)  # raises the shape error
@@ -287,10 +292,11 @@ class _Dense:
 
 
 class _Neuron:
-    def __init__(self, d: NeuronDiscretization, reset: str, cap: int | None = None):
+    def __init__(self, d: NeuronDiscretization, reset: str, cap: int | None = None, ranges: dict | None = None):
         self.d = d
         self.reset = reset
         self.cap = cap  # None: one spike per step with `reset`; N: floor(v/theta) spikes, at most N, subtracted
+        self.ranges = ranges or {}  # "v" / "i": (lo, hi) clamps (a chip's saturation)
         self.v: np.ndarray | None = None
         self.i: np.ndarray | None = None
         self.diverged_at: int | None = None
@@ -311,10 +317,14 @@ class _Neuron:
                 self.i = np.zeros(x.shape)
         if d.cuba:
             self.i = d.alpha_i * self.i + d.gain_i * x
+            if "i" in self.ranges:
+                self.i = np.clip(self.i, *self.ranges["i"])
             drive = self.i
         else:
             drive = x
         v = d.alpha_v * self.v + d.gain_v * drive + d.bias_v
+        if "v" in self.ranges:
+            v = np.clip(v, *self.ranges["v"])
         if d.spiking and self.cap is not None:
             th = d.threshold
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -471,7 +481,7 @@ def simulate_reference(
     runtimes: dict[str, Any] = {}
     discr: dict[str, NeuronDiscretization] = {}
     if chip is not None:
-        unknown = sorted((set(chip.spikes_per_step) | set(chip.decay)) - set(g.nodes))
+        unknown = sorted((set(chip.spikes_per_step) | set(chip.decay) | set(chip.state_range)) - set(g.nodes))
         if unknown:
             raise UsageError(f"chip semantics name node(s) the graph does not have: {', '.join(unknown)}")
         if chip.input_max is not None:
@@ -488,7 +498,11 @@ def simulate_reference(
                     if key not in ("alpha_v", "alpha_i") or (key == "alpha_i" and discr[k].alpha_i is None):
                         raise UsageError(f"chip semantics: {k} ({n.type}) has no decay {key!r}")
                     setattr(discr[k], key, np.broadcast_to(np.asarray(val, dtype=np.float64), discr[k].shape).copy())
-            runtimes[k] = _Neuron(discr[k], reset, cap)
+            ranges = None
+            if chip is not None and k in chip.state_range:
+                ranges = {key: tuple(np.broadcast_to(np.asarray(b, dtype=np.float64), discr[k].shape) for b in lohi)
+                          for key, lohi in chip.state_range[k].items() if key in ("v", "i")}
+            runtimes[k] = _Neuron(discr[k], reset, cap, ranges)
         elif n.type in ("Affine", "Linear"):
             runtimes[k] = _Dense(n)
         elif n.type == "Delay":
