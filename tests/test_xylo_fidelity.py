@@ -468,3 +468,32 @@ def test_accuracy_counts_silent_samples_as_wrong_and_states_vmem_readout():
     v[1, :, 0] = -1
     d = readout_agreement(v, v, 0, "vmem")
     assert list(d["reference_decisions"]) == [2, 1] and d["decision_agreement"] == 1.0
+
+
+def test_cli_reference_with_the_chip_spiking_rule(tmp_path):
+    g, rng = _multi_spike_net()
+    p = write(g, tmp_path / "g.nir")
+    x = rng.poisson(2.0, (2, 40, 4))
+    np.save(tmp_path / "x.npy", x)
+    r = run("simulate", p, "--reference", "--dt", "1e-4", "--spikes-per-step", "31", "--input", tmp_path / "x.npy", "-o", tmp_path / "y.npy")
+    assert r.exit_code == 0 and "reference reset: subtract (implied by --spikes-per-step)" in r.output
+    y = np.load(tmp_path / "y.npy")
+    assert np.array_equal(y, nirdeploy.simulate_reference(p, x, dt=1e-4, spikes_per_step=31))
+    hidden = nirdeploy.simulate_reference(p, x, dt=1e-4, spikes_per_step=31, record=True).states["lif1"]["spikes"]
+    assert hidden.max() > 1  # several spikes per step, as on the chip
+    r = run("simulate", p, "--reference", "--dt", "1e-4", "--reset", "zero", "--spikes-per-step", "3", "--input", tmp_path / "x.npy", "-o", tmp_path / "y.npy")
+    assert r.exit_code == 2 and "reset='zero'" in r.output
+
+
+def test_calibration_core_budget_and_stopping():
+    from nirdeploy.backend.calibration import Evaluation, Move, calibrate
+
+    # every move improves: the budget stops it, counting the uncalibrated evaluation
+    res = calibrate(0, lambda c: Evaluation((float(c),)), lambda c, ev: [Move("up", c + 1, 1)], budget=4)
+    assert res.simulations == 4 and res.best == 3 and res.stopped == "budget of 4 simulations used"
+    assert [r.round for r in res.rounds] == [0, 1, 2, 3] and all(r.accepted for r in res.rounds)
+    # nothing to propose: one simulation, the initial candidate
+    res = calibrate("c", lambda c: Evaluation((0.5,)), lambda c, ev: [], budget=8)
+    assert (res.simulations, res.best, res.stopped) == (1, "c", "no further move to try")
+    lines = res.lines()
+    assert lines[0].startswith("calibration uncalibrated: score (0.5)") and "kept the uncalibrated network" in lines[-1]

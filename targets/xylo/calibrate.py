@@ -18,7 +18,8 @@ Moves, tried in this order from the current best (each kept only if it improves 
    clamping at the minimum makes a neuron recover sooner than the reference, but shrinking its
    scale costs resolution, so it is kept only when it helps.
 
-Scales never go below MIN_FACTOR of the uncalibrated one.
+Scales never go below MIN_FACTOR of the uncalibrated one (READOUT_MIN_FACTOR for Vmem readouts,
+whose largest weight then stays at least 1).
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ from .fidelity import chip_output, saturation
 from .lower import lower
 from .sim import simulate
 
-__all__ = ["calibrate_xylo", "MIN_FACTOR", "READOUT_HEADROOM"]
+__all__ = ["calibrate_xylo", "MIN_FACTOR", "READOUT_MIN_FACTOR", "READOUT_HEADROOM"]
 
-MIN_FACTOR = 1.0 / 64.0
+MIN_FACTOR = 1.0 / 16.0  # threshold target 4096 / 16 = 256: the threshold keeps 8 bits of resolution
+READOUT_MIN_FACTOR = 1.0 / 127.0  # a Vmem readout's largest weight (127 uncalibrated) stays >= 1
 READOUT_HEADROOM = 0.9
 OBJECTIVE = "(share of samples with the same readout decision as the reference, correlation of the readout values)"
 
@@ -86,7 +88,7 @@ def calibrate_xylo(graph, hw, options, low, x: np.ndarray, ref_out: np.ndarray, 
                 g = f.copy()
                 shrink = np.where(peak_chip > 0, READOUT_HEADROOM * smax / np.maximum(peak_chip, 1e-300), 1.0)
                 shrink = np.where(fired, np.minimum(shrink, 0.5), shrink)
-                g[n_h:][need] = np.maximum(f[n_h:][need] * np.minimum(shrink[need], 1.0), MIN_FACTOR)
+                g[n_h:][need] = np.maximum(f[n_h:][need] * np.minimum(shrink[need], 1.0), READOUT_MIN_FACTOR)
                 if not np.array_equal(g, f):
                     moves.append(Move("readout range", g, int(need.sum())))
         for which, mask in (("positive saturation", sat["pos"]), ("negative saturation", sat["neg"] & ~sat["pos"])):

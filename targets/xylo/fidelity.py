@@ -170,8 +170,9 @@ def fidelity_report(low, hw, report: FitReport, x: np.ndarray, res, ref_out: np.
             ", ".join([n for n, _, off, k in layers.hidden if (sat["pos"][off:off + k] | sat["neg"][off:off + k]).any()]
                       + ([oname] if (sat["pos"][no] | sat["neg"][no]).any() else [])),
             severity="warning", hint="--calibrate X.npy lowers the scale of saturating neurons when that brings the chip closer to the reference"))
-    if low.readout == "vmem" and sat["pos"][no].any():
-        bad = np.nonzero(sat["pos"][no])[0]
+    fired = np.asarray(res.spikes_out).any(axis=(0, 1))  # a Vmem readout's threshold is the int16 maximum
+    if low.readout == "vmem" and fired.any():
+        bad = np.nonzero(fired)[0]
         report.violations.append(violation(
             "readout_overflow", f"on the sample, readout neuron(s) {', '.join(map(str, bad))} reach the int16 maximum: there the readout fires "
             "and subtracts its threshold, so it drops to 0 where the reference keeps rising", oname, node_type=otype,

@@ -28,8 +28,15 @@ spread over a few steps (a warning says so).
 Quantization: per post-neuron scale ``s`` (``"channel"``) or one scale for the hidden population
 and one for the outputs (``"global"``). The scale aims the threshold at ``THRESHOLD_TARGET`` for
 state resolution and headroom, and each weight matrix gets the smallest left shift that lets the
-largest weight use the int8 range; then ``s`` is lowered where a weight would not fit. With
-calibration input, neurons whose states saturate get their scale halved until they do not.
+largest weight use the int8 range; then ``s`` is lowered where a weight would not fit. A neuron
+that would lose every input weight gets a larger scale when its threshold leaves room (else it is
+a blocking violation); a Vmem readout gets a smaller one when a single source firing every step
+would overflow int16. Calibration (``calibrate.py``) multiplies the scales by per-neuron factors.
+
+Nothing is lost silently: synapses whose decay would round to dash 0 (no signal at all) are
+raised to the hw_config's ``dash_min_useful`` with a warning stating the effective tau, forward
+Euler with dt > 2 tau is a blocking violation, a time constant that changes by more than 5 % and
+a matrix that loses more than 5 % of its weights to int8 rounding are warnings with numbers.
 """
 
 from __future__ import annotations

@@ -76,6 +76,16 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float | None:
     return float(np.corrcoef(a, b)[0, 1])
 
 
+def _aligned(chip, ref, latency_steps) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """(chip, ref as float arrays of one shape, steps T, latency L clipped to [0, T])."""
+    chip = np.asarray(chip, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    if chip.shape != ref.shape:
+        raise UsageError(f"chip output {chip.shape} and reference output {ref.shape} differ in shape")
+    T = chip.shape[1]
+    return chip, ref, T, min(max(int(latency_steps), 0), T)
+
+
 def readout_agreement(chip: np.ndarray, ref: np.ndarray, latency_steps: int = 0, readout: str = "spikes") -> dict:
     """How well the chip's decisions follow the reference's.
 
@@ -84,12 +94,7 @@ def readout_agreement(chip: np.ndarray, ref: np.ndarray, latency_steps: int = 0,
     ``value_correlation`` (Pearson correlation of the readout values, None when either side is
     constant), the silent-sample counts of each side, and ``score`` = (decision agreement,
     correlation) with None counted as 0: the objective calibration maximises."""
-    chip = np.asarray(chip, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
-    if chip.shape != ref.shape:
-        raise UsageError(f"chip output {chip.shape} and reference output {ref.shape} differ in shape")
-    T = chip.shape[1]
-    L = min(max(int(latency_steps), 0), T)
+    chip, ref, T, L = _aligned(chip, ref, latency_steps)
     cw, rw = _window(chip, L, T), _window(ref, 0, T - L)
     cv, rv = readout_values(chip, readout, L, T), readout_values(ref, readout, 0, T - L)
     dc, dr = decisions(cv, readout, cw), decisions(rv, readout, rw)
@@ -132,12 +137,7 @@ def compare_outputs(chip: np.ndarray, ref: np.ndarray, latency_steps: int = 0, r
     :func:`readout_agreement`). ``argmax_agreement`` is the decision agreement; it is None when
     the reference's output is silent on every sample, and the silent counts say how often each
     side was silent."""
-    chip = np.asarray(chip, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
-    if chip.shape != ref.shape:
-        raise UsageError(f"chip output {chip.shape} and reference output {ref.shape} differ in shape")
-    T = chip.shape[1]
-    L = min(max(int(latency_steps), 0), T)
+    chip, ref, T, L = _aligned(chip, ref, latency_steps)
     c, r = _window(chip, L, T), _window(ref, 0, T - L)
     cc, rc = c.sum(axis=1), r.sum(axis=1)
     corr = _corr(cc, rc)
