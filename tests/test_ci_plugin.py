@@ -434,3 +434,26 @@ def test_readme_in_ci_example_runs(pytester):
     (repo / "readme_budget.toml").write_text(readme_in_ci_block("toml"))
     b = load_budget(repo / "readme_budget.toml")
     assert b.keep_free == {"hidden neurons": 0.2, "max_fan_out_per_neuron": 0.1} and b.sample_input == repo / "model" / "x.npy"
+
+
+@pytest.mark.parametrize("nodeid", [
+    "tests/test_a.py::test_b[xylo:audio2]",
+    "tests/test_a.py::test_b[../../etc/passwd]",
+    "tests/test_a.py::test_b[" + "x" * 500 + "]",
+    "tests/t.py::test_\u00e9\u4e2d[a b\x1b]",
+    "..",
+])
+def test_report_folder_names_are_safe_and_unique(nodeid):
+    from nirdeploy.ci.plugin import _test_folder
+
+    name = _test_folder(nodeid)
+    assert re.fullmatch(r"[A-Za-z0-9._-]{1,109}", name) and name not in (".", "..") and not name.startswith(".")
+    assert _test_folder(nodeid + "x") != name
+
+
+def test_report_folder_that_cannot_be_created_is_a_usage_error(pytester):
+    makefile(pytester, "def test_x():\n    pass\n")
+    (pytester.path / "afile").write_text("a file")
+    r = pytester.runpytest("--nirdeploy-report", "afile/sub")
+    assert r.ret == pytest.ExitCode.USAGE_ERROR and "--nirdeploy-report afile/sub: cannot create it" in r.stderr.str()
+    assert (pytester.path / "afile").read_text() == "a file"

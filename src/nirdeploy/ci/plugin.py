@@ -86,6 +86,10 @@ def pytest_configure(config) -> None:
         report_dir = Path(report_dir)
         if report_dir.exists() and not report_dir.is_dir():
             raise pytest.UsageError(f"--nirdeploy-report {report_dir}: exists and is not a folder")
+        try:
+            report_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise pytest.UsageError(f"--nirdeploy-report {report_dir}: cannot create it: {e.strerror or e}") from None
     worker = getattr(config, "workerinput", {}).get("workerid", "")
     s = _session.CISession(targets=targets, report_dir=report_dir, worker=worker)
     setattr(config, _STATE_KEY, s)
@@ -147,7 +151,11 @@ def pytest_runtest_protocol(item, nextitem):
         if rec.checks:
             s.records.append(rec)
             if s.report_dir is not None:
-                _write_json(s.report_dir / _test_folder(rec.nodeid) / REPORT_FILE, _test_data(rec))
+                path = s.report_dir / _test_folder(rec.nodeid) / REPORT_FILE
+                try:
+                    _write_json(path, _test_data(rec))
+                except OSError as e:
+                    item.warn(pytest.PytestWarning(f"nirdeploy: could not write {path}: {e.strerror or e}"))
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -170,9 +178,14 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     suffix = f"-{s.worker}" if s.worker else ""  # pytest-xdist: one summary per worker
     tests = [_summary_entry(r) for r in s.records]
     counts = {k: sum(t["outcome"] == k for t in tests) for k in ("passed", "failed", "error", "skipped")}
-    _write_json(s.report_dir / SUMMARY_JSON.replace(".json", f"{suffix}.json"),
-                {"nirdeploy_ci": 1, "targets": s.targets, "counts": counts, "tests": tests})
-    _write_text(s.report_dir / SUMMARY_MD.replace(".md", f"{suffix}.md"), _summary_markdown(tests, counts))
+    try:
+        _write_json(s.report_dir / SUMMARY_JSON.replace(".json", f"{suffix}.json"),
+                    {"nirdeploy_ci": 1, "targets": s.targets, "counts": counts, "tests": tests})
+        _write_text(s.report_dir / SUMMARY_MD.replace(".md", f"{suffix}.md"), _summary_markdown(tests, counts))
+    except OSError as e:
+        tr = session.config.pluginmanager.get_plugin("terminalreporter")
+        msg = f"nirdeploy: could not write the summary in {s.report_dir}: {e.strerror or e}"
+        tr.write_line(msg, red=True) if tr is not None else print(msg)
 
 
 # -- files -----------------------------------------------------------------------------------------
