@@ -185,8 +185,9 @@ def test_floor():
 
 
 # -- arguments -----------------------------------------------------------------------------------------
-def test_wrong_arguments_are_usage_errors_that_name_the_problem(pytester):
-    makefile(pytester, """
+def test_wrong_arguments_are_usage_errors_that_name_the_problem(pytester, tmp_path):
+    one = write(ff_graph(n_in=4, n_hid=8, n_out=1), tmp_path / "one_output.nir")
+    makefile(pytester, f"ONE = {str(one)!r}\n" + """
 import pytest
 from nirdeploy import UsageError
 
@@ -203,6 +204,10 @@ def test_no_target():
 def test_bad_floor(kw, msg):
     with pytest.raises(UsageError, match=msg):
         assert_chip_agrees(BRAILLE, "xylo:audio2", poisson(0.1, batch=1, steps=8), dt=1e-4, **kw)
+
+def test_argmax_of_one_output_measures_nothing():
+    with pytest.raises(UsageError, match="argmax_agreement is always 1 for a network with one output"):
+        assert_chip_agrees(ONE, "xylo:audio2", np.ones((2, 16, 4), int), min_agreement=0.5, dt=1e-4)
 
 def test_missing_input():
     with pytest.raises(UsageError, match="x \\\\(sample input\\\\) is required"):
@@ -232,7 +237,7 @@ def test_bad_labels(y, msg):
         assert_chip_accuracy(BRAILLE, "xylo:audio2", poisson(0.1, 2, 8), y, max_drop=0.1, dt=1e-4)
 """)
     r = pytester.runpytest()
-    r.assert_outcomes(passed=14)
+    r.assert_outcomes(passed=15)
 
 
 # -- targets ---------------------------------------------------------------------------------------------
