@@ -11,6 +11,8 @@ import sys
 
 import click
 
+from .ci.command import FORMATS as CHECK_FORMATS
+
 EXIT_OK, EXIT_NOFIT, EXIT_INVALID, EXIT_INTERNAL = 0, 1, 2, 3
 PROGRESS_MIN_WORK = 2_000_000  # batch * time * neurons above which a progress bar is shown
 
@@ -146,27 +148,29 @@ _quant_opt = click.option("--quantization", type=click.Choice(["channel", "globa
 @_reset_opt
 @_scheme_opt
 @_quant_opt
-@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-def check_cmd(graph, target, dt, reset, scheme, quantization, as_json) -> None:
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON (same as --format json)")
+@click.option("--format", "output_format", type=click.Choice(CHECK_FORMATS), default=None,
+              help="text (default), json, junit (JUnit XML for CI test reports) or github (workflow-command annotations)")
+@click.option("--budget", type=click.Path(dir_okay=False), default=None,
+              help="budget.toml: share of each resource to keep free, agreement floors; over budget exits 1")
+def check_cmd(graph, target, dt, reset, scheme, quantization, as_json, output_format, budget) -> None:
     """Does GRAPH fit TARGET? Exit 0 if it fits, 1 if not, 2 on invalid input."""
 
     def body():
         from . import api
-        from .render import render_rows
+        from .ci.command import check_command, output_format as _format
+        from .render import render_fit_table
 
+        fmt = _format(output_format, as_json)
+        if fmt != "text" or budget is not None:
+            return check_command(graph, target, fmt=fmt, budget=budget, echo=click.echo, echo_json=_echo_json, dt=dt,
+                                 reset=reset, scheme=scheme, quantization=quantization)
         if target == "all":
             reps = api.check_all(graph, dt=dt, reset=reset, scheme=scheme)
-            if as_json:
-                _echo_json([r.to_dict() for r in reps])
-            else:
-                rows = [[f"{r.target}:{r.variant}", "yes" if r.fits else "no", r.first_blocking_reason() or "-"] for r in reps]
-                click.echo(render_rows("Fit on every target", ["target", "fits", "first blocking reason"], rows), nl=False)
+            click.echo(render_fit_table(reps), nl=False)
             return EXIT_OK if any(r.fits for r in reps) else EXIT_NOFIT
         rep = api.check(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization)
-        if as_json:
-            _echo_json(rep.to_dict())
-        else:
-            click.echo(rep.render())
+        click.echo(rep.render())
         return EXIT_OK if rep.fits else EXIT_NOFIT
 
     _run(body)
@@ -263,14 +267,9 @@ def simulate_cmd(source, input_path, out, reference, dt, reset, scheme, compare_
 
 
 def _print_compare(cmp: dict) -> None:
-    from .render import render_rows
+    from .render import render_comparison
 
-    rows = [[i, f"{c:g}", f"{r:g}"] for i, (c, r) in enumerate(zip(cmp["chip_counts"], cmp["reference_counts"]))]
-    click.echo(render_rows(f"Chip vs reference (chip shifted by {cmp['latency_steps']} steps of latency)", ["output", "chip spikes", "reference spikes"], rows), nl=False)
-    click.echo(
-        f"spike-count correlation {cmp['count_correlation']:.3f}; element-wise agreement {cmp['elementwise_agreement']:.3f}; "
-        f"same winning output in {100 * cmp['argmax_agreement']:.1f} % of samples"
-    )
+    click.echo(render_comparison(cmp), nl=False)
 
 
 def _save_npy(path: str, y) -> None:
