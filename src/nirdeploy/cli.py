@@ -97,7 +97,8 @@ def targets_cmd(as_json: bool) -> None:
             t = get_target(name)
             for v in t.variants():
                 hw = t.hwconfig(v)
-                data.append({"target": name, "variant": v, "name": hw.name, "summary": t.summary(v), "limits": hw.limits})
+                data.append({"target": name, "variant": v, "name": hw.name, "summary": t.summary(v), "limits": hw.limits,
+                             "options": dict(getattr(t, "options", {}) or {})})
         if as_json:
             _echo_json(data)
         else:
@@ -138,6 +139,23 @@ _scheme_opt = click.option("--scheme", type=click.Choice(["euler", "exact"]), de
 _quant_opt = click.option("--quantization", type=click.Choice(["channel", "global"]), default="channel", show_default=True,
                           help="weight scaling: one scale per post-neuron or one per matrix")
 
+_topt_opt = click.option("--target-option", "-T", "target_options", multiple=True, metavar="KEY=VALUE",
+                         help="a target-specific option (repeatable), e.g. -T lower_bound=-threshold for speck; `nirdeploy targets --json` lists them")
+
+
+def _parse_target_options(items) -> dict:
+    """KEY=VALUE pairs; integers become ints."""
+    from .errors import UsageError
+
+    out: dict = {}
+    for it in items or ():
+        key, sep, value = it.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--target-option takes KEY=VALUE, got {it!r}")
+        v = value.strip()
+        out[key.strip()] = int(v) if v.lstrip("-").isdigit() else v
+    return out
+
 
 @main.command("check")
 @click.argument("graph", type=click.Path(dir_okay=False))
@@ -146,8 +164,9 @@ _quant_opt = click.option("--quantization", type=click.Choice(["channel", "globa
 @_reset_opt
 @_scheme_opt
 @_quant_opt
+@_topt_opt
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-def check_cmd(graph, target, dt, reset, scheme, quantization, as_json) -> None:
+def check_cmd(graph, target, dt, reset, scheme, quantization, target_options, as_json) -> None:
     """Does GRAPH fit TARGET? Exit 0 if it fits, 1 if not, 2 on invalid input."""
 
     def body():
@@ -155,14 +174,15 @@ def check_cmd(graph, target, dt, reset, scheme, quantization, as_json) -> None:
         from .render import render_rows
 
         if target == "all":
-            reps = api.check_all(graph, dt=dt, reset=reset, scheme=scheme)
+            reps = api.check_all(graph, dt=dt, reset=reset, scheme=scheme, target_options=_parse_target_options(target_options))
             if as_json:
                 _echo_json([r.to_dict() for r in reps])
             else:
                 rows = [[f"{r.target}:{r.variant}", "yes" if r.fits else "no", r.first_blocking_reason() or "-"] for r in reps]
                 click.echo(render_rows("Fit on every target", ["target", "fits", "first blocking reason"], rows), nl=False)
             return EXIT_OK if any(r.fits for r in reps) else EXIT_NOFIT
-        rep = api.check(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization)
+        rep = api.check(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization,
+                        target_options=_parse_target_options(target_options))
         if as_json:
             _echo_json(rep.to_dict())
         else:
@@ -182,8 +202,9 @@ def check_cmd(graph, target, dt, reset, scheme, quantization, as_json) -> None:
 @click.option("--calibrate", type=click.Path(dir_okay=False), default=None, help="sample input .npy (batch, time, *input_shape) used to choose scales")
 @click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False), help="output folder (written atomically)")
 @click.option("--force", is_flag=True, help="replace OUT if it exists")
+@_topt_opt
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, out, force, as_json) -> None:
+def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, out, force, target_options, as_json) -> None:
     """Lower GRAPH for TARGET and write OUT/report.json, the vendor export and what `simulate` needs.
 
     A network that does not fit still gets its report printed, but no folder (exit 1)."""
@@ -192,7 +213,8 @@ def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, out, 
         from . import api
 
         api.check_output_folder(out, force=force)  # fail before the work, not after it
-        dep = api.compile(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibrate=calibrate)
+        dep = api.compile(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibrate=calibrate,
+                          target_options=_parse_target_options(target_options))
         for n in dep.notices:
             click.echo(f"notice: {n}", err=True)
         rep = dep.report
