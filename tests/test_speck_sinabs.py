@@ -213,3 +213,19 @@ def test_report_cores_equal_sinabs_mapping_on_random_networks():
         assert [nodes[n].get("core") for n in nodes] == [theirs[j] for j in range(len(nodes))]
         compared += 1
     assert compared >= 10 and failed >= 3, (compared, failed)
+
+
+def test_exported_sinabs_model_runs_like_the_binned_simulator(tmp_path):
+    """hardware.sinabs_model rebuilds the export as sinabs layers; its forward equals ours."""
+    _, _, _, _, torch = dynapcnn()
+    from nirdeploy_targets.speck import hardware
+
+    dep = nirdeploy.compile(CORPUS / "cnn_sinabs.nir", target="speck:speck2f", dt=1.0)
+    dep.save(tmp_path / "o")
+    model, in_shape = hardware.sinabs_model(tmp_path / "o", batch_size=2)
+    assert in_shape == (2, 34, 34)
+    x = _events(np.random.default_rng(2), 2, 30, in_shape, 0.05)
+    with torch.no_grad():
+        y = model(torch.tensor(x.reshape((60,) + in_shape), dtype=torch.float32))
+    ours = dep.target.simulate(dep.artifact, x, mode="binned").output
+    assert ours.reshape(-1).tolist() == y.numpy().astype(np.int64).reshape(-1).tolist() and ours.sum() > 0
