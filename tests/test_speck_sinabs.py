@@ -160,7 +160,7 @@ def test_memory_and_mapping_equal_sinabs_on_random_stacks():
         stack = _stack_layers(rng, int(rng.integers(1, 10)), big=i % 4 == 0)
         dls, cands = {}, []
         for j, (c_in, c_out, k, s, p, h, w, b) in enumerate(stack):
-            conv = torch.nn.Conv2d(c_in, c_out, k, stride=s, padding=p, bias=b)
+            conv = torch.nn.Conv2d(c_in, c_out, k, stride=s, padding=p, bias=b, device="meta")  # shapes only: no weight memory
             dl = layer_mod.DynapcnnLayer(conv, sl.IAFSqueeze(batch_size=1), (c_in, h, w), [[1, 1]], discretize=False)
             _, ho, wo = dl.get_neuron_shape()
             mem = memory(c_out, c_in, k, k, ho, wo, b)
@@ -200,7 +200,7 @@ def test_report_cores_equal_sinabs_mapping_on_random_networks():
             u = nodes[name]
             c, h, w = u["input_shape"]
             conv = torch.nn.Conv2d(c, u["neuron_shape"][0], tuple(u["kernel"]), stride=tuple(u["stride"]), padding=tuple(u["padding"]),
-                                   bias=u["memory"]["bias"] > 0)
+                                   bias=u["memory"]["bias"] > 0, device="meta")
             dl = layer_mod.DynapcnnLayer(conv, sl.IAFSqueeze(batch_size=1), (c, h, w), [[1, 1]], discretize=False)
             assert {k: int(v) for k, v in dl.memory_summary().items()} == u["memory"]
             dls[j] = dl

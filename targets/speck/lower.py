@@ -480,6 +480,8 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions) -> Lowered:
     topts = resolve_options(opts.extra, hw)
     g = normalize(graph)
     report = FitReport(target=hw.target, variant=hw.variant, settings=opts.to_dict())
+    for k in OPTIONS:
+        report.settings.pop(k, None)  # recorded once, with defaults, as speck.<option>
     report.settings.update({f"speck.{k}": v for k, v in topts.items()})
     viol = report.violations
     chk = LimitChecker(hw, report)

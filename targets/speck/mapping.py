@@ -8,7 +8,10 @@ pooling)::
     neuron = c_out * 2 ** (ceil(log2(H_out)) + ceil(log2(W_out)))
     bias   = c_out if the layer has a bias else 0
 
-A layer fits a core when each of the three is at most that core's limit. Mapping is a bipartite
+A layer fits a core when each of the three is at most that core's limit. nirdeploy counts bias
+memory only for a layer with a non-zero bias; sinabs counts ``c_out`` whenever the torch layer has
+a bias parameter (``from_nir`` always adds one). With at most 1024 channels per layer and 1024 bias
+entries per core this never changes a fit or a mapping on Speck 2e/2f. Mapping is a bipartite
 matching of layers to cores (speck.md section 5): augmenting paths found by breadth-first search
 from the layers in order, over candidate cores in ascending order, until no path is left. This
 visits the residual graph in the same order as sinabs' ``mapping.get_valid_mapping``, so the
