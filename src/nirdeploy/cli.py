@@ -99,7 +99,8 @@ def targets_cmd(as_json: bool) -> None:
             t = get_target(name)
             for v in t.variants():
                 hw = t.hwconfig(v)
-                data.append({"target": name, "variant": v, "name": hw.name, "summary": t.summary(v), "limits": hw.limits})
+                data.append({"target": name, "variant": v, "name": hw.name, "summary": t.summary(v), "limits": hw.limits,
+                             "options": dict(getattr(t, "options", {}) or {})})
         if as_json:
             _echo_json(data)
         else:
@@ -140,6 +141,23 @@ _scheme_opt = click.option("--scheme", type=click.Choice(["euler", "exact"]), de
 _quant_opt = click.option("--quantization", type=click.Choice(["channel", "global"]), default="channel", show_default=True,
                           help="weight scaling: one scale per post-neuron or one per matrix")
 
+_topt_opt = click.option("--target-option", "-T", "target_options", multiple=True, metavar="KEY=VALUE",
+                         help="a target-specific option (repeatable), e.g. -T lower_bound=-threshold for speck; `nirdeploy targets --json` lists them")
+
+
+def _parse_target_options(items) -> dict:
+    """KEY=VALUE pairs; integers become ints."""
+    from .errors import UsageError
+
+    out: dict = {}
+    for it in items or ():
+        key, sep, value = it.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--target-option takes KEY=VALUE, got {it!r}")
+        v = value.strip()
+        out[key.strip()] = int(v) if v.lstrip("-").isdigit() else v
+    return out
+
 
 @main.command("check")
 @click.argument("graph", type=click.Path(dir_okay=False))
@@ -148,12 +166,13 @@ _quant_opt = click.option("--quantization", type=click.Choice(["channel", "globa
 @_reset_opt
 @_scheme_opt
 @_quant_opt
+@_topt_opt
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON (same as --format json)")
 @click.option("--format", "output_format", type=click.Choice(CHECK_FORMATS), default=None,
               help="text (default), json, junit (JUnit XML for CI test reports) or github (workflow-command annotations)")
 @click.option("--budget", type=click.Path(dir_okay=False), default=None,
               help="budget.toml: share of each resource to keep free, agreement floors; over budget exits 1")
-def check_cmd(graph, target, dt, reset, scheme, quantization, as_json, output_format, budget) -> None:
+def check_cmd(graph, target, dt, reset, scheme, quantization, target_options, as_json, output_format, budget) -> None:
     """Does GRAPH fit TARGET? Exit 0 if it fits, 1 if not, 2 on invalid input."""
 
     def body():
@@ -162,14 +181,15 @@ def check_cmd(graph, target, dt, reset, scheme, quantization, as_json, output_fo
         from .render import render_fit_table
 
         fmt = _format(output_format, as_json)
+        topts = _parse_target_options(target_options)
         if fmt != "text" or budget is not None:
             return check_command(graph, target, fmt=fmt, budget=budget, echo=click.echo, echo_json=_echo_json, dt=dt,
-                                 reset=reset, scheme=scheme, quantization=quantization)
+                                 reset=reset, scheme=scheme, quantization=quantization, target_options=topts)
         if target == "all":
-            reps = api.check_all(graph, dt=dt, reset=reset, scheme=scheme)
+            reps = api.check_all(graph, dt=dt, reset=reset, scheme=scheme, target_options=topts)
             click.echo(render_fit_table(reps), nl=False)
             return EXIT_OK if any(r.fits for r in reps) else EXIT_NOFIT
-        rep = api.check(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization)
+        rep = api.check(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization, target_options=topts)
         click.echo(rep.render())
         return EXIT_OK if rep.fits else EXIT_NOFIT
 
@@ -186,8 +206,9 @@ def check_cmd(graph, target, dt, reset, scheme, quantization, as_json, output_fo
 @click.option("--calibrate", type=click.Path(dir_okay=False), default=None, help="sample input .npy (batch, time, *input_shape) used to choose scales")
 @click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False), help="output folder (written atomically)")
 @click.option("--force", is_flag=True, help="replace OUT if it exists")
+@_topt_opt
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, out, force, as_json) -> None:
+def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, out, force, target_options, as_json) -> None:
     """Lower GRAPH for TARGET and write OUT/report.json, the vendor export and what `simulate` needs.
 
     A network that does not fit still gets its report printed, but no folder (exit 1)."""
@@ -196,7 +217,8 @@ def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, out, 
         from . import api
 
         api.check_output_folder(out, force=force)  # fail before the work, not after it
-        dep = api.compile(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibrate=calibrate)
+        dep = api.compile(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibrate=calibrate,
+                          target_options=_parse_target_options(target_options))
         for n in dep.notices:
             click.echo(f"notice: {n}", err=True)
         rep = dep.report

@@ -307,7 +307,7 @@ def check_agreement(comparison: Mapping[str, Any], budget: Budget, target: str) 
 
 
 def evaluate_budget(graph, reports, budget, *, dt=None, reset="zero", scheme="euler", quantization="channel",
-                    calibrate=None) -> list[BudgetResult]:
+                    calibrate=None, target_options: dict | None = None) -> list[BudgetResult]:
     """Every :class:`BudgetResult` of ``budget`` (a Budget, a file path or a mapping) for
     ``reports``, the fit report(s) of ``graph``. Agreement floors compile each fitting report's
     target with these settings and simulate the budget's sample input on chip and reference."""
@@ -323,6 +323,6 @@ def evaluate_budget(graph, reports, budget, *, dt=None, reset="zero", scheme="eu
             if rep.fits:
                 chip = f"{rep.target}:{rep.variant}"
                 run = run_chip_and_reference(graph, chip, x, dt=dt, reset=reset, scheme=scheme, quantization=quantization,
-                                             calibrate=calibrate)
+                                             calibrate=calibrate, target_options=target_options)
                 results += check_agreement(run.comparison, b, chip)
     return results

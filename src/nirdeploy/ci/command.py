@@ -27,7 +27,7 @@ def output_format(fmt: str | None, as_json: bool) -> str:
 
 def check_command(graph: str, target: str, *, fmt: str, budget: str | None, echo: Callable[..., None],
                   echo_json: Callable[[object], None], dt=None, reset: str = "zero", scheme: str = "euler",
-                  quantization: str = "channel") -> int:
+                  quantization: str = "channel", target_options: dict | None = None) -> int:
     """Run the check, print it in ``fmt`` through ``echo``/``echo_json``, return the exit code."""
     from .. import api
     from . import formats
@@ -38,11 +38,11 @@ def check_command(graph: str, target: str, *, fmt: str, budget: str | None, echo
         opts = {"dt": dt, "reset": reset, "scheme": scheme}
         t0 = time.perf_counter()
         if target == "all":
-            reports = api.check_all(graph, **opts)
+            reports = api.check_all(graph, target_options=target_options, **opts)
         else:
-            reports = [api.check(graph, target=target, quantization=quantization, **opts)]
+            reports = [api.check(graph, target=target, quantization=quantization, target_options=target_options, **opts)]
         seconds = (time.perf_counter() - t0) / len(reports) if reports else 0.0
-        results = [] if b is None else evaluate_budget(graph, reports, b, quantization=quantization, **opts)
+        results = [] if b is None else evaluate_budget(graph, reports, b, quantization=quantization, target_options=target_options, **opts)
     except NirDeployError as e:
         if fmt == "junit":
             echo(formats.junit_error(graph, e), nl=False)

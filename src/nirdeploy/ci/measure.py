@@ -34,7 +34,7 @@ class ChipRun:
 
 
 def run_chip_and_reference(graph, target: str, x, *, dt=None, reset: str = "zero", scheme: str = "euler",
-                           quantization: str = "channel", calibrate=None) -> ChipRun:
+                           quantization: str = "channel", calibrate=None, target_options: dict | None = None) -> ChipRun:
     """Compile ``graph`` for ``target``, simulate ``x`` (batch, time, *input_shape) spike counts on
     the chip and in the reference with the same dt, reset and scheme, and compare.
 
@@ -43,7 +43,8 @@ def run_chip_and_reference(graph, target: str, x, *, dt=None, reset: str = "zero
     import nirdeploy
 
     g = nirdeploy.load_graph(graph)
-    dep = nirdeploy.compile(g, target, dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibrate=calibrate)
+    dep = nirdeploy.compile(g, target, dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibrate=calibrate,
+                            target_options=target_options)
     if not dep.fits:
         raise DoesNotFitError(dep.report)
     chip = dep.simulate(x)
