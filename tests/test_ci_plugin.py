@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from nirdeploy.backend.target import available_targets, get_target
+
 from conftest import CORPUS, ROOT
 from graphs import ff_graph, write
 
@@ -257,8 +259,10 @@ def test_fixture_target_is_the_default(nirdeploy_target):
     r = pytester.runpytest("-v", "--nirdeploy-target", "xylo:audio2,xylo:imu")
     r.assert_outcomes(passed=5)
     r.stdout.fnmatch_lines(["*test_each[[]xylo:audio2] PASSED*", "*test_each[[]xylo:imu] PASSED*"])
-    r = pytester.runpytest("--nirdeploy-target", "all")
+    r = pytester.runpytest("--nirdeploy-target", "xylo:all")  # every Xylo variant
     r.assert_outcomes(passed=7)
+    r = pytester.runpytest("--nirdeploy-target", "all", "--collect-only", "-q")  # every target and variant
+    assert sum("test_each[" in line for line in r.outlines) == sum(len(get_target(t).variants()) for t in available_targets())
     r = pytester.runpytest("--nirdeploy-target", "xylo")  # default variant
     r.assert_outcomes(passed=3)
 
@@ -368,7 +372,7 @@ def test_example_test_file_passes_as_shipped(pytester):
     r.assert_outcomes(passed=3)
     summary = json.loads((pytester.path / "rep" / "summary.json").read_text())
     assert [c["kind"] for t in summary["tests"] for c in t["checks"]] == ["fits", "agrees", "accuracy"]
-    r = pytester.runpytest("tests/test_chip.py", "--nirdeploy-target", "all")
+    r = pytester.runpytest("tests/test_chip.py", "--nirdeploy-target", "xylo:all")
     r.assert_outcomes(passed=9)
 
 

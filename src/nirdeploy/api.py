@@ -126,13 +126,13 @@ def check(
 
 
 def check_all(graph_or_path, *, dt: float | None = None, reset: str = "zero", scheme: str = "euler",
-              target_options: dict | None = None) -> list[FitReport]:
-    """One report per target and variant. Each target gets the ``target_options`` it declares;
-    an option no target declares is an error."""
+              target_options: dict | None = None, target: str | None = None) -> list[FitReport]:
+    """One report per target and variant (``target="xylo"``: every variant of that target only).
+    Each target gets the ``target_options`` it declares; an option no target declares is an error."""
     graph = load_graph(graph_or_path)
     notices: list[str] = []
     opts = _options(graph, dt, reset, scheme, "channel", None, notices)
-    targets = [get_target(name) for name in available_targets()]
+    targets = [get_target(name) for name in ([target] if target is not None else available_targets())]
     unknown = sorted(set(target_options or {}) - {k for t in targets for k in (getattr(t, "options", {}) or {})})
     if unknown:
         raise UsageError(f"unknown target option(s) {', '.join(unknown)}")

@@ -161,7 +161,7 @@ def _parse_target_options(items) -> dict:
 
 @main.command("check")
 @click.argument("graph", type=click.Path(dir_okay=False))
-@click.option("--target", "-t", "target", required=True, help="TARGET[:VARIANT], or 'all'")
+@click.option("--target", "-t", "target", required=True, help="TARGET[:VARIANT], TARGET:all (every variant of one target), or all (every target and variant)")
 @_dt_opt
 @_reset_opt
 @_scheme_opt
@@ -178,6 +178,7 @@ def check_cmd(graph, target, dt, reset, scheme, quantization, target_options, as
     def body():
         from . import api
         from .ci.command import check_command, output_format as _format
+        from .backend.target import multi_target
         from .render import render_fit_table
 
         fmt = _format(output_format, as_json)
@@ -185,8 +186,9 @@ def check_cmd(graph, target, dt, reset, scheme, quantization, target_options, as
         if fmt != "text" or budget is not None:
             return check_command(graph, target, fmt=fmt, budget=budget, echo=click.echo, echo_json=_echo_json, dt=dt,
                                  reset=reset, scheme=scheme, quantization=quantization, target_options=topts)
-        if target == "all":
-            reps = api.check_all(graph, dt=dt, reset=reset, scheme=scheme, target_options=topts)
+        many, only = multi_target(target)
+        if many:
+            reps = api.check_all(graph, dt=dt, reset=reset, scheme=scheme, target_options=topts, target=only)
             click.echo(render_fit_table(reps), nl=False)
             return EXIT_OK if any(r.fits for r in reps) else EXIT_NOFIT
         rep = api.check(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization, target_options=topts)
