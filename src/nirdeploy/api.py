@@ -61,10 +61,14 @@ def _check_choice(name: str, value: str, choices) -> str:
 
 
 def _options(graph: Graph, dt, reset, scheme, quantization, calibrate, notices: list[str] | None) -> CompileOptions:
-    from .graph.discretize import resolve_dt
+    from .graph.discretize import resolve_dt, resolve_reset
 
-    _check_choice("reset", reset, RESETS)
+    if reset is not None:
+        _check_choice("reset", reset, RESETS)
     _check_choice("scheme", scheme, SCHEMES)
+    reset, notice = resolve_reset(graph, reset)  # None: the reset recorded by nirdeploy's exporter, else "zero"
+    if notice and notices is not None:
+        notices.append(notice)
     if dt is not None:
         try:
             dt = float(dt)
@@ -81,12 +85,17 @@ def _options(graph: Graph, dt, reset, scheme, quantization, calibrate, notices: 
 
 def inspect(graph_or_path, *, dt: float | None = None, scheme: str = "euler") -> dict:
     """Nodes, shapes, neuron counts, parameter summary, dt candidates and recurrent loops (data);
-    with ``dt``, also every neuron's discrete decay factors and input gains."""
+    with ``dt`` (or the dt recorded by nirdeploy's exporter), also every neuron's discrete decay
+    factors and input gains."""
     from .graph.discretize import validate_dt
     from .graph.inspection import inspect_graph
+    from .graph.provenance import recorded
 
     _check_choice("scheme", scheme, SCHEMES)
-    return inspect_graph(load_graph(graph_or_path), None if dt is None else validate_dt(dt), scheme)
+    graph = load_graph(graph_or_path)
+    if dt is None:
+        dt = recorded(graph).dt  # a graph nirdeploy exported knows its training dt
+    return inspect_graph(graph, None if dt is None else validate_dt(dt), scheme)
 
 
 def check(
@@ -94,7 +103,7 @@ def check(
     target: str = "xylo",
     *,
     dt: float | None = None,
-    reset: str = "zero",
+    reset: str | None = None,
     scheme: str = "euler",
     quantization: str = "channel",
     calibrate=None,
@@ -109,7 +118,7 @@ def check(
     return rep
 
 
-def check_all(graph_or_path, *, dt: float | None = None, reset: str = "zero", scheme: str = "euler") -> list[FitReport]:
+def check_all(graph_or_path, *, dt: float | None = None, reset: str | None = None, scheme: str = "euler") -> list[FitReport]:
     """One report per target and variant."""
     graph = load_graph(graph_or_path)
     notices: list[str] = []
@@ -184,7 +193,7 @@ def compile(
     target: str = "xylo",
     *,
     dt: float | None = None,
-    reset: str = "zero",
+    reset: str | None = None,
     scheme: str = "euler",
     quantization: str = "channel",
     calibrate=None,
@@ -227,19 +236,21 @@ def simulate_reference(
     x,
     *,
     dt: float | None = None,
-    reset: str = "zero",
+    reset: str | None = None,
     scheme: str = "euler",
     record: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ):
     """Float64 reference simulation of the NIR graph itself. Returns the output array, or the
     full result (``.output``, ``.states``) when ``record``."""
-    from .graph.discretize import resolve_dt
+    from .graph.discretize import resolve_dt, resolve_reset
     from .sim.reference import simulate_reference as _sim
 
     graph = load_graph(graph_or_path)
-    _check_choice("reset", reset, RESETS)
+    if reset is not None:
+        _check_choice("reset", reset, RESETS)
     _check_choice("scheme", scheme, SCHEMES)
+    reset, _ = resolve_reset(graph, reset)
     dt, _ = resolve_dt(graph, None if dt is None else float(dt))
     res = _sim(graph, np.asarray(x), dt, scheme=scheme, reset=reset, record=record, progress=progress)
     return res if record else res.output

@@ -130,9 +130,12 @@ def inspect_cmd(graph: str, dt, scheme, as_json: bool) -> None:
     _run(body)
 
 
-_dt_opt = click.option("--dt", type=float, default=None, help="time step in seconds (inferred with a notice when unambiguous)")
-_reset_opt = click.option("--reset", type=click.Choice(["zero", "subtract"]), default="zero", show_default=True,
-                          help="reset semantics: zero = jump to v_reset (NIR >= 1.0.6), subtract = v -= threshold")
+_dt_opt = click.option("--dt", type=float, default=None,
+                       help="time step in seconds (default: the dt nirdeploy recorded when it exported the graph, "
+                            "else inferred with a notice when unambiguous)")
+_reset_opt = click.option("--reset", type=click.Choice(["zero", "subtract"]), default=None,
+                          help="reset semantics: zero = jump to v_reset (NIR >= 1.0.6), subtract = v -= threshold "
+                               "[default: the reset nirdeploy recorded when it exported the graph, else zero]")
 _scheme_opt = click.option("--scheme", type=click.Choice(["euler", "exact"]), default="euler", show_default=True,
                            help="discretization: forward Euler or exact exponential")
 _quant_opt = click.option("--quantization", type=click.Choice(["channel", "global"]), default="channel", show_default=True,
