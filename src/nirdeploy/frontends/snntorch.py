@@ -1,0 +1,411 @@
+"""snnTorch 1.0.0 frontend: export a trained snnTorch model to NIR, and build snnTorch models
+from NIR, with the time step, reset and ``r`` handled (``chips/nir.md`` §6-8).
+
+Export (:func:`export`) uses nirtorch's tracer, as ``snntorch.export_nir.export_to_nir`` does,
+with these repairs of snnTorch's exporter (nir 1.0.8):
+
+===========================================  =================================================
+snnTorch exporter defect                     nirdeploy
+===========================================  =================================================
+batch dim in Input -> type check fails       trace with the batch axis dropped
+scalar beta / threshold -> ``input_type=[]``  broadcast to the layer shape after tracing
+dt = 1e-4 s hard-coded in tau and r          the caller's dt (default 1e-4) and r = tau/dt;
+                                             dt is recorded in the graph's metadata
+reset mechanism not recorded (v_reset = 0)   recorded (``zero``/``subtract``); ``none`` and
+                                             snnTorch's late (``reset_delay=True``) reset are
+                                             caught by the verification with the reason
+RLeaky/RSynaptic recurrent bias              moved into the feed-forward Affine before the
+(applied from t = 0 in snnTorch, from t = 1  neuron (exact); kept and warned about when there
+in NIR's delayed edge)                       is no such Affine
+no IF (beta = 1)                             beta = 1 exports as IF with r = 1/dt
+AvgPool2d padding dropped                    kept
+sinabs SumPool2d / LPPool2d(1) -> error      SumPool2d
+MaxPool, BatchNorm -> "not implemented"      an error naming the module with a hint
+===========================================  =================================================
+
+Model convention: a module that takes one time step ``(batch, *input_shape)`` and returns the
+spikes of that step (snnTorch layers with ``init_hidden=True``; ``output=True`` layers return
+``(spk, mem)``, the spikes are used), as in snnTorch's own export example.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import UnsupportedError, UsageError
+from ..graph.ir import Graph, Node
+from . import _common as C
+
+__all__ = ["LIBRARY", "PINS", "DEFAULT_DT", "export", "run_model", "build", "native_import"]
+
+LIBRARY = "snntorch"
+PINS = "snntorch==1.0.0 nirtorch==2.6 nir==1.0.8"
+DEFAULT_DT = 1e-4  # snnTorch's exporter convention
+
+
+def _snn():
+    return C.require("snntorch", PINS, "snnTorch")
+
+
+def _arr(t, shape=None) -> np.ndarray:
+    a = C.as_numpy(t)
+    return a if shape is None else np.broadcast_to(a, shape).copy()
+
+
+class _ExportState:
+    def __init__(self, dt: float):
+        self.dt = dt
+        self.resets: dict[str, str] = {}
+        self.reasons: list[str] = []
+        self.rec_bias: list[tuple[str, np.ndarray]] = []
+
+
+def _neuron_common(module, kind: str, st: _ExportState):
+    if getattr(module, "inhibition", False):
+        return C.Unsupported(f"{kind}(inhibition=True)", "NIR has no winner-take-all inhibition")
+    if getattr(module, "state_quant", False):
+        return C.Unsupported(f"{kind}(state_quant=...)", "quantize with nirdeploy's target instead")
+    g = float(np.asarray(C.as_numpy(module.graded_spikes_factor)).ravel()[0])
+    if g != 1.0:
+        return C.Unsupported(f"{kind}(graded_spikes_factor={g:g})", "NIR spikes are unit events; use 1.0")
+    mech = module.reset_mechanism
+    if mech == "none":
+        return C.Unsupported(f"{kind}(reset_mechanism='none')", "NIR neurons always reset; use 'zero' or 'subtract'")
+    if module.reset_delay:
+        if mech == "subtract":
+            st.reasons.append(
+                f"{kind} uses reset_delay=True (snnTorch's default): it subtracts the threshold one step AFTER the "
+                "spike, NIR and every chip subtract in the step of the spike. Train with reset_delay=False "
+                "(or reset_mechanism='zero')")
+        else:
+            st.reasons.append(
+                f"{kind}(reset_mechanism='zero', reset_delay=True) zeroes the membrane one step after the spike "
+                "(Synaptic loses that step's input); NIR resets in the step of the spike. Train with reset_delay=False")
+    elif mech == "subtract":
+        st.reasons.append(
+            f"{kind}(reset_mechanism='subtract', reset_delay=False): when the membrane is still above threshold "
+            "after one subtraction (it exceeded 2x threshold, a multi-spike step), snnTorch subtracts again in the "
+            "next step before testing; NIR tests first. Lower the input scale, train with a membrane penalty, or "
+            "use reset_mechanism='zero'")
+    return mech
+
+
+def _lif_params(beta, threshold, dt):
+    beta = np.clip(beta, 0.0, 1.0)
+    with np.errstate(divide="ignore"):
+        tau = dt / (1.0 - beta)
+    return beta, tau
+
+
+def _node_map(st: _ExportState):
+    snn = _snn()
+    import nir
+    import torch
+
+    def leaky(module, shape_from=None):
+        beta = _arr(module.beta)
+        thr = _arr(module.threshold)
+        return beta, thr
+
+    def m(module):
+        mech = None
+        if isinstance(module, (snn.Leaky, snn.Synaptic, snn.RLeaky, snn.RSynaptic)):
+            mech = _neuron_common(module, type(module).__name__, st)
+            if isinstance(mech, C.Unsupported):
+                return mech
+        if isinstance(module, snn.Leaky):
+            beta, thr = leaky(module)
+            st.resets[id(module)] = mech
+            beta, tau = _lif_params(beta, thr, st.dt)
+            if np.all(beta == 1.0):
+                return nir.IF(r=np.full(np.broadcast(beta, thr).shape, 1.0 / st.dt), v_threshold=thr * np.ones_like(beta),
+                              v_reset=np.zeros(np.broadcast(beta, thr).shape))
+            if np.any(beta == 1.0):
+                return C.Unsupported("Leaky with beta = 1 for some neurons only", "use one beta < 1 per layer, or an IF layer")
+            shape = np.broadcast(beta, thr).shape
+            return nir.LIF(tau=np.broadcast_to(tau, shape).copy(), r=np.broadcast_to(tau / st.dt, shape).copy(),
+                           v_leak=np.zeros(shape), v_threshold=np.broadcast_to(thr, shape).copy(), v_reset=np.zeros(shape))
+        if isinstance(module, (snn.Synaptic, snn.RSynaptic)) or isinstance(module, snn.RLeaky):
+            st.resets[id(module)] = mech
+            beta = np.clip(_arr(module.beta), 0, 1)
+            thr = _arr(module.threshold)
+            cuba = not isinstance(module, snn.RLeaky)
+            alpha = np.clip(_arr(module.alpha), 0, 1) if cuba else None
+            if np.any(beta == 1.0) or (cuba and np.any(alpha == 1.0)):
+                return C.Unsupported(f"{type(module).__name__} with alpha or beta = 1", "NIR time constants must be finite; use < 1")
+            w_rec = None
+            if isinstance(module, (snn.RLeaky, snn.RSynaptic)):
+                rec = module.recurrent
+                if isinstance(rec, torch.nn.Linear):
+                    w_rec = _arr(rec.weight)
+                    if rec.bias is not None:
+                        st.rec_bias.append((type(module).__name__, _arr(rec.bias)))
+                        b = _arr(rec.bias)
+                    else:
+                        b = None
+                elif hasattr(rec, "V"):
+                    w_rec, b = np.diag(np.ravel(_arr(rec.V))), None
+                else:
+                    return C.Unsupported(f"{type(module).__name__} with a convolutional recurrence", "use all_to_all Linear or one-to-one recurrence")
+                n = w_rec.shape[0]
+                shape = (n,)
+            else:
+                shape = np.broadcast(beta, thr, alpha).shape
+            one = np.ones(shape)
+            tau_m = st.dt / (1 - beta) * one
+            if cuba:
+                tau_s = st.dt / (1 - alpha) * one
+                neuron = nir.CubaLIF(tau_syn=tau_s, tau_mem=tau_m, r=tau_m / st.dt, v_leak=0 * one, v_threshold=thr * one,
+                                     v_reset=0 * one, w_in=tau_s / st.dt)
+            else:
+                neuron = nir.LIF(tau=tau_m, r=tau_m / st.dt, v_leak=0 * one, v_threshold=thr * one, v_reset=0 * one)
+            if w_rec is None:
+                return neuron
+            wr = nir.Linear(weight=w_rec) if b is None else nir.Affine(weight=w_rec, bias=b)
+            return nir.NIRGraph(
+                nodes={"input": nir.Input(input_type={"input": np.array(shape)}), "lif": neuron, "w_rec": wr,
+                       "output": nir.Output(output_type={"output": np.array(shape)})},
+                edges=[("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")],
+                type_check=False,
+            )
+        node = C.common_node(module, st.dt)
+        if node is not None:
+            return node
+        try:
+            import sinabs.layers as sl  # an snnTorch model may borrow Sinabs' sum pool
+
+            if isinstance(module, sl.SumPool2d):
+                k = C._pair(module.kernel_size)
+                return nir.SumPool2d(kernel_size=np.array(k), stride=np.array(C._pair(module.stride or k)), padding=np.array([0, 0]))
+        except ImportError:
+            pass
+        return None
+
+    return m
+
+
+def _fold_recurrent_bias(g: Graph, st: _ExportState) -> Graph:
+    """snnTorch adds the recurrent Linear's bias at every step, t = 0 included; NIR's delayed
+    recurrent edge carries nothing at t = 0. Move the bias into the Affine feeding the neuron."""
+    g = g.copy()
+    for name, n in list(g.nodes.items()):
+        if not (name.endswith(".w_rec") or name.endswith("w_rec")) or n.type != "Affine":
+            continue
+        lif = name[: -len("w_rec")] + "lif"
+        ff = [s for s, d in g.edges if d == lif and s != name]
+        b = np.asarray(n.params["bias"], dtype=np.float64)
+        if len(ff) == 1 and g.nodes[ff[0]].type in ("Affine", "Linear") and not any(
+            d != lif for s, d in g.edges if s == ff[0]
+        ):
+            src = g.nodes[ff[0]]
+            old = np.asarray(src.params.get("bias", np.zeros(b.shape)), dtype=np.float64)
+            src.params["bias"] = old + b
+            src.type = "Affine"
+            n.type = "Linear"
+            del n.params["bias"]
+        elif np.any(b != 0):
+            st.reasons.append(
+                f"{name}: the recurrent bias could not be moved into a feed-forward Affine; snnTorch adds it at t = 0 "
+                "too, the NIR graph from t = 1 on")
+    return g
+
+
+def export(model, sample, *, dt: float | None = None, strict: bool = True, fold_batchnorm: bool = False) -> Graph:
+    """An snnTorch model as a nirdeploy Graph that reproduces it (verified on ``sample``).
+
+    ``sample``: (batch, time, *input_shape) tensor or array. ``dt`` (s, default 1e-4, snnTorch's
+    convention) sets the time scale: tau = dt/(1 - beta), r = tau/dt. Raises
+    :class:`~nirdeploy.errors.UnsupportedError` for layers NIR cannot express (with a hint),
+    :class:`~nirdeploy.frontends._common.ExportMismatchError` when the graph does not reproduce
+    the model (``strict``; otherwise a :class:`ConversionWarning`).
+    """
+    import torch
+
+    _snn()
+    from ..graph.discretize import validate_dt
+    from ..graph.provenance import with_recorded
+
+    dt = validate_dt(DEFAULT_DT if dt is None else dt)
+    x = _sample(sample)
+    st = _ExportState(dt)
+    snn = _snn()
+    _reset(model)
+    g = C.trace_to_ir(model, x[:, 0].float(), _node_map(st), ignore_dims=[0],
+                      ignore_submodules_of=[snn.RLeaky, snn.RSynaptic], fold_batchnorm=fold_batchnorm, library=LIBRARY,
+                      reset_states=_reset)
+    modes = set(st.resets.values())
+    if len(modes) > 1:
+        raise UnsupportedError(f"snntorch: the model mixes reset mechanisms {sorted(modes)}; nirdeploy graphs carry one reset mode")
+    reset = modes.pop() if modes else "zero"
+    if st.rec_bias:
+        g = _fold_recurrent_bias(g, st)
+    g = with_recorded(g, dt=dt, reset=reset, source=f"snntorch {snn.__version__}")
+    _verify(model, g, x, dt, reset, st.reasons, strict, fold_batchnorm)
+    return g
+
+
+def _sample(sample):
+    import torch
+
+    x = torch.as_tensor(C.as_numpy(sample))
+    if x.ndim < 3:
+        raise UsageError(f"sample must be (batch, time, *input_shape); got shape {tuple(x.shape)}")
+    return x
+
+
+def _verify(model, g, x, dt, reset, reasons, strict, fold_batchnorm):
+    import copy
+
+    from ..sim.reference import simulate_reference
+
+    # snnTorch's spike functions return float32 whatever the input, so the model runs in float32
+    m = copy.deepcopy(model).eval().float()
+    if fold_batchnorm:
+        m = C._fold_batchnorm(m)
+    y_model = run_model(m, x.float())
+    y_graph = simulate_reference(g, x.numpy(), dt, reset=reset).output
+    v = C.verify_export(y_model, y_graph, spiking=True)
+    v.reasons = list(reasons)
+    C.settle(v, LIBRARY, strict)
+
+
+def _reset(model) -> None:
+    snn = _snn()
+    for mod in model.modules():
+        if isinstance(mod, snn.SpikingNeuron) and getattr(mod, "init_hidden", False):
+            for k in ("mem", "syn", "spk"):
+                if hasattr(mod, k) and isinstance(getattr(mod, k), __import__("torch").Tensor):
+                    setattr(mod, k, getattr(mod, k).new_zeros(0) if k != "spk" else getattr(mod, k).new_zeros(0))
+    try:
+        from snntorch import utils
+
+        utils.reset(model)
+    except Exception:  # pragma: no cover - models without hidden state
+        pass
+
+
+def run_model(model, x) -> np.ndarray:
+    """The model's forward over time: ``x`` (batch, time, *input_shape) -> spikes (batch, time,
+    *output_shape). The model takes one step at a time (``init_hidden=True``)."""
+    import torch
+
+    _snn()
+    x = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    dtype = next((p.dtype for p in model.parameters()), torch.float32)
+    x = x.to(dtype)
+    _reset(model)
+    outs = []
+    with torch.no_grad():
+        for t in range(x.shape[1]):
+            y = model(x[:, t])
+            if isinstance(y, tuple):
+                y = y[0]
+            outs.append(y)
+    _reset(model)
+    return C.as_numpy(torch.stack(outs, 1))
+
+
+# -- import: NIR -> snnTorch ------------------------------------------------------------------
+
+
+def _neuron_factory(reset: str, spike_multi: bool):
+    snn = _snn()
+    import torch
+
+    from ..graph.discretize import discretize_node
+
+    class SnnTorchNeuron(torch.nn.Module):
+        """One NIR neuron node as an snnTorch layer: input scaled by the NIR gain (r*dt/tau for
+        Euler) plus the v_leak bias, then snnTorch's beta*mem + input update."""
+
+        def __init__(self, name, node: Node, ctx):
+            super().__init__()
+            d = discretize_node(node, ctx.dt, ctx.scheme, name=name)
+            ctx.notes.extend(d.notes)
+            dt_ = ctx.dtype
+            self.cuba = d.cuba
+            self.spiking = d.spiking
+            if d.spiking and np.any(d.v_reset != 0) and reset == "zero":
+                raise UnsupportedError(f"{name}: snnTorch resets to zero; v_reset != 0 cannot be built")
+            if d.cuba and np.any(d.bias_v != 0):
+                raise UnsupportedError(f"{name}: snnTorch's Synaptic has no membrane bias; v_leak != 0 cannot be built")
+            mech = reset if d.spiking else "none"
+            thr = torch.as_tensor(d.threshold if d.spiking else np.full(d.shape, np.inf), dtype=dt_)
+            kw = dict(threshold=thr, reset_mechanism=mech, reset_delay=False, init_hidden=False)
+            if d.cuba:
+                self.layer = snn.Synaptic(alpha=torch.as_tensor(d.alpha_i, dtype=dt_), beta=torch.as_tensor(d.alpha_v, dtype=dt_), **kw)
+                gain = d.gain_i * d.gain_v
+            else:
+                self.layer = snn.Leaky(beta=torch.as_tensor(d.alpha_v, dtype=dt_), **kw)
+                gain = d.gain_v
+            self.layer.to(dt_)
+            self.register_buffer("gain", torch.as_tensor(gain, dtype=dt_))
+            self.register_buffer("bias", torch.as_tensor(d.bias_v, dtype=dt_))
+
+        def initial_state(self, x):
+            z = torch.zeros_like(x)
+            return (z, z.clone()) if self.cuba else z
+
+        def forward_step(self, x, state):
+            x = x * self.gain + self.bias
+            if self.cuba:
+                spk, syn, mem = self.layer(x, state[0], state[1])
+                new = (syn, mem)
+            else:
+                spk, mem = self.layer(x, state)
+                new = mem
+            return (spk if self.spiking else mem), new
+
+    def factory(name, node, ctx):
+        if node.type in ("LIF", "CubaLIF", "IF", "LI", "CubaLI", "I"):
+            return SnnTorchNeuron(name, node, ctx)
+        return None
+
+    return factory
+
+
+def build(graph, *, dt: float | None = None, reset: str | None = None, scheme: str = "euler", dtype=None):
+    """A runnable torch module of ``graph`` whose neurons are snnTorch layers (Leaky for
+    LIF/LI/IF/I, Synaptic for CubaLIF/CubaLI, ``reset_delay=False``), stepped by nirdeploy's graph
+    runner (recurrent edges included). ``forward(x)``: (batch, time, *input) -> (batch, time,
+    *output). dt and reset default to the values recorded in the graph."""
+    from ..torch import to_torch
+
+    _snn()
+    return _build_with(graph, dt, reset, scheme, dtype, lambda r: _neuron_factory(r, False))
+
+
+def _build_with(graph, dt, reset, scheme, dtype, make_factory):
+    """to_torch with a library neuron factory (reset resolved first, so the factory knows it)."""
+    from ..api import load_graph
+    from ..graph.discretize import resolve_reset
+    from ..torch import to_torch
+
+    g = load_graph(graph)
+    reset, _ = resolve_reset(g, reset)
+    return to_torch(g, dt=dt, reset=reset, scheme=scheme, dtype=dtype, factory=make_factory(reset))
+
+
+def native_import(path: str):
+    """snnTorch's own importer (``snntorch.import_nir.import_from_nir``), as a user would call it;
+    returns a function x (batch, time, *input) -> output spikes."""
+    _snn()
+    import nir
+    import torch
+    from snntorch.import_nir import import_from_nir
+
+    net = import_from_nir(nir.read(str(path)))
+
+    def run(x):
+        x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+        state = None
+        outs = []
+        with torch.no_grad():
+            for t in range(x.shape[1]):
+                y = net(x[:, t]) if state is None else net(x[:, t], state)
+                if isinstance(y, tuple):
+                    y, state = y[0], y[1]
+                outs.append(y)
+        return C.as_numpy(torch.stack(outs, 1))
+
+    return run
