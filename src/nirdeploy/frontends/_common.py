@@ -222,10 +222,40 @@ def trace_to_ir(
     from ..graph.passes import broadcast_params
     from ..graph.validate import infer_shapes
 
-    model = copy.deepcopy(model).eval()
+    try:
+        model = copy.deepcopy(model).eval()
+    except Exception:  # e.g. sinabs 2.0.3's IAFRecurrent cannot be deep-copied
+        if fold_batchnorm or _has_passthroughs(model):
+            raise UsageError(f"{library}: the model cannot be copied (deepcopy fails), so nirdeploy cannot fold "
+                             "BatchNorm or bypass Dropout/Identity without modifying it; remove them first") from None
+        was_training = model.training
+        model.eval()
+        try:
+            return _trace(model, sample_step, node_map, ignore_dims, ignore_submodules_of, library, reset_states)
+        finally:
+            model.train(was_training)
     if fold_batchnorm:
         model = _fold_batchnorm(model)
     _replace_passthroughs(model)
+    return _trace(model, sample_step, node_map, ignore_dims, ignore_submodules_of, library, reset_states)
+
+
+def _has_passthroughs(model) -> bool:
+    import torch
+
+    kinds = (torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Identity)
+    return any(isinstance(m, kinds) for m in model.modules())
+
+
+def _trace(model, sample_step, node_map, ignore_dims, ignore_submodules_of, library, reset_states) -> Graph:
+    import nir
+    import nirtorch
+    import torch
+
+    from ..graph.loading import from_nir
+    from ..graph.passes import broadcast_params
+    from ..graph.validate import infer_shapes
+
     problems: list[str] = []
     passthrough: list[Any] = []
 
@@ -295,6 +325,33 @@ def bypass(g: Graph, name: str) -> Graph:
 
 def set_node(g: Graph, name: str, node: Node) -> None:
     g.nodes[name] = node
+
+
+def fold_recurrent_bias(g: Graph, reasons: list[str], library: str) -> Graph:
+    """The libraries add a recurrent Linear's bias at every step, t = 0 included; NIR's delayed
+    recurrent edge carries nothing at t = 0. Move the bias of ``X.w_rec`` into the Affine feeding
+    ``X.lif`` (exact), or leave it and add a reason when there is none."""
+    g = g.copy()
+    for name, n in list(g.nodes.items()):
+        if not (name.endswith(".w_rec") or name.endswith("w_rec")) or n.type != "Affine":
+            continue
+        lif = name[: -len("w_rec")] + "lif"
+        ff = [s for s, d in g.edges if d == lif and s != name]
+        b = np.asarray(n.params["bias"], dtype=np.float64)
+        if len(ff) == 1 and g.nodes[ff[0]].type in ("Affine", "Linear") and not any(
+            d != lif for s, d in g.edges if s == ff[0]
+        ):
+            src = g.nodes[ff[0]]
+            old = np.asarray(src.params.get("bias", np.zeros(b.shape)), dtype=np.float64)
+            src.params["bias"] = old + b
+            src.type = "Affine"
+            n.type = "Linear"
+            del n.params["bias"]
+        elif np.any(b != 0):
+            reasons.append(
+                f"{name}: the recurrent bias could not be moved into a feed-forward Affine; the library adds it at t = 0 "
+                "too, the NIR graph from t = 1 on")
+    return g
 
 
 # -- verification -----------------------------------------------------------------------------

@@ -184,32 +184,6 @@ def _node_map(st: _ExportState):
     return m
 
 
-def _fold_recurrent_bias(g: Graph, st: _ExportState) -> Graph:
-    """snnTorch adds the recurrent Linear's bias at every step, t = 0 included; NIR's delayed
-    recurrent edge carries nothing at t = 0. Move the bias into the Affine feeding the neuron."""
-    g = g.copy()
-    for name, n in list(g.nodes.items()):
-        if not (name.endswith(".w_rec") or name.endswith("w_rec")) or n.type != "Affine":
-            continue
-        lif = name[: -len("w_rec")] + "lif"
-        ff = [s for s, d in g.edges if d == lif and s != name]
-        b = np.asarray(n.params["bias"], dtype=np.float64)
-        if len(ff) == 1 and g.nodes[ff[0]].type in ("Affine", "Linear") and not any(
-            d != lif for s, d in g.edges if s == ff[0]
-        ):
-            src = g.nodes[ff[0]]
-            old = np.asarray(src.params.get("bias", np.zeros(b.shape)), dtype=np.float64)
-            src.params["bias"] = old + b
-            src.type = "Affine"
-            n.type = "Linear"
-            del n.params["bias"]
-        elif np.any(b != 0):
-            st.reasons.append(
-                f"{name}: the recurrent bias could not be moved into a feed-forward Affine; snnTorch adds it at t = 0 "
-                "too, the NIR graph from t = 1 on")
-    return g
-
-
 def export(model, sample, *, dt: float | None = None, strict: bool = True, fold_batchnorm: bool = False) -> Graph:
     """An snnTorch model as a nirdeploy Graph that reproduces it (verified on ``sample``).
 
@@ -238,7 +212,7 @@ def export(model, sample, *, dt: float | None = None, strict: bool = True, fold_
         raise UnsupportedError(f"snntorch: the model mixes reset mechanisms {sorted(modes)}; nirdeploy graphs carry one reset mode")
     reset = modes.pop() if modes else "zero"
     if st.rec_bias:
-        g = _fold_recurrent_bias(g, st)
+        g = C.fold_recurrent_bias(g, st.reasons, LIBRARY)
     g = with_recorded(g, dt=dt, reset=reset, source=f"snntorch {snn.__version__}")
     _verify(model, g, x, dt, reset, st.reasons, strict, fold_batchnorm)
     return g
