@@ -37,6 +37,9 @@ __all__ = [
     "load_deployment",
     "simulate_reference",
     "compare_outputs",
+    "compare",
+    "from_torch",
+    "to_torch",
     "RESETS",
     "SCHEMES",
 ]
@@ -337,3 +340,127 @@ class atomic_folder:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return False
+
+
+# -- torch frontends and the multi-way comparison (torch imported only when called) -------------
+COMPARE_LIBRARIES = ("snntorch", "norse", "sinabs")
+
+
+def from_torch(model, sample, *, library: str, dt: float | None = None, strict: bool = True,
+               fold_batchnorm: bool = False, path=None) -> Graph:
+    """A trained snnTorch / Norse / Sinabs model as a Graph that reproduces it; needs the
+    ``[torch]`` extra. See :func:`nirdeploy.frontends.from_torch`."""
+    from .frontends import from_torch as _from_torch
+
+    return _from_torch(model, sample, library=library, dt=dt, strict=strict, fold_batchnorm=fold_batchnorm, path=path)
+
+
+def to_torch(graph_or_path, *, library: str | None = None, dt: float | None = None, reset: str | None = None,
+             scheme: str = "euler", dtype=None):
+    """``graph`` as a runnable torch module: nirdeploy's reference semantics (no library), or a
+    snnTorch / Norse / Sinabs model with dt, reset and r handled; needs the ``[torch]`` extra."""
+    from .frontends import to_torch as _to_torch
+
+    return _to_torch(graph_or_path, library=library, dt=dt, reset=reset, scheme=scheme, dtype=dtype)
+
+
+def compare(graph_or_path, x, *, runs=("reference",), dt: float | None = None, reset: str | None = None,
+            scheme: str = "euler", labels=None) -> dict:
+    """Run one graph several ways on ``x`` (batch, time, *input_shape) and compare each run
+    with the reference. ``runs``: ``"reference"``, ``"torch"`` (nirdeploy's torch module),
+    ``"snntorch"`` / ``"norse"`` / ``"sinabs"`` (nirdeploy's dt-aware conversion into the
+    library), ``"snntorch:native"`` / ``"norse:native"`` / ``"sinabs:native"`` (the library's own
+    importer with its defaults, what a naive trip gives), or a compiled folder. Returns
+    ``{"rows", "explanations", "dt", "reset", "text"}``; see :mod:`nirdeploy.evaluation.crosscheck`."""
+    from .evaluation.crosscheck import Column, compare_columns, explain, render_comparison
+    from .graph.discretize import resolve_dt, resolve_reset
+    from .graph.provenance import recorded
+
+    graph = load_graph(graph_or_path)
+    if reset is not None:
+        _check_choice("reset", reset, RESETS)
+    reset, _ = resolve_reset(graph, reset)
+    dt, _ = resolve_dt(graph, None if dt is None else float(dt))
+    x = np.asarray(x)
+    runs = list(dict.fromkeys(runs))
+    if "reference" not in runs:
+        runs.insert(0, "reference")
+    cols = [_run_column(graph, graph_or_path, spec, x, dt, reset, scheme) for spec in runs]
+    lab = None if labels is None else np.asarray(labels)
+    if lab is not None and lab.shape[:1] != x.shape[:1]:
+        raise UsageError(f"labels must have one entry per sample ({x.shape[0]}); got shape {lab.shape}")
+    rows = compare_columns(cols, lab)
+    rec = recorded(graph)
+    facts = {"dt": dt, "reset": reset, "recorded_dt": rec.dt, "recorded_reset": rec.reset, "source": rec.source,
+             "spike_rule": rec.spike_rule, **_r_facts(graph)}
+    expl = explain(cols, rows, facts)
+    return {"rows": rows, "explanations": expl, "dt": dt, "reset": reset, "text": render_comparison(rows, expl)}
+
+
+def _r_facts(graph: Graph) -> dict:
+    from .graph.discretize import infer_dt
+    from .graph.passes import normalize
+
+    flat = normalize(graph)
+    leaky = [n for n in flat.nodes.values() if n.type in ("LIF", "LI", "CubaLIF", "CubaLI")]
+    facts = {"leaky": bool(leaky)}
+    cands = infer_dt(graph)
+    if cands and cands[0].convention == "snntorch":
+        r = np.concatenate([np.ravel(n.params["r"]) for n in leaky])
+        facts.update(r_convention="snntorch", r_typical=float(np.median(r)), r_dt=cands[0].dt)
+    elif leaky and all(np.allclose(n.params["r"], 1.0) for n in leaky):
+        facts["r_convention"] = "unit"
+    return facts
+
+
+def _run_column(graph: Graph, source, spec: str, x: np.ndarray, dt: float, reset: str, scheme: str):
+    from .evaluation.crosscheck import Column
+    from .errors import NirDeployError
+
+    if spec == "reference":
+        y = simulate_reference(graph, x, dt=dt, reset=reset, scheme=scheme)
+        return Column("reference", "reference", output=y, dt=dt)
+    lib, _, mode = spec.partition(":")
+    if lib == "torch" or lib in COMPARE_LIBRARIES:
+        kind = "native" if mode == "native" else ("torch" if lib == "torch" else "library")
+        if mode not in ("", "native") or (lib == "torch" and mode):
+            raise UsageError(f"unknown run {spec!r}: use LIBRARY or LIBRARY:native")
+        try:
+            return Column(spec, kind, output=_run_library(graph, source, lib, mode, x, dt, reset, scheme), library=lib, dt=dt)
+        except NirDeployError as e:
+            if getattr(e, "install", None):
+                raise
+            return Column(spec, kind, error=str(e).splitlines()[0], library=lib, dt=dt)
+        except Exception as e:  # a library's own importer failing is a finding, not a crash
+            return Column(spec, kind, error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300], library=lib, dt=dt)
+    if os.path.isdir(spec):
+        dep = load_deployment(spec)
+        y = dep.simulate(x)
+        s = dep.report.settings
+        return Column(os.path.basename(os.path.normpath(spec)) or spec, "chip", output=y, latency_steps=int(dep.artifact.latency_steps),
+                      dt=s.get("dt"), info={"dt": s.get("dt"), "reset": s.get("reset")})
+    raise UsageError(f"unknown run {spec!r}: use reference, torch, {', '.join(COMPARE_LIBRARIES)}, LIBRARY:native, or a compiled folder")
+
+
+def _run_library(graph: Graph, source, lib: str, mode: str, x: np.ndarray, dt: float, reset: str, scheme: str) -> np.ndarray:
+    import torch
+
+    from .frontends import library_module, to_torch as _to_torch
+
+    if lib == "torch":
+        m = _to_torch(graph, dt=dt, reset=reset, scheme=scheme)
+        with torch.no_grad():
+            return m(torch.as_tensor(x, dtype=torch.float64)).numpy()
+    mod = library_module(lib)
+    if mode == "native":
+        if isinstance(source, (str, os.PathLike)):
+            return mod.native_import(str(source))(x)
+        from .graph.loading import write_nir
+
+        with tempfile.TemporaryDirectory() as d:
+            p = os.path.join(d, "graph.nir")
+            write_nir(graph, p)
+            return mod.native_import(p)(x)
+    m = mod.build(graph, dt=dt, reset=reset, scheme=scheme, dtype=torch.float32)
+    with torch.no_grad():
+        return m(torch.as_tensor(x, dtype=torch.float32)).double().numpy()

@@ -265,6 +265,83 @@ def simulate_cmd(source, input_path, out, reference, dt, reset, scheme, compare_
     _run(body)
 
 
+@main.command("export")
+@click.argument("factory", metavar="MODEL.py:FUNCTION")
+@click.option("--library", "-l", required=True, type=click.Choice(["snntorch", "norse", "sinabs"]), help="library the model is built with")
+@click.option("--weights", "-w", type=click.Path(dir_okay=False), default=None, help="state_dict saved with torch.save (loaded with weights_only=True)")
+@click.option("--sample", type=click.Path(dir_okay=False), default=None, help="X.npy (batch, time, *input_shape) to trace and verify with")
+@click.option("--input-shape", default=None, help="e.g. 2,34,34: verify on random Poisson spikes of this shape instead of --sample")
+@click.option("--dt", type=float, default=None, help="time step the model was trained with, in seconds (recorded in the graph)")
+@click.option("--fold-batchnorm", is_flag=True, help="fold BatchNorm into the preceding Conv/Linear")
+@click.option("--no-strict", is_flag=True, help="write the graph even when it does not reproduce the model (with a warning)")
+@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="G.nir to write")
+@click.option("--force", is_flag=True, help="replace OUT if it exists")
+def export_cmd(factory, library, weights, sample, input_shape, dt, fold_batchnorm, no_strict, out, force) -> None:
+    """Export a trained torch model to NIR. MODEL.py:FUNCTION builds the model (no arguments);
+    the graph reproduces it (verified on the sample) and records its dt and reset."""
+
+    def body():
+        import warnings
+
+        from . import api
+        from .errors import UsageError
+        from .frontends.loader import load_model, sample_input, write_graph_atomically
+
+        if os.path.exists(out) and not force:
+            raise UsageError(f"{out} already exists; use --force to replace it")
+        model = load_model(factory, weights)
+        x = sample_input(sample, input_shape)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            g = api.from_torch(model, x, library=library, dt=dt, strict=not no_strict, fold_batchnorm=fold_batchnorm)
+        for w in caught:
+            if "nirdeploy" in type(w.message).__module__:
+                click.echo(f"warning: {w.message}", err=True)
+        write_graph_atomically(g, out)
+        from .graph.provenance import recorded
+
+        rec = recorded(g)
+        click.echo(f"wrote {out}: {len(g.nodes)} nodes; dt = {rec.dt:g} s, reset = {rec.reset}, spike rule = {rec.spike_rule} "
+                   f"(recorded in the graph; inspect/check/compile use them without --dt)", err=True)
+        return EXIT_OK
+
+    _run(body)
+
+
+@main.command("compare")
+@click.argument("graph", type=click.Path(dir_okay=False))
+@click.option("--input", "-i", "input_path", required=True, type=click.Path(dir_okay=False), help="X.npy: (batch, time, *input_shape)")
+@click.option("--with", "runs", default="reference,torch", show_default=True,
+              help="comma-separated runs: reference, torch, snntorch, norse, sinabs (nirdeploy's dt-aware conversions), "
+                   "LIBRARY:native (the library's own importer), or compiled folders (OUT_FOLDER)")
+@_dt_opt
+@_reset_opt
+@_scheme_opt
+@click.option("--labels", type=click.Path(dir_okay=False), default=None, help="Y.npy (batch,) class labels: adds accuracy (most active output)")
+@click.option("--json", "as_json", is_flag=True, help="print data instead of a table")
+def compare_cmd(graph, input_path, runs, dt, reset, scheme, labels, as_json) -> None:
+    """Run GRAPH several ways on the same input and compare every run with the reference.
+
+    Exit 0 when every run agrees with the reference (spike agreement >= 99 %), 1 when one does
+    not (or failed), 2 on invalid input."""
+
+    def body():
+        from . import api
+
+        x = api.load_input_array(input_path)
+        lab = api.load_input_array(labels) if labels else None
+        specs = [s.strip() for s in runs.split(",") if s.strip()]
+        res = api.compare(graph, x, runs=specs, dt=dt, reset=reset, scheme=scheme, labels=lab)
+        if as_json:
+            _echo_json({k: v for k, v in res.items() if k != "text"})
+        else:
+            click.echo(f"dt = {res['dt']:g} s, reset = {res['reset']}")
+            click.echo(res["text"], nl=False)
+        return EXIT_NOFIT if any(r.get("flag") for r in res["rows"]) else EXIT_OK
+
+    _run(body)
+
+
 def _print_compare(cmp: dict) -> None:
     from .render import render_rows
 
