@@ -15,7 +15,7 @@ python -m pip install -q 'xylosim==0.1.3' 'scipy'
 python -m pip install -q --no-deps 'rockpool==3.1.0'
 # torch frontends: CPU torch, snnTorch with its undeclared runtime deps, Norse and Sinabs without
 # their dependencies (Norse pulls torchvision and a CUDA torch; Sinabs pulls the samna stub)
-python -m pip install -q '.[torch]' >/dev/null
+python -m pip install -q -e '.[torch]'
 python -m pip install -q --no-deps 'norse==1.1.0' 'sinabs==2.0.3'
 # samna from the public index is an installer stub that must never be imported here
 python -m pip uninstall -y -q samna >/dev/null 2>&1 || true

@@ -324,3 +324,16 @@ def test_missing_library_names_the_install_command(monkeypatch):
 
     with pytest.raises(MissingDependencyError, match=r"nirdeploy\[torch\]"):
         C.require("nirdeploy_no_such_library", "x==1")
+
+
+def test_readme_torch_example_runs(tmp_path, monkeypatch):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"readme-torch-example:begin -->\n```python\n(.*?)```", text, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exec(compile(block, "README.md", "exec"), {})
+    assert (tmp_path / "net.nir").is_file()
