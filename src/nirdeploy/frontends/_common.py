@@ -357,13 +357,7 @@ def fold_recurrent_bias(g: Graph, reasons: list[str], library: str) -> Graph:
 # -- verification -----------------------------------------------------------------------------
 
 
-def spike_agreement(a: np.ndarray, b: np.ndarray) -> float:
-    """Shared spike events over all events: sum(min(a, b)) / sum(max(a, b)) over every (batch,
-    time, neuron) entry (1.0 when both are silent). Spike counts per entry may exceed 1."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    hi = float(np.maximum(a, b).sum())
-    return 1.0 if hi == 0 else float(np.minimum(a, b).sum()) / hi
+from ..evaluation.crosscheck import spike_agreement  # noqa: E402  (one definition, in the core)
 
 
 @dataclass
