@@ -288,10 +288,13 @@ def _sinabs_models():
         "linear": (torch.nn.Sequential(torch.nn.Linear(4, 16), sl.IAF(), torch.nn.Linear(16, 3), sl.IAF()), (4,)),
         "conv+pool": (torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, padding=1, bias=False), sl.IAFSqueeze(batch_size=3), sl.SumPool2d(2),
                                           torch.nn.Flatten(), torch.nn.Linear(64, 3, bias=False), sl.IAFSqueeze(batch_size=3)), (2, 8, 8)),
+        # rec_connect without a bias: Sinabs' recurrent input starts at 0 (see test_sinabs_recurrent_bias_...)
+        "recurrent": (torch.nn.Sequential(torch.nn.Linear(4, 16), sl.IAFRecurrent(rec_connect=scaled(torch.nn.Linear(16, 16, bias=False), 0.1)),
+                                          torch.nn.Linear(16, 3), sl.IAF()), (4,)),
     }
 
 
-@pytest.mark.parametrize("kind", ["linear", "conv+pool"])
+@pytest.mark.parametrize("kind", ["linear", "conv+pool", "recurrent"])
 def test_sinabs_round_trip_multispike(kind):
     """Sinabs fires floor(v/threshold) spikes per step (v >= threshold) and subtracts: the graph
     records spike_rule=multi; nirdeploy's torch module follows it exactly. The one-spike reference
@@ -316,6 +319,174 @@ def test_sinabs_round_trip_multispike(kind):
     if y_model.max() > 1:
         res = nirdeploy.compare(g, x, runs=["reference", "torch", "sinabs"])
         assert any("multi-spike" in e for e in res["explanations"])
+
+
+def test_sinabs_recurrent_bias_arrives_a_step_late_in_sinabs():
+    """Sinabs' rec_out starts at 0, so rec_connect's bias arrives from t = 1; nirdeploy's NIR
+    loop delays lif -> w_rec, so an Affine's bias arrives at t = 0 too: for IF neurons a permanent
+    membrane offset. Not expressible in NIR: the export says exactly that."""
+    from nirdeploy.frontends._common import ConversionWarning
+
+    torch.manual_seed(0)
+    net = scaled(torch.nn.Sequential(torch.nn.Linear(4, 16), sl.IAFRecurrent(rec_connect=torch.nn.Linear(16, 16)),
+                                     torch.nn.Linear(16, 3), sl.IAF()), 3.0)
+    x = spikes((4,), rate=0.5, seed=5)
+    with pytest.raises(ExportMismatchError, match="rec_connect's bias arrives from t = 1") as e:
+        from_torch(net, x, library="sinabs")
+    assert "bias=False" in str(e.value)
+    with pytest.warns(ConversionWarning, match="arrives from t = 1"):
+        g = from_torch(net, x, library="sinabs", strict=False)
+    assert g.nodes["1.w_rec"].type == "Affine"
+    # the same weights without the bias: spike-for-spike equal (the bias is the whole difference)
+    with torch.no_grad():
+        net[1].rec_connect.bias.zero_()
+    from nirdeploy.frontends.sinabs import run_model
+
+    g = from_torch(net, x, library="sinabs")
+    assert g.nodes["1.w_rec"].type == "Linear"
+    np.testing.assert_array_equal(to_torch(g)(torch.tensor(x, dtype=torch.float64)).detach().numpy(), run_model(net, torch.tensor(x)))
+
+
+@pytest.mark.parametrize("layer,what", [
+    (lambda: sl.IAF(reset_fn=__import__("sinabs.activation", fromlist=["x"]).MembraneReset(reset_value=0.5),
+                    spike_fn=__import__("sinabs.activation", fromlist=["x"]).SingleSpike), "reset_value"),
+    (lambda: sl.IAF(reset_fn=__import__("sinabs.activation", fromlist=["x"]).MembraneSubtract(subtract_value=2.0)), "subtract_value"),
+    (lambda: sl.IAF(tau_syn=5.0), "tau_syn"),
+])
+def test_sinabs_settings_nir_cannot_express_are_named(layer, what):
+    net = torch.nn.Sequential(torch.nn.Linear(4, 16), layer(), torch.nn.Linear(16, 3), sl.IAF())
+    with pytest.raises(UnsupportedError, match=what):
+        from_torch(net, spikes((4,)), library="sinabs")
+
+
+def test_sinabs_min_v_mem_warned_even_when_the_sample_agrees():
+    from nirdeploy.frontends._common import ConversionWarning
+
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3, bias=False), sl.IAF(min_v_mem=-1.0))
+    with torch.no_grad():
+        net[0].weight.abs_()  # non-negative input: the clamp never acts on this sample
+    with pytest.warns(ConversionWarning, match="(?s)reproduces the model on this sample.*min_v_mem"):
+        from_torch(net, spikes((4,)), library="sinabs")
+
+
+def test_snntorch_rsynaptic_reset_delay_false_is_the_snntorch_bug():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 16), snn.RSynaptic(alpha=0.8, beta=0.9, linear_features=16, **ZERO),
+                              torch.nn.Linear(16, 3), snn.Leaky(beta=0.8, output=True, **ZERO))
+    with pytest.raises(TypeError):  # the library itself: forward fails with init_hidden=True
+        net(torch.zeros(2, 4))
+    with pytest.raises(UnsupportedError, match=r"snnTorch 1\.0\.0 bug: RSynaptic\(reset_delay=False\)"):
+        from_torch(net, spikes((4,)), library="snntorch")
+    # with explicit states it runs, but the reset stays one step late: the membrane is not reset
+    lay = snn.RSynaptic(alpha=0.5, beta=0.5, linear_features=1, reset_delay=False)
+    with torch.no_grad():
+        lay.recurrent.weight.zero_()
+        lay.recurrent.bias.zero_()
+        z = torch.zeros(1, 1)
+        spk, _, mem = lay(torch.full((1, 1), 2.0), z, z, z)
+    assert spk.item() == 1 and mem.item() == 2.0
+
+
+@pytest.mark.parametrize("mech,match", [("subtract", "threshold/beta"), ("zero", "refractory")])
+def test_snntorch_rsynaptic_late_reset_named(mech, match):
+    from nirdeploy.frontends._common import ConversionWarning
+
+    torch.manual_seed(0)
+    kw = dict(reset_mechanism=mech, init_hidden=True)  # reset_delay=True: snnTorch's default
+    net = scaled(torch.nn.Sequential(torch.nn.Linear(4, 16), snn.RSynaptic(alpha=0.8, beta=0.9, linear_features=16, **kw),
+                                     torch.nn.Linear(16, 3), snn.Leaky(beta=0.8, output=True, reset_mechanism=mech, reset_delay=mech == "zero",
+                                                                       init_hidden=True)), 2.0)
+    x = spikes((4,), seed=2)
+    with pytest.raises(ExportMismatchError, match=match):
+        from_torch(net, x, library="snntorch")
+    with pytest.warns(ConversionWarning, match=match):
+        g = from_torch(net, x, library="snntorch", strict=False)
+    assert g.nodes["1.lif"].type == "CubaLIF"
+
+
+def test_snntorch_late_reset_explanations_hold():
+    """The reasons the export gives are the actual arithmetic of snnTorch 1.0.0's late reset:
+    subtract late = subtract threshold/beta in the step of the spike (exact); zero late for
+    Synaptic-type neurons = mem (1 - reset) * (beta*mem + syn): the step after a spike is lost;
+    Leaky's zero late = NIR's zero reset (exported without a warning)."""
+    from snntorch import utils
+
+    torch.manual_seed(0)
+    T, beta, alpha = 200, 0.8, 0.7
+    x = torch.rand(4, T, 6) * 0.9
+    # Leaky, subtract, late
+    lay = snn.Leaky(beta=beta, reset_mechanism="subtract", init_hidden=True)
+    utils.reset(lay)
+    s_lib = torch.stack([lay(x[:, t]) for t in range(T)], 1)
+    v, out = torch.zeros(4, 6), []
+    for t in range(T):
+        v = beta * v + x[:, t]
+        s = (v > 1).float()
+        v = v - s / beta
+        out.append(s)
+    assert s_lib.sum() > 50
+    assert torch.equal(s_lib, torch.stack(out, 1))
+    # RSynaptic, zero, late
+    lay = snn.RSynaptic(alpha=alpha, beta=beta, linear_features=6, reset_mechanism="zero", init_hidden=True)
+    utils.reset(lay)
+    s_lib = torch.stack([lay(x[:, t]) for t in range(T)], 1)
+    syn, mem, spk, out = torch.zeros(4, 6), torch.zeros(4, 6), torch.zeros(4, 6), []
+    with torch.no_grad():
+        for t in range(T):
+            r = (mem > 1).float()
+            syn = alpha * syn + x[:, t] + lay.recurrent(spk)
+            mem = (1 - r) * (beta * mem + syn)
+            spk = (mem > 1).float()
+            out.append(spk)
+    assert s_lib.sum() > 50
+    assert torch.equal(s_lib, torch.stack(out, 1))
+    # Leaky, zero, late: exact, no warning
+    from nirdeploy.frontends._common import ConversionWarning
+    from nirdeploy.frontends.snntorch import run_model
+
+    net = scaled(torch.nn.Sequential(torch.nn.Linear(4, 16), snn.Leaky(beta=0.9, reset_mechanism="zero", init_hidden=True),
+                                     torch.nn.Linear(16, 3), snn.Leaky(beta=0.8, reset_mechanism="zero", init_hidden=True, output=True)), 3.0)
+    xs = spikes((4,), seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConversionWarning)
+        g = from_torch(net, xs, library="snntorch")
+    y = run_model(net, torch.tensor(xs))
+    assert y.sum() > 5
+    np.testing.assert_array_equal(nirdeploy.simulate_reference(g, xs), y)
+
+
+def test_snntorch_late_reset_warned_even_when_the_sample_agrees():
+    from nirdeploy.frontends._common import ConversionWarning
+
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3, bias=False), snn.Leaky(beta=0.9, init_hidden=True, output=True))  # subtract, late
+    with pytest.warns(ConversionWarning, match="(?s)reproduces the model on this sample.*threshold/beta"):
+        from_torch(net, np.zeros((2, 10, 4), np.float32), library="snntorch")  # silent: nothing to disagree on
+
+
+def test_cli_compare_is_a_report_unless_min_agreement(tmp_path):
+    from click.testing import CliRunner
+
+    from nirdeploy.cli import main
+
+    torch.manual_seed(0)
+    net = scaled(torch.nn.Sequential(torch.nn.Linear(4, 16), snn.Leaky(beta=0.9, **ZERO), torch.nn.Linear(16, 3),
+                                     snn.Leaky(beta=0.9, output=True, **ZERO)), 2.0)
+    x = spikes((4,), rate=0.3, T=200, B=4, seed=1)
+    from_torch(net, x, library="snntorch", path=tmp_path / "g.nir")
+    np.save(tmp_path / "x.npy", x)
+    base = ["compare", str(tmp_path / "g.nir"), "-i", str(tmp_path / "x.npy"), "--with", "reference,norse,norse:native"]
+    r = CliRunner().invoke(main, base)
+    assert r.exit_code == 0, r.output
+    assert "DIFFERS" in r.output  # the naive trip is still flagged in the report
+    r = CliRunner().invoke(main, base + ["--min-agreement", "0.99"])
+    assert r.exit_code == 1 and "below 99 %" in r.output
+    r = CliRunner().invoke(main, base[:-1] + ["reference,norse", "--min-agreement", "0.99"])
+    assert r.exit_code == 0, r.output  # the dt-aware conversion passes the gate
+    for bad in ("1.5", "-0.1", "nan"):
+        r = CliRunner().invoke(main, base + ["--min-agreement", bad])
+        assert r.exit_code == 2 and "min_agreement" in r.output
+    r = CliRunner().invoke(main, ["compare", "--help"])
+    assert "--min-agreement" in r.output
 
 
 def test_missing_library_names_the_install_command(monkeypatch):

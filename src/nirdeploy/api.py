@@ -365,17 +365,31 @@ def to_torch(graph_or_path, *, library: str | None = None, dt: float | None = No
 
 
 def compare(graph_or_path, x, *, runs=("reference",), dt: float | None = None, reset: str | None = None,
-            scheme: str = "euler", labels=None) -> dict:
+            scheme: str = "euler", labels=None, min_agreement: float | None = None) -> dict:
     """Run one graph several ways on ``x`` (batch, time, *input_shape) and compare each run
     with the reference. ``runs``: ``"reference"``, ``"torch"`` (nirdeploy's torch module),
     ``"snntorch"`` / ``"norse"`` / ``"sinabs"`` (nirdeploy's dt-aware conversion into the
     library), ``"snntorch:native"`` / ``"norse:native"`` / ``"sinabs:native"`` (the library's own
-    importer with its defaults, what a naive trip gives), or a compiled folder. Returns
-    ``{"rows", "explanations", "dt", "reset", "text"}``; see :mod:`nirdeploy.evaluation.crosscheck`."""
+    importer with its defaults, what a naive trip gives), or a compiled folder. A row is
+    flagged (``row["flag"]``) when its run failed or its spike agreement is below
+    ``min_agreement`` (a fraction in [0, 1]; default 0.99, and then ``"below_min"`` is False: the
+    comparison is a report). Returns ``{"rows", "explanations", "dt", "reset", "text",
+    "min_agreement", "below_min"}``; ``below_min`` is True when ``min_agreement`` was given and a
+    row is flagged. See :mod:`nirdeploy.evaluation.crosscheck`."""
     from .evaluation.crosscheck import Column, compare_columns, explain, render_comparison
     from .graph.discretize import resolve_dt, resolve_reset
     from .graph.provenance import recorded
 
+    from .evaluation.crosscheck import AGREEMENT_FLAG
+
+    if min_agreement is not None:
+        try:
+            min_agreement = float(min_agreement)
+        except (TypeError, ValueError):
+            raise UsageError(f"min_agreement must be a fraction in [0, 1], got {min_agreement!r}") from None
+        if not 0.0 <= min_agreement <= 1.0:
+            raise UsageError(f"min_agreement must be a fraction in [0, 1] (0.99 = 99 %), got {min_agreement:g}")
+    flag_below = AGREEMENT_FLAG if min_agreement is None else min_agreement
     graph = load_graph(graph_or_path)
     if reset is not None:
         _check_choice("reset", reset, RESETS)
@@ -389,12 +403,14 @@ def compare(graph_or_path, x, *, runs=("reference",), dt: float | None = None, r
     lab = None if labels is None else np.asarray(labels)
     if lab is not None and lab.shape[:1] != x.shape[:1]:
         raise UsageError(f"labels must have one entry per sample ({x.shape[0]}); got shape {lab.shape}")
-    rows = compare_columns(cols, lab)
+    rows = compare_columns(cols, lab, flag_below=flag_below)
     rec = recorded(graph)
     facts = {"dt": dt, "reset": reset, "recorded_dt": rec.dt, "recorded_reset": rec.reset, "source": rec.source,
              "spike_rule": rec.spike_rule, **_r_facts(graph)}
     expl = explain(cols, rows, facts)
-    return {"rows": rows, "explanations": expl, "dt": dt, "reset": reset, "text": render_comparison(rows, expl)}
+    below = min_agreement is not None and any(r.get("flag") for r in rows)
+    return {"rows": rows, "explanations": expl, "dt": dt, "reset": reset, "min_agreement": min_agreement,
+            "below_min": below, "text": render_comparison(rows, expl, flag_below=flag_below)}
 
 
 def _r_facts(graph: Graph) -> dict:

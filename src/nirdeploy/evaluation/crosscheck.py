@@ -53,11 +53,12 @@ def _first_divergent(a: np.ndarray, b: np.ndarray) -> int | None:
     return int(idx[0]) if idx.size else None
 
 
-def compare_columns(columns: list[Column], labels: np.ndarray | None = None, reference: str = "reference") -> list[dict]:
+def compare_columns(columns: list[Column], labels: np.ndarray | None = None, reference: str = "reference",
+                    flag_below: float = AGREEMENT_FLAG) -> list[dict]:
     """One row per column: spikes per output, total, agreement with the reference column
     (spike agreement, element-wise agreement, rate correlation, first divergent step; chip
     columns shifted back by their latency), accuracy when ``labels`` (batch,) are given, and
-    ``flag`` (True when spike agreement < :data:`AGREEMENT_FLAG`)."""
+    ``flag`` (True when the run failed or its spike agreement < ``flag_below``, a fraction)."""
     ref = next((c for c in columns if c.name == reference and c.output is not None), None)
     rows = []
     for c in columns:
@@ -88,7 +89,7 @@ def compare_columns(columns: list[Column], labels: np.ndarray | None = None, ref
             row["elementwise_agreement"] = cmp["elementwise_agreement"]
             row["rate_correlation"] = cmp["count_correlation"]
             row["first_divergent_step"] = _first_divergent(ys, rs)
-            row["flag"] = row["spike_agreement"] < AGREEMENT_FLAG
+            row["flag"] = row["spike_agreement"] < flag_below
         else:
             row["flag"] = False
         rows.append(row)
@@ -155,7 +156,8 @@ def explain(columns: list[Column], rows: list[dict], graph_facts: dict) -> list[
     return list(dict.fromkeys(out))
 
 
-def render_comparison(rows: list[dict], explanations: list[str], max_outputs: int = 6) -> str:
+def render_comparison(rows: list[dict], explanations: list[str], max_outputs: int = 6,
+                      flag_below: float = AGREEMENT_FLAG) -> str:
     from ..render import render_rows
 
     has_acc = any("accuracy" in r for r in rows)
@@ -190,6 +192,6 @@ def render_comparison(rows: list[dict], explanations: list[str], max_outputs: in
         text += "Known semantic differences:\n" + "\n".join(f"  - {e}" for e in explanations) + "\n"
     flagged = [r["name"] for r in rows if r.get("flag")]
     if flagged:
-        text += (f"{', '.join(flagged)}: spike agreement below {100 * AGREEMENT_FLAG:.0f} % (or failed): these runs do not "
+        text += (f"{', '.join(flagged)}: spike agreement below {100 * flag_below:g} % (or failed): these runs do not "
                  "behave like the reference.\n")
     return text

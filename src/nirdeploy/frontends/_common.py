@@ -328,9 +328,13 @@ def set_node(g: Graph, name: str, node: Node) -> None:
 
 
 def fold_recurrent_bias(g: Graph, reasons: list[str], library: str) -> Graph:
-    """The libraries add a recurrent Linear's bias at every step, t = 0 included; NIR's delayed
-    recurrent edge carries nothing at t = 0. Move the bias of ``X.w_rec`` into the Affine feeding
-    ``X.lif`` (exact), or leave it and add a reason when there is none."""
+    """snnTorch adds a recurrent Linear's bias at every step, t = 0 included (its recurrent input
+    is ``recurrent(spk)`` with ``spk`` starting at 0). NIR does not say on which edge of the
+    ``lif -> w_rec -> lif`` loop the one-step delay sits: nirdeploy delays ``lif -> w_rec`` (the
+    bias arrives from t = 0, as in snnTorch), a consumer that delays ``w_rec -> lif`` drops it at
+    t = 0. Moving the bias of ``X.w_rec`` into the Affine feeding ``X.lif`` is exact and makes the
+    graph mean the same under both readings; when there is no such Affine the bias stays (exact in
+    nirdeploy) and a reason says why another consumer may differ."""
     g = g.copy()
     for name, n in list(g.nodes.items()):
         if not (name.endswith(".w_rec") or name.endswith("w_rec")) or n.type != "Affine":
@@ -349,8 +353,8 @@ def fold_recurrent_bias(g: Graph, reasons: list[str], library: str) -> Graph:
             del n.params["bias"]
         elif np.any(b != 0):
             reasons.append(
-                f"{name}: the recurrent bias could not be moved into a feed-forward Affine; the library adds it at t = 0 "
-                "too, the NIR graph from t = 1 on")
+                f"{name}: the recurrent bias could not be moved into a feed-forward Affine; {library} and nirdeploy add it "
+                "from t = 0, a NIR consumer that delays the w_rec -> lif edge only from t = 1")
     return g
 
 
@@ -369,6 +373,7 @@ class Verification:
     spiking_output: bool
     first_divergent_step: int | None
     reasons: list[str] = field(default_factory=list)
+    differences: list[str] = field(default_factory=list)
 
     def ok(self) -> bool:
         if self.spiking_output:
@@ -405,12 +410,23 @@ def verify_export(model_out: np.ndarray, graph_out: np.ndarray, spiking: bool) -
 
 
 def settle(v: Verification, library: str, strict: bool) -> None:
-    """Raise or warn when the export does not reproduce the model."""
+    """Raise or warn when the export does not reproduce the model.
+
+    ``v.reasons``: what may cause a mismatch (printed only when there is one).
+    ``v.differences``: behaviour of the model that the graph does not have at all (a late reset,
+    a recurrent bias from a different step): a mismatch raises (``strict``) or warns, and even
+    when the sample happens to agree a :class:`ConversionWarning` says so, never silence."""
+    notes = list(dict.fromkeys(v.differences + v.reasons))
     if v.ok():
+        if v.differences:
+            warnings.warn(
+                f"{library}: the exported graph reproduces the model on this sample ({v.describe()}), but differs from "
+                "it in general:\n" + "\n".join(f"  - {r}" for r in dict.fromkeys(v.differences)),
+                ConversionWarning, stacklevel=3)
         return
     msg = f"{library}: the exported graph does not reproduce the model on the sample: {v.describe()}"
-    if v.reasons:
-        msg += "\n" + "\n".join(f"  - {r}" for r in v.reasons)
+    if notes:
+        msg += "\n" + "\n".join(f"  - {r}" for r in notes)
     if strict:
         raise ExportMismatchError(msg + "\n(pass strict=False / --no-strict to export anyway)")
     warnings.warn(msg, ConversionWarning, stacklevel=3)

@@ -56,8 +56,36 @@ class _ExportState:
     def __init__(self, dt: float):
         self.dt = dt
         self.resets: dict[str, str] = {}
-        self.reasons: list[str] = []
+        self.reasons: list[str] = []  # what may cause a mismatch
+        self.differences: list[str] = []  # behaviour the graph does not have (warned even when the sample agrees)
         self.rec_bias: list[tuple[str, np.ndarray]] = []
+
+
+#: snnTorch 1.0.0's RSynaptic cannot reset in the step of the spike (``_rsynaptic_reset_delay_bug``)
+RSYNAPTIC_BUG = (
+    "snnTorch 1.0.0 bug: RSynaptic(reset_delay=False).forward computes `do_reset = spk / graded_spikes_factor - "
+    "self.reset` and `mem = mem - do_reset * ...` from its spk/mem ARGUMENTS instead of self.spk/self.mem: with "
+    "init_hidden=True they are None and forward raises TypeError; with explicit states the result goes to a local "
+    "variable that is never stored, so the reset silently stays one step late (reset_delay=True). "
+)
+
+
+def _late_reset(kind: str, mech: str, beta: np.ndarray) -> str | None:
+    """Why snnTorch's one-step-late reset (``reset_delay=True``, its default) differs from NIR's
+    reset in the step of the spike, or None where the two are the same (derived from snnTorch
+    1.0.0's ``_base_sub`` / ``_base_zero``; the tests check both kinds spike-for-spike)."""
+    if mech == "subtract":
+        if np.all(beta == 1.0):
+            return None  # no decay between the spike and the late subtraction: identical
+        b = float(np.min(beta))
+        return (f"{kind}(reset_mechanism='subtract', reset_delay=True) subtracts the threshold one step AFTER the spike, "
+                f"after the membrane has decayed once more: that is subtracting threshold/beta (beta = {b:g}: "
+                f"{1 / b:.3g} x threshold) in the step of the spike, while NIR subtracts exactly the threshold")
+    if kind == "Leaky":
+        return None  # mem = beta*(1 - reset)*mem + x: the same as zeroing in the step of the spike
+    return (f"{kind}(reset_mechanism='zero', reset_delay=True) zeroes the membrane one step after the spike, AFTER adding "
+            "that step's input (mem = (1 - reset) * (beta*mem + input)): a one-step refractory period that drops the "
+            "input; NIR zeroes in the step of the spike and integrates the next input")
 
 
 def _neuron_common(module, kind: str, st: _ExportState):
@@ -72,15 +100,11 @@ def _neuron_common(module, kind: str, st: _ExportState):
     if mech == "none":
         return C.Unsupported(f"{kind}(reset_mechanism='none')", "NIR neurons always reset; use 'zero' or 'subtract'")
     if module.reset_delay:
-        if mech == "subtract":
-            st.reasons.append(
-                f"{kind} uses reset_delay=True (snnTorch's default): it subtracts the threshold one step AFTER the "
-                "spike, NIR and every chip subtract in the step of the spike. Train with reset_delay=False "
-                "(or reset_mechanism='zero')")
-        else:
-            st.reasons.append(
-                f"{kind}(reset_mechanism='zero', reset_delay=True) zeroes the membrane one step after the spike "
-                "(Synaptic loses that step's input); NIR resets in the step of the spike. Train with reset_delay=False")
+        late = _late_reset(kind, mech, np.clip(_arr(module.beta), 0.0, 1.0))
+        if late is not None:
+            hint = (" Use RLeaky, or Synaptic with reset_delay=False (RSynaptic cannot reset on time in snnTorch 1.0.0)"
+                    if kind == "RSynaptic" else " Train with reset_delay=False")
+            st.differences.append(late + "." + hint)
     elif mech == "subtract":
         st.reasons.append(
             f"{kind}(reset_mechanism='subtract', reset_delay=False): when the membrane is still above threshold "
@@ -88,6 +112,35 @@ def _neuron_common(module, kind: str, st: _ExportState):
             "next step before testing; NIR tests first. Lower the input scale, train with a membrane penalty, or "
             "use reset_mechanism='zero'")
     return mech
+
+
+def _rsynaptic_reset_delay_bug(model) -> None:
+    """Raise a precise error for RSynaptic(reset_delay=False) when it fails as snnTorch 1.0.0's
+    does (a fixed snnTorch runs, and is verified like every other layer)."""
+    import torch
+
+    snn = _snn()
+    for name, mod in model.named_modules():
+        if isinstance(mod, snn.RSynaptic) and not mod.reset_delay:
+            # one neuron driven to 2x threshold in one step: a working reset_delay=False resets it in that step
+            probe = snn.RSynaptic(alpha=0.5, beta=0.5, linear_features=1, reset_delay=False,
+                                  reset_mechanism=mod.reset_mechanism)
+            z = torch.zeros(1, 1)
+            try:
+                with torch.no_grad():
+                    probe.recurrent.weight.zero_()
+                    probe.recurrent.bias.zero_()
+                    spk, _, mem = probe(torch.full((1, 1), 2.0), z, z, z)
+                broken = bool(spk.item() == 1 and mem.item() > 1.0)
+            except TypeError:
+                broken = True
+            if broken:
+                raise UnsupportedError(
+                    f"snntorch: layer {name or type(mod).__name__} (RSynaptic, reset_delay=False): " + RSYNAPTIC_BUG
+                    + "The model cannot run as built. With reset_delay=True (the only RSynaptic snnTorch 1.0.0 runs) "
+                    "nirdeploy exports it and reports the late reset's difference (strict=False); for an exact export "
+                    "use RLeaky, or Synaptic with reset_delay=False") from None
+            return
 
 
 def _lif_params(beta, threshold, dt):
@@ -203,6 +256,7 @@ def export(model, sample, *, dt: float | None = None, strict: bool = True, fold_
     x = _sample(sample)
     st = _ExportState(dt)
     snn = _snn()
+    _rsynaptic_reset_delay_bug(model)
     _reset(model)
     g = C.trace_to_ir(model, x[:, 0].float(), _node_map(st), ignore_dims=[0],
                       ignore_submodules_of=[snn.RLeaky, snn.RSynaptic], fold_batchnorm=fold_batchnorm, library=LIBRARY,
@@ -214,7 +268,7 @@ def export(model, sample, *, dt: float | None = None, strict: bool = True, fold_
     if st.rec_bias:
         g = C.fold_recurrent_bias(g, st.reasons, LIBRARY)
     g = with_recorded(g, dt=dt, reset=reset, source=f"snntorch {snn.__version__}")
-    _verify(model, g, x, dt, reset, st.reasons, strict, fold_batchnorm)
+    _verify(model, g, x, dt, reset, st, strict, fold_batchnorm)
     return g
 
 
@@ -227,7 +281,7 @@ def _sample(sample):
     return x
 
 
-def _verify(model, g, x, dt, reset, reasons, strict, fold_batchnorm):
+def _verify(model, g, x, dt, reset, st: _ExportState, strict, fold_batchnorm):
     import copy
 
     from ..sim.reference import simulate_reference
@@ -239,7 +293,8 @@ def _verify(model, g, x, dt, reset, reasons, strict, fold_batchnorm):
     y_model = run_model(m, x.float())
     y_graph = simulate_reference(g, x.numpy(), dt, reset=reset).output
     v = C.verify_export(y_model, y_graph, spiking=True)
-    v.reasons = list(reasons)
+    v.reasons = list(dict.fromkeys(st.reasons))
+    v.differences = list(dict.fromkeys(st.differences))
     C.settle(v, LIBRARY, strict)
 
 
