@@ -345,6 +345,39 @@ def compare_cmd(graph, input_path, runs, dt, reset, scheme, labels, min_agreemen
     _run(body)
 
 
+@main.command("nmnist")
+@click.argument("root", type=click.Path(file_okay=False))
+@click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
+@click.option("--dt", type=float, default=1e-3, show_default=True, help="bin width = network time step, in seconds")
+@click.option("--steps", type=int, default=None, help="steps per sample (default: enough for the longest sample)")
+@click.option("--limit", type=int, default=None, help="at most this many samples, round-robin over the digits")
+@click.option("--first-saccade", is_flag=True, help="keep only the first saccade (events before 100 ms)")
+@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="X.npy to write: (samples, steps, 2, 34, 34)")
+@click.option("--labels-out", type=click.Path(dir_okay=False), default=None, help="Y.npy to write: (samples,) digit labels")
+@click.option("--force", is_flag=True, help="replace existing output files")
+def nmnist_cmd(root, split, dt, steps, limit, first_saccade, out, labels_out, force) -> None:
+    """Bin N-MNIST recordings already on disk (ROOT/NMNIST/Test/<digit>/*.bin, tonic's layout)
+    into X.npy for simulate/compare (--labels Y.npy). Needs tonic; never downloads."""
+
+    def body():
+        from .data.nmnist import load_nmnist
+        from .errors import UsageError
+
+        targets = [out] + ([labels_out] if labels_out else [])
+        for t in targets:
+            if os.path.exists(t) and not force:
+                raise UsageError(f"{t} already exists; use --force to replace it")
+        x, y = load_nmnist(root, split=split, dt=dt, n_steps=steps, limit=limit, first_saccade_only=first_saccade)
+        _save_npy(out, x)
+        if labels_out:
+            _save_npy(labels_out, y)
+        click.echo(f"wrote {out}: {x.shape[0]} samples x {x.shape[1]} steps of dt = {dt:g} s, {int(x.sum())} events"
+                   + (f"; {labels_out}: labels" if labels_out else ""), err=True)
+        return EXIT_OK
+
+    _run(body)
+
+
 def _print_compare(cmp: dict) -> None:
     from .render import render_rows
 
