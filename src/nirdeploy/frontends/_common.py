@@ -7,16 +7,18 @@ Export pipeline (``nirdeploy.from_torch``), for every library:
    folded into the preceding Conv/Linear on request (``fold_batchnorm=True``, torch's own
    ``fuse_*_bn_eval``);
 2. nirtorch's module tracer (``nirtorch.extract_nir_graph``, the one the libraries' exporters
-   use), with the frontend's module -> NIR node map: the library's own mapping where it is right,
-   a repaired one where it is not (see each frontend's table), and an error naming every module
-   that NIR cannot express, with a hint;
+   use), with nirdeploy's module -> NIR node map (each frontend's docstring lists the library
+   exporter's defects and says why its private per-module function is not called), and an error
+   naming every module that NIR cannot express, with a hint;
 3. conversion into nirdeploy's IR (never ``nir.NIRGraph.infer_types``, which fails on batch
    dims and scalar parameters), dropout/identity nodes bypassed, scalar parameters broadcast to
    the layer shape, training dt and reset recorded in the metadata;
-4. verification: the library's own forward on ``sample`` (float64) against nirdeploy's reference
+4. verification: the library's own forward on ``sample`` against nirdeploy's reference
    simulator on the graph. A spike mismatch above :data:`EXPORT_TOLERANCE` raises
    :class:`ExportMismatchError` (``strict=True``) or warns (``strict=False``) with the figures
-   and the reason when one is known.
+   and the reason when one is known. Behaviour the graph cannot have (a late reset, a recurrent
+   bias from another step, a membrane clamp) gives a :class:`ConversionWarning` even when the
+   sample happens to agree (:func:`settle`).
 """
 
 from __future__ import annotations

@@ -20,6 +20,14 @@ reset method not recorded                      recorded (``reset_value`` -> zero
                                                ``reset_subtract`` -> subtract)
 =============================================  ===============================================
 
+Why nirdeploy's module map and not Norse's ``_extract_norse_module``: for Linear with a bias and
+Conv2d with a bias the two give the same node, but that function is private, the plain torch
+layers map through one function shared by the three frontends (``_common.common_node``: the same
+torch layer gives the same node whatever the library), and every Norse neuron node must be
+rebuilt (tau, w_in, r, shapes). Tracing is Norse's own: ``nirtorch.extract_nir_graph``, which
+``norse.torch.to_nir`` calls; ``to_nir``'s result cannot be repaired afterwards where it fails
+(None nodes, AttributeError, files ``nir.write`` rejects).
+
 Norse starts every membrane at ``v_leak``; NIR (and nirdeploy) at 0: with ``v_leak != 0`` the
 verification shows the difference. Model convention: a ``norse.torch.SequentialState`` (or any
 module with ``forward(x_t, state) -> (y_t, state)``) stepped one time step at a time.

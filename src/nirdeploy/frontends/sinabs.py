@@ -13,9 +13,24 @@ Repairs of ``sinabs.to_nir`` (nir 1.0.8): type inference needed before writing (
 infers shapes itself); scalar thresholds broadcast; IF ``r = 1`` (v += x per step) written as
 ``r = 1/dt`` so the graph means the same at the recorded dt; the reset and spike rule recorded;
 SumPool2d padding and Linear without bias kept as they are (Sinabs writes a zero bias); Conv1d
-with a bias fails in Sinabs (``if module.bias``) and exports here. ``min_v_mem`` is not
-expressible: the verification says so when it changes the output. LIF/ExpLeak layers read tau
-as a number of steps and are not exported (Speck runs IAF only).
+with a bias fails in Sinabs (``if module.bias``) and exports here; ``IAFRecurrent`` (not
+supported by ``to_nir``) exports as a ``lif <-> w_rec`` loop. LIF/ExpLeak layers read tau as a
+number of steps and are not exported (Speck runs IAF only).
+
+What NIR cannot express is named, never dropped: ``MembraneReset(reset_value != 0)`` (Sinabs
+adds the value to every non-spiking neuron too), ``MembraneSubtract(subtract_value !=
+threshold)``, ``tau_syn`` and ``MaxSpike`` are errors; ``min_v_mem`` (a lower clamp) and a bias in
+an ``IAFRecurrent``'s ``rec_connect`` are warned about even when the sample agrees, and fail the
+verification when they change it. The recurrent bias: Sinabs' recurrent input is 0 at t = 0 and
+``rec_connect(spikes[t-1])`` from t = 1, so the bias arrives from t = 1; nirdeploy's reading of
+the NIR loop (delay on ``lif -> w_rec``, snnTorch's RLeaky convention) adds it at t = 0 too,
+which for a non-leaky IF is a permanent membrane offset, and NIR has no initial state to cancel
+it (:data:`RECURRENT_BIAS`; ``rec_connect`` without a bias is exact).
+
+Why nirdeploy's module map and not ``sinabs.nir._extract_sinabs_module``: for Linear with a bias,
+Conv2d and Flatten the two agree, but that function is private, the plain torch layers map
+through one function shared by the three frontends, and the IAF node must be rebuilt (r, shapes,
+reset, spike rule); tracing is Sinabs' own (``nirtorch.extract_nir_graph``, as ``to_nir``).
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
 """snnTorch 1.0.0 frontend: export a trained snnTorch model to NIR, and build snnTorch models
 from NIR, with the time step, reset and ``r`` handled (``chips/nir.md`` §6-8).
 
-Export (:func:`export`) uses nirtorch's tracer, as ``snntorch.export_nir.export_to_nir`` does,
-with these repairs of snnTorch's exporter (nir 1.0.8):
+Export (:func:`export`) traces the model with nirtorch's tracer, as
+``snntorch.export_nir.export_to_nir`` does, maps each module with nirdeploy's table below and
+verifies the graph against the model's own forward on the sample. Defects of snnTorch's exporter
+(nir 1.0.8) and what nirdeploy does (each has a test in ``tests/test_exporter_defects.py`` or
+``tests/test_frontends.py`` that shows both sides):
 
 ===========================================  =================================================
 snnTorch exporter defect                     nirdeploy
@@ -11,17 +14,34 @@ batch dim in Input -> type check fails       trace with the batch axis dropped
 scalar beta / threshold -> ``input_type=[]``  broadcast to the layer shape after tracing
 dt = 1e-4 s hard-coded in tau and r          the caller's dt (default 1e-4) and r = tau/dt;
                                              dt is recorded in the graph's metadata
-reset mechanism not recorded (v_reset = 0)   recorded (``zero``/``subtract``); ``none`` and
-                                             snnTorch's late (``reset_delay=True``) reset are
-                                             caught by the verification with the reason
-RLeaky/RSynaptic recurrent bias              moved into the feed-forward Affine before the
-(applied from t = 0 in snnTorch, from t = 1  neuron (exact); kept and warned about when there
-in NIR's delayed edge)                       is no such Affine
-no IF (beta = 1)                             beta = 1 exports as IF with r = 1/dt
-AvgPool2d padding dropped                    kept
-sinabs SumPool2d / LPPool2d(1) -> error      SumPool2d
+reset mechanism not recorded (v_reset = 0)   recorded (``zero``/``subtract``)
+late reset (``reset_delay=True``, default)   exact where it is the same as NIR's reset
+not mentioned                                (Leaky with ``zero``; ``subtract`` with beta = 1);
+                                             otherwise named with its arithmetic (subtract =
+                                             threshold/beta in the spike's step; zero = a
+                                             refractory step that drops the input) and warned
+                                             about even when the sample agrees
+RSynaptic(reset_delay=False) crashes         the snnTorch 1.0.0 bug is detected and stated
+                                             (:data:`RSYNAPTIC_BUG`); RSynaptic exports only
+                                             with its late reset, with the warning above
+recurrent bias kept in ``w_rec``: whether it  moved into the feed-forward Affine before the
+arrives at t = 0 depends on where a NIR       neuron (exact under both readings); kept, with
+consumer puts the loop's one-step delay       a reason, when there is no such Affine
+no IF (beta = 1 gives tau = inf)             beta = 1 exports as IF with r = 1/dt
+AvgPool2d padding dropped (type mismatch)    kept
+sinabs SumPool2d / LPPool2d(1) -> None node  SumPool2d
 MaxPool, BatchNorm -> "not implemented"      an error naming the module with a hint
 ===========================================  =================================================
+
+Why nirdeploy's module map and not snnTorch's ``_extract_snntorch_module``: for Linear, Flatten
+and Conv2d the two give the same node, but that function is private (no API promise), and the
+plain torch layers map through one shared function (``_common.common_node``) so the same layer
+gives the same node whichever library the model comes from (the three libraries' exporters
+disagree on Linear without bias and Conv without bias). For every neuron snnTorch's node has to
+be rebuilt anyway (dt, shapes, reset). The part worth sharing, tracing the module graph, is the
+library's: ``nirtorch.extract_nir_graph``, which ``export_to_nir`` itself calls. Calling
+``export_to_nir`` first and repairing its result is not possible where it matters: it raises
+before returning a graph (type checks, None nodes).
 
 Model convention: a module that takes one time step ``(batch, *input_shape)`` and returns the
 spikes of that step (snnTorch layers with ``init_hidden=True``; ``output=True`` layers return
