@@ -191,7 +191,9 @@ def test_norse_lifcell_w_in_and_iaf_r():
     assert np.allclose(np.asarray(raw_iaf.r), 1.0)  # v += x per step written as r = 1: at dt = 1 ms a gain of 1e-3
     net = scaled(nt.SequentialState(torch.nn.Linear(4, 16, bias=False), cell, torch.nn.Linear(16, 3), nt.IAFCell()), 4.0)
     x = spikes((4,), seed=6, rate=0.5)
+    assert type(_extract_norse_module(net[0])).__name__ == "Affine"  # Linear(bias=False): a zero bias invented
     g = from_torch(net, x, library="norse")
+    assert g.nodes["0"].type == "Linear"
     np.testing.assert_allclose(g.nodes["1"].params["w_in"], 5e-3 / 1e-3)  # Norse adds the whole input to i: tau_syn/dt
     np.testing.assert_allclose(g.nodes["3"].params["r"], 1e3)
     from nirdeploy.frontends.norse import run_model
@@ -251,9 +253,11 @@ def test_sinabs_cnn_needs_type_inference_before_writing(tmp_path):
     with pytest.raises(TypeError, match="data, shape or dtype"):
         nir.write(str(tmp_path / "raw.nir"), raw)
     assert np.allclose(np.asarray(raw.nodes["1"].r), 1.0)  # r = 1: v += x per step, no dt
+    assert type(raw.nodes["4"]).__name__ == "Affine"  # Linear(bias=False) written with a zero bias
     x = spikes((2, 8, 8), seed=9, B=1, rate=0.5)
     g = from_torch(net, x, library="sinabs")
     np.testing.assert_allclose(g.nodes["1"].params["r"], 1e3)  # r = 1/dt at the recorded dt = 1 ms
+    assert g.nodes["4"].type == "Linear"
     nirdeploy.graph.loading.write_nir(g, tmp_path / "g.nir")
     y = run_model(net, torch.tensor(x))
     assert y.sum() > 5

@@ -321,6 +321,32 @@ def test_sinabs_round_trip_multispike(kind):
         assert any("multi-spike" in e for e in res["explanations"])
 
 
+@pytest.mark.parametrize("kind", ["linear", "conv+pool", "recurrent"])
+def test_sinabs_single_spike_round_trip_equals_the_reference(kind):
+    """SingleSpike + MembraneSubtract layers: one spike per step, so nirdeploy's float64 reference
+    simulator itself reproduces the Sinabs model (Sinabs tests v >= threshold, NIR v > threshold:
+    random float weights never tie exactly)."""
+    from sinabs.activation import SingleSpike
+
+    from nirdeploy.frontends.sinabs import run_model
+
+    net, shape = _sinabs_models()[kind]
+    for m in net.modules():
+        if isinstance(m, (sl.IAF, sl.IAFSqueeze, sl.IAFRecurrent)):
+            m.spike_fn = SingleSpike
+    net = scaled(net, 3.0)
+    x = spikes(shape, rate=0.5, seed=6)
+    g = from_torch(net, x, library="sinabs")
+    from nirdeploy.graph.provenance import recorded
+
+    assert recorded(g).spike_rule == "strict"
+    y_model = run_model(net, torch.tensor(x))
+    assert y_model.sum() > 5 and y_model.max() == 1
+    np.testing.assert_array_equal(nirdeploy.simulate_reference(g, x), y_model)
+    y_back = to_torch(g, library="sinabs", dtype=torch.float32)(torch.tensor(x)).detach().numpy()
+    np.testing.assert_array_equal(y_back, y_model)
+
+
 def test_sinabs_recurrent_bias_arrives_a_step_late_in_sinabs():
     """Sinabs' rec_out starts at 0, so rec_connect's bias arrives from t = 1; nirdeploy's NIR
     loop delays lif -> w_rec, so an Affine's bias arrives at t = 0 too: for IF neurons a permanent
@@ -487,6 +513,38 @@ def test_cli_compare_is_a_report_unless_min_agreement(tmp_path):
         assert r.exit_code == 2 and "min_agreement" in r.output
     r = CliRunner().invoke(main, ["compare", "--help"])
     assert "--min-agreement" in r.output
+
+
+def test_compare_chip_folder_labels_and_json_stdout(tmp_path):
+    """A compiled chip folder in the table (latency shifted back, the compile report's warnings as
+    explanations), accuracy from labels, and --json output that parses although snnTorch's
+    importer prints to stdout."""
+    import json
+
+    from click.testing import CliRunner
+
+    from nirdeploy.cli import main
+
+    torch.manual_seed(0)
+    net = scaled(torch.nn.Sequential(torch.nn.Linear(4, 16), snn.Leaky(beta=0.9, **ZERO), torch.nn.Linear(16, 3),
+                                     snn.Leaky(beta=0.9, output=True, **ZERO)), 2.0)
+    x = spikes((4,), rate=0.3, T=100, B=4, seed=1)
+    g = tmp_path / "g.nir"
+    from_torch(net, x, library="snntorch", path=g)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", np.array([0, 1, 2, 1]))
+    r = CliRunner().invoke(main, ["compile", str(g), "--target", "xylo:audio2", "-o", str(tmp_path / "chip")])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["compare", str(g), "-i", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy"),
+                                  "--with", f"reference,{tmp_path / 'chip'},snntorch:native", "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    rows = {row["name"]: row for row in data["rows"]}
+    assert set(rows) == {"reference", "chip", "snntorch:native"}
+    assert all(0.0 <= row["accuracy"] <= 1.0 for row in rows.values())
+    assert rows["chip"]["latency_steps"] >= 1 and rows["chip"]["spike_agreement"] is not None
+    expl = "\n".join(data["explanations"])
+    assert "chip: latency" in expl and "chip: reset_semantics" in expl  # the compile report's warning
 
 
 def test_missing_library_names_the_install_command(monkeypatch):

@@ -11,9 +11,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -442,7 +444,10 @@ def _run_column(graph: Graph, source, spec: str, x: np.ndarray, dt: float, reset
         if mode not in ("", "native") or (lib == "torch" and mode):
             raise UsageError(f"unknown run {spec!r}: use LIBRARY or LIBRARY:native")
         try:
-            return Column(spec, kind, output=_run_library(graph, source, lib, mode, x, dt, reset, scheme), library=lib, dt=dt)
+            # the libraries print to stdout (snnTorch's importer: "replace rnn subgraph ..."): keep stdout for our output
+            with contextlib.redirect_stdout(sys.stderr):
+                out = _run_library(graph, source, lib, mode, x, dt, reset, scheme)
+            return Column(spec, kind, output=out, library=lib, dt=dt)
         except NirDeployError as e:
             if getattr(e, "install", None):
                 raise
@@ -453,8 +458,13 @@ def _run_column(graph: Graph, source, spec: str, x: np.ndarray, dt: float, reset
         dep = load_deployment(spec)
         y = dep.simulate(x)
         s = dep.report.settings
+        # the compile report's warnings are the chip's known differences from the reference (one per rule)
+        warned = {}
+        for v in dep.report.violations:
+            if v.severity == "warning" and v.rule not in warned:
+                warned[v.rule] = f"{v.rule}{' (' + v.node + ')' if v.node else ''}: {v.message}"
         return Column(os.path.basename(os.path.normpath(spec)) or spec, "chip", output=y, latency_steps=int(dep.artifact.latency_steps),
-                      dt=s.get("dt"), info={"dt": s.get("dt"), "reset": s.get("reset")})
+                      dt=s.get("dt"), info={"dt": s.get("dt"), "reset": s.get("reset"), "warnings": list(warned.values())})
     raise UsageError(f"unknown run {spec!r}: use reference, torch, {', '.join(COMPARE_LIBRARIES)}, LIBRARY:native, or a compiled folder")
 
 

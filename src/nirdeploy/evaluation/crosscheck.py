@@ -144,6 +144,8 @@ def explain(columns: list[Column], rows: list[dict], graph_facts: dict) -> list[
             out.append(f"{c.name}: time step: compiled with dt = {c.info['dt']:g} s, the reference runs at dt = {dt:g} s")
         if c.kind == "chip" and c.info.get("reset") and graph_facts.get("reset") and c.info["reset"] != graph_facts["reset"]:
             out.append(f"{c.name}: reset timing: compiled with reset = {c.info['reset']}, the reference uses {graph_facts['reset']}")
+        if c.kind == "chip":
+            out.extend(f"{c.name}: {w}" for w in c.info.get("warnings", []))  # from the compile report
     if rec_dt is not None and dt is not None and not np.isclose(rec_dt, dt):
         out.append(f"time step: the graph records training dt = {rec_dt:g} s, this comparison runs at dt = {dt:g} s: "
                    "every decay and input gain differs from training")
