@@ -378,7 +378,7 @@ def compare(graph_or_path, x, *, runs=("reference",), dt: float | None = None, r
     comparison is a report). Returns ``{"rows", "explanations", "dt", "reset", "text",
     "min_agreement", "below_min"}``; ``below_min`` is True when ``min_agreement`` was given and a
     row is flagged. See :mod:`nirdeploy.evaluation.crosscheck`."""
-    from .evaluation.crosscheck import Column, compare_columns, explain, render_comparison
+    from .evaluation.crosscheck import compare_columns, explain, render_comparison
     from .graph.discretize import resolve_dt, resolve_reset
     from .graph.provenance import recorded
 

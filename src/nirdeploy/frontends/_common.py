@@ -216,14 +216,6 @@ def trace_to_ir(
     """Trace ``model`` on one step of input with nirtorch and map every module with
     ``node_map(module) -> nir node | PASSTHROUGH | Unsupported | None``. Returns the IR graph
     (shapes inferred, scalars broadcast, pass-through nodes bypassed)."""
-    import nir
-    import nirtorch
-    import torch
-
-    from ..graph.loading import from_nir
-    from ..graph.passes import broadcast_params
-    from ..graph.validate import infer_shapes
-
     try:
         model = copy.deepcopy(model).eval()
     except Exception:  # e.g. sinabs 2.0.3's IAFRecurrent cannot be deep-copied
@@ -432,6 +424,26 @@ def settle(v: Verification, library: str, strict: bool) -> None:
     if strict:
         raise ExportMismatchError(msg + "\n(pass strict=False / --no-strict to export anyway)")
     warnings.warn(msg, ConversionWarning, stacklevel=3)
+
+
+def run_steps(model, x, dtype=None) -> np.ndarray:
+    """A stateful library model stepped over time without gradients: x (batch, time, *input) ->
+    (batch, time, *output). Each step calls ``model(x_t)`` first, then ``model(x_t, state)``
+    with the state the model returned (a ``(y, state)`` tuple; other tuples: y is the first
+    entry), as Norse's ``SequentialState`` and the libraries' importers expect."""
+    import torch
+
+    x = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    x = x.to(dtype or torch.float32)
+    state = None
+    outs = []
+    with torch.no_grad():
+        for t in range(x.shape[1]):
+            y = model(x[:, t]) if state is None else model(x[:, t], state)
+            if isinstance(y, tuple):
+                y, state = y[0], y[1]
+            outs.append(y)
+    return as_numpy(torch.stack(outs, 1))
 
 
 def as_numpy(x) -> np.ndarray:

@@ -194,20 +194,8 @@ class _Stepper:
 def run_model(model, x) -> np.ndarray:
     """``model`` stepped over time: x (batch, time, *input) -> (batch, time, *output); each call
     is ``y, state = model(x_t, state)``."""
-    import torch
-
     _norse()
-    x = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
-    x = x.float()
-    state = None
-    outs = []
-    with torch.no_grad():
-        for t in range(x.shape[1]):
-            y = model(x[:, t], state)
-            if isinstance(y, tuple):
-                y, state = y[0], y[1]
-            outs.append(y)
-    return C.as_numpy(torch.stack(outs, 1))
+    return C.run_steps(model, x)
 
 
 # -- import: NIR -> Norse ---------------------------------------------------------------------
@@ -244,19 +232,13 @@ def _neuron_factory(reset: str):
                     raise UnsupportedError(f"{name}: Norse's IAF resets to a value only; reset='subtract' cannot be built")
                 self.p = IAFParameters(v_th=T(d.threshold), v_reset=T(d.v_reset))
                 self.register_buffer("gain", T(d.gain_v))
-            elif node.type in ("LIF", "LI"):
-                tau_inv = T(1.0 / np.asarray(p["tau"], dtype=np.float64))
-                if node.type == "LIF":
-                    self.p = LIFBoxParameters(tau_mem_inv=tau_inv, v_leak=T(p["v_leak"]), v_th=T(d.threshold),
-                                              v_reset=T(d.v_reset), reset_method=method)
-                else:
-                    self.p = LIBoxParameters(tau_mem_inv=tau_inv, v_leak=T(p["v_leak"]))
-                self.register_buffer("gain", T(p["r"]))
-            elif node.type in ("CubaLIF", "CubaLI"):
-                self.syn = LIBoxParameters(tau_mem_inv=T(1.0 / np.asarray(p["tau_syn"], dtype=np.float64)), v_leak=T(0.0))
-                self.register_buffer("w_in", T(p.get("w_in", 1.0)))
-                tau_inv = T(1.0 / np.asarray(p["tau_mem"], dtype=np.float64))
-                if node.type == "CubaLIF":
+            elif node.type in ("LIF", "LI", "CubaLIF", "CubaLI"):
+                cuba = node.type.startswith("Cuba")
+                if cuba:  # the synaptic current: a leaky integrator fed with w_in * x
+                    self.syn = LIBoxParameters(tau_mem_inv=T(1.0 / np.asarray(p["tau_syn"], dtype=np.float64)), v_leak=T(0.0))
+                    self.register_buffer("w_in", T(p.get("w_in", 1.0)))
+                tau_inv = T(1.0 / np.asarray(p["tau_mem" if cuba else "tau"], dtype=np.float64))
+                if node.type.endswith("LIF"):
                     self.p = LIFBoxParameters(tau_mem_inv=tau_inv, v_leak=T(p["v_leak"]), v_th=T(d.threshold),
                                               v_reset=T(d.v_reset), reset_method=method)
                 else:
@@ -310,18 +292,6 @@ def native_import(path: str):
     user would call it; returns a function x (batch, time, *input) -> output."""
     norse_torch = _norse()
     import nir
-    import torch
 
     net = norse_torch.from_nir(nir.read(str(path), type_check=False))
-
-    def run(x):
-        x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
-        state = None
-        outs = []
-        with torch.no_grad():
-            for t in range(x.shape[1]):
-                y, state = net(x[:, t], state)
-                outs.append(y)
-        return C.as_numpy(torch.stack(outs, 1))
-
-    return run
+    return lambda x: C.run_steps(net, x)

@@ -266,8 +266,6 @@ def export(model, sample, *, dt: float | None = None, strict: bool = True, fold_
     :class:`~nirdeploy.frontends._common.ExportMismatchError` when the graph does not reproduce
     the model (``strict``; otherwise a :class:`ConversionWarning`).
     """
-    import torch
-
     _snn()
     from ..graph.discretize import validate_dt
     from ..graph.provenance import with_recorded
@@ -418,8 +416,6 @@ def build(graph, *, dt: float | None = None, reset: str | None = None, scheme: s
     LIF/LI/IF/I, Synaptic for CubaLIF/CubaLI, ``reset_delay=False``), stepped by nirdeploy's graph
     runner (recurrent edges included). ``forward(x)``: (batch, time, *input) -> (batch, time,
     *output). dt and reset default to the values recorded in the graph."""
-    from ..torch import to_torch
-
     _snn()
     return _build_with(graph, dt, reset, scheme, dtype, lambda r: _neuron_factory(r, False))
 
@@ -440,21 +436,7 @@ def native_import(path: str):
     returns a function x (batch, time, *input) -> output spikes."""
     _snn()
     import nir
-    import torch
     from snntorch.import_nir import import_from_nir
 
     net = import_from_nir(nir.read(str(path)))
-
-    def run(x):
-        x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
-        state = None
-        outs = []
-        with torch.no_grad():
-            for t in range(x.shape[1]):
-                y = net(x[:, t]) if state is None else net(x[:, t], state)
-                if isinstance(y, tuple):
-                    y, state = y[0], y[1]
-                outs.append(y)
-        return C.as_numpy(torch.stack(outs, 1))
-
-    return run
+    return lambda x: C.run_steps(net, x)
