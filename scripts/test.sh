@@ -18,8 +18,8 @@ python -m pip install -q --no-deps 'rockpool==3.1.0'
 python -m pip install -q -e '.[torch]'
 python -m pip install -q --no-deps 'norse==1.1.0' 'sinabs==2.0.3'
 # N-MNIST loader: tonic without its audio stack (librosa, numba); what `import tonic` needs is pinned here
-python -m pip install -q --no-deps 'tonic==1.7.0' 'importRosbag==1.0.4'
 python -m pip install -q 'tqdm==4.70.1' 'requests==2.34.2'
+python -m pip install -q --no-deps 'tonic==1.7.0' 'importRosbag==1.0.4'
 # samna from the public index is an installer stub that must never be imported here
 python -m pip uninstall -y -q samna >/dev/null 2>&1 || true
 export NIRDEPLOY_REQUIRE_ORACLES=1
