@@ -11,6 +11,8 @@ VENV=${VENV:-.venv}
 . "$VENV/bin/activate"
 python -m pip install -q --upgrade pip
 python -m pip install -q -e '.[test]'
+# property-based tests (tests/test_property_safety.py), pinned for reproducible examples
+python -m pip install -q 'hypothesis==6.170.15'
 python -m pip install -q 'xylosim==0.1.3' 'scipy'
 python -m pip install -q --no-deps 'rockpool==3.1.0'
 # samna from the public index is an installer stub that must never be imported here

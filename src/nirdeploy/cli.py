@@ -15,24 +15,54 @@ EXIT_OK, EXIT_NOFIT, EXIT_INVALID, EXIT_INTERNAL = 0, 1, 2, 3
 PROGRESS_MIN_WORK = 2_000_000  # batch * time * neurons above which a progress bar is shown
 
 
+def _echo(text: str = "", *, err: bool = False, nl: bool = True) -> None:
+    """Print to the terminal with control and escape characters made visible (node names and
+    paths come from files)."""
+    from .render import terminal_safe
+
+    click.echo(terminal_safe(str(text)), err=err, nl=nl)
+
+
 def _err(msg: str) -> None:
-    click.echo(f"error: {msg}", err=True)
+    _echo(f"error: {msg}", err=True)
 
 
 def _run(fn):
-    """Run a command body, turning nirdeploy errors into a message and an exit code."""
+    """Run a command body, turning nirdeploy errors into a message and an exit code.
+
+    The body runs under :func:`nirdeploy.outputs.signal_guard`: SIGTERM, SIGHUP and SIGINT
+    remove every temporary file and folder and end every child process first; the exit code is
+    then 128 + the signal number."""
     from .errors import NirDeployError
+    from .outputs import Terminated, signal_guard
+
+    import warnings
 
     try:
-        code = fn()
+        with signal_guard(redeliver=False), warnings.catch_warnings():
+            # numpy's overflow warnings are noise here: what matters is in the report
+            warnings.simplefilter("ignore", RuntimeWarning)
+            code = fn()
     except NirDeployError as e:
         _err(str(e))
         sys.exit(e.exit_code)
+    except Terminated as e:
+        _err(f"{e}; nothing was left behind")
+        sys.exit(128 + e.signum)
     except KeyboardInterrupt:
-        _err("interrupted")
+        _err("interrupted; nothing was left behind")
         sys.exit(130)
     except MemoryError:
         _err("out of memory: the graph or input is too large")
+        sys.exit(EXIT_INVALID)
+    except RecursionError:
+        _err("the input is nested too deeply to be processed")
+        sys.exit(EXIT_INVALID)
+    except OSError as e:  # the environment, not nirdeploy: a file vanished, a device failed...
+        if os.environ.get("NIRDEPLOY_DEBUG"):
+            raise
+        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        _err(f"{e.strerror or e}{where}")
         sys.exit(EXIT_INVALID)
     except Exception as e:  # never a traceback for users; NIRDEPLOY_DEBUG=1 shows it
         if os.environ.get("NIRDEPLOY_DEBUG"):
@@ -43,7 +73,10 @@ def _run(fn):
 
 
 def _echo_json(data) -> None:
-    click.echo(json.dumps(data, indent=2, allow_nan=False))
+    """RFC 8259 JSON: non-finite numbers are written as the strings "inf", "-inf", "nan"."""
+    from .backend.report import json_safe
+
+    click.echo(json.dumps(json_safe(data), indent=2, allow_nan=False))
 
 
 class _Progress:
@@ -101,7 +134,7 @@ def targets_cmd(as_json: bool) -> None:
         if as_json:
             _echo_json(data)
         else:
-            click.echo(render_rows("Targets", ["target:variant", "chip", "main limits"], [[f"{d['target']}:{d['variant']}", d["name"], d["summary"]] for d in data]), nl=False)
+            _echo(render_rows("Targets", ["target:variant", "chip", "main limits"], [[f"{d['target']}:{d['variant']}", d["name"], d["summary"]] for d in data]), nl=False)
         return EXIT_OK
 
     _run(body)
@@ -123,8 +156,8 @@ def inspect_cmd(graph: str, dt, scheme, as_json: bool) -> None:
         if as_json:
             _echo_json(info)
         else:
-            click.echo(render_inspection(info), nl=False)
-            click.echo()
+            _echo(render_inspection(info), nl=False)
+            _echo()
         return EXIT_OK
 
     _run(body)
@@ -160,13 +193,13 @@ def check_cmd(graph, target, dt, reset, scheme, quantization, as_json) -> None:
                 _echo_json([r.to_dict() for r in reps])
             else:
                 rows = [[f"{r.target}:{r.variant}", "yes" if r.fits else "no", r.first_blocking_reason() or "-"] for r in reps]
-                click.echo(render_rows("Fit on every target", ["target", "fits", "first blocking reason"], rows), nl=False)
+                _echo(render_rows("Fit on every target", ["target", "fits", "first blocking reason"], rows), nl=False)
             return EXIT_OK if any(r.fits for r in reps) else EXIT_NOFIT
         rep = api.check(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization)
         if as_json:
             _echo_json(rep.to_dict())
         else:
-            click.echo(rep.render())
+            _echo(rep.render())
         return EXIT_OK if rep.fits else EXIT_NOFIT
 
     _run(body)
@@ -190,21 +223,22 @@ def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, out, 
 
     def body():
         from . import api
+        from .outputs import check_output_folder
 
-        api.check_output_folder(out, force=force)  # fail before the work, not after it
+        check_output_folder(out, force=force, inputs=[graph, calibrate])  # fail before the work, not after it
         dep = api.compile(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibrate=calibrate)
         for n in dep.notices:
-            click.echo(f"notice: {n}", err=True)
+            _echo(f"notice: {n}", err=True)
         rep = dep.report
         if as_json:
             _echo_json(rep.to_dict())
         else:
-            click.echo(rep.render())
+            _echo(rep.render())
         if not rep.fits:
             _err(f"not written: the network does not fit {rep.target}:{rep.variant}")
             return EXIT_NOFIT
         dep.save(out, force=force)
-        click.echo(f"wrote {out}", err=True)
+        _echo(f"wrote {out}", err=True)
         return EXIT_OK
 
     _run(body)
@@ -220,42 +254,55 @@ def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, out, 
 @_scheme_opt
 @click.option("--compare-reference", is_flag=True, help="also run the reference on the compiled graph and print agreement")
 def simulate_cmd(source, input_path, out, reference, dt, reset, scheme, compare_reference) -> None:
-    """Chip simulation of a compiled folder, or (--reference) float simulation of a .nir graph."""
+    """Chip simulation of a compiled folder, or (--reference) float simulation of a .nir graph.
+
+    Every check and comparison happens before Y.npy is written: a command that fails writes
+    nothing. OUT must be a new path or a regular file (not a device, FIFO, folder or link)."""
 
     def body():
         import numpy as np
 
         from . import api
         from .errors import UsageError
+        from .inputs import load_npy
+        from .outputs import check_output_file
 
-        x = api.load_input_array(input_path)
+        check_output_file(out, inputs=[input_path, source])
+        x = load_npy(input_path)
         if reference:
             if os.path.isdir(source):
                 raise UsageError("--reference takes a .nir graph, not a compiled folder")
+            g = api.load_graph(source)
             if dt is None:
                 from .graph.discretize import resolve_dt
 
-                _, notice = resolve_dt(api.load_graph(source), None)
+                _, notice = resolve_dt(g, None)
                 if notice:
-                    click.echo(f"notice: {notice}", err=True)
+                    _echo(f"notice: {notice}", err=True)
             with _Progress(int(np.prod(x.shape)) * 8, "reference") as prog:
-                y = api.simulate_reference(source, x, dt=dt, reset=reset, scheme=scheme, progress=prog)
-            _save_npy(out, y)
-            click.echo(f"wrote {out} {tuple(y.shape)}", err=True)
+                y = api.simulate_reference(g, x, dt=dt, reset=reset, scheme=scheme, progress=prog)
+            _save_npy(out, y, [input_path, source])
+            _echo(f"wrote {out} {tuple(y.shape)}", err=True)
             return EXIT_OK
         if not os.path.isdir(source):
             raise UsageError(f"{source} is not a compiled folder (use --reference to simulate a .nir graph)")
         dep = api.load_deployment(source)
-        with _Progress(int(np.prod(x.shape)) * 64, "chip simulation") as prog:
-            y = dep.simulate(x, progress=prog)
-        _save_npy(out, y)
-        click.echo(f"wrote {out} {tuple(y.shape)}", err=True)
         if compare_reference:
             if dep.source_path is None:
                 raise UsageError("this folder holds no copy of its graph; cannot compare")
+            lat = dep.artifact.latency_steps
+            if x.ndim >= 2 and x.shape[1] <= lat:
+                raise UsageError(f"--compare-reference needs more than {lat} time steps (the chip's latency); the input has {x.shape[1]}")
+        with _Progress(int(np.prod(x.shape)) * 64, "chip simulation") as prog:
+            y = dep.simulate(x, progress=prog)
+        cmp = None
+        if compare_reference:
             s = dep.report.settings
             ref = api.simulate_reference(dep.source_path, x, dt=s["dt"], reset=s.get("reset", "zero"), scheme=s.get("scheme", "euler"))
             cmp = api.compare_outputs(y, ref, dep.artifact.latency_steps)
+        _save_npy(out, y, [input_path, source])
+        _echo(f"wrote {out} {tuple(y.shape)}", err=True)
+        if cmp is not None:
             _print_compare(cmp)
         return EXIT_OK
 
@@ -266,33 +313,22 @@ def _print_compare(cmp: dict) -> None:
     from .render import render_rows
 
     rows = [[i, f"{c:g}", f"{r:g}"] for i, (c, r) in enumerate(zip(cmp["chip_counts"], cmp["reference_counts"]))]
-    click.echo(render_rows(f"Chip vs reference (chip shifted by {cmp['latency_steps']} steps of latency)", ["output", "chip spikes", "reference spikes"], rows), nl=False)
-    click.echo(
+    _echo(render_rows(f"Chip vs reference (chip shifted by {cmp['latency_steps']} steps of latency)", ["output", "chip spikes", "reference spikes"], rows), nl=False)
+    _echo(
         f"spike-count correlation {cmp['count_correlation']:.3f}; element-wise agreement {cmp['elementwise_agreement']:.3f}; "
         f"same winning output in {100 * cmp['argmax_agreement']:.1f} % of samples"
     )
 
 
-def _save_npy(path: str, y) -> None:
-    """Write atomically: a temp file in the same folder, then rename."""
-    import tempfile
-
+def _save_npy(path: str, y, inputs) -> None:
+    """Write a regular file atomically (nirdeploy.outputs.atomic_file): never a device, FIFO,
+    folder, link or one of the command's inputs."""
     import numpy as np
 
-    from .errors import UsageError
+    from .outputs import atomic_file
 
-    d = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(d):
-        raise UsageError(f"folder {d} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".nirdeploy-", suffix=".npy", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, np.asarray(y))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path, inputs=inputs) as f:
+        np.save(f, np.asarray(y))
 
 
 if __name__ == "__main__":  # pragma: no cover
