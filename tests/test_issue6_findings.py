@@ -257,10 +257,12 @@ def test_f07_tampered_compiled_folders_are_exit_2_naming_the_file_and_key(tmp_pa
 @pytest.mark.parametrize("tau,w", [(1e300, 1.0), (5e-324, 1.0), (1e-3, 1e308)], ids=["tau_1e300", "tau_denormal", "weight_1e308"])
 def test_f08_inspect_json_stays_valid_on_extreme_floats(tmp_path, tau, w):
     n = 4
+    weight = np.full((n, 3), w)
+    weight[0, 0] = 1.7e308  # finite, but the mean of such values overflows
     g = nir.NIRGraph(
         nodes={
             "input": nir.Input(input_type={"input": np.array([3])}),
-            "fc": nir.Linear(weight=np.full((n, 3), w)),
+            "fc": nir.Linear(weight=weight),
             "lif": nir.LIF(tau=np.full(n, tau), r=np.ones(n), v_leak=np.zeros(n), v_threshold=np.ones(n), v_reset=np.zeros(n)),
             "output": nir.Output(output_type={"output": np.array([n])}),
         },

@@ -212,9 +212,9 @@ def check_cmd(graph, target, dt, reset, scheme, quantization, as_json) -> None:
 @_reset_opt
 @_scheme_opt
 @_quant_opt
-@click.option("--calibrate", type=click.Path(dir_okay=False), default=None, help="sample input .npy (batch, time, *input_shape) used to choose scales")
-@click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False), help="output folder (written atomically)")
-@click.option("--force", is_flag=True, help="replace OUT if it exists")
+@click.option("--calibrate", type=click.Path(), default=None, help="sample input .npy (batch, time, *input_shape) used to choose scales")
+@click.option("-o", "--out", "out", required=True, type=click.Path(), help="output folder (written atomically; never replaces what nirdeploy did not write)")
+@click.option("--force", is_flag=True, help="replace OUT if it is a folder nirdeploy wrote (its deployment.json lists every file in it)")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, out, force, as_json) -> None:
     """Lower GRAPH for TARGET and write OUT/report.json, the vendor export and what `simulate` needs.
@@ -246,8 +246,8 @@ def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, out, 
 
 @main.command("simulate")
 @click.argument("source", type=click.Path())
-@click.option("--input", "-i", "input_path", required=True, type=click.Path(dir_okay=False), help="X.npy: (batch, time, *input_shape) spike counts")
-@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="Y.npy: (batch, time, *output_shape)")
+@click.option("--input", "-i", "input_path", required=True, type=click.Path(), help="X.npy: (batch, time, *input_shape) spike counts")
+@click.option("-o", "--out", "out", required=True, type=click.Path(), help="Y.npy: (batch, time, *output_shape); a new or regular file")
 @click.option("--reference", is_flag=True, help="SOURCE is a .nir graph: run the float64 reference simulator")
 @_dt_opt
 @_reset_opt

@@ -342,7 +342,7 @@ def check_output_folder(folder, force: bool = False, inputs: Iterable = ()) -> s
         raise OutputError(f"refusing to write to {raw}: {prot.get(real, 'it is not a folder name')}; choose a new folder")
     try:
         st = os.lstat(raw)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         st = None
     except OSError as e:
         raise OutputError(f"cannot use {raw}: {e.strerror or e}") from None
