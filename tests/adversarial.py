@@ -495,7 +495,7 @@ def _api_cases():
 
     cases = [
         ("dt_string", lambda c: nirdeploy.check(B, target="xylo:audio2", dt="abc")),
-        ("dt_numeric_string", lambda c: nirdeploy.check(B, target="xylo:audio2", dt="1e-4")),
+        ("dt_dict", lambda c: nirdeploy.check(B, target="xylo:audio2", dt={"dt": 1e-4})),
         ("dt_list", lambda c: nirdeploy.compile(B, target="xylo:audio2", dt=[1e-4])),
         ("dt_bool", lambda c: nirdeploy.inspect(B, dt=True)),
         ("dt_negative", lambda c: nirdeploy.simulate_reference(B, x, dt=-1e-4)),

@@ -148,5 +148,17 @@ class Runner:
         return "".join(self.lines)
 
 
+def compile_braille(folder: Path) -> Path:
+    """``folder/dep``: the Braille RNN compiled for Xylo Audio 2 (tests copy it before changing it)."""
+    from click.testing import CliRunner
+
+    from nirdeploy.cli import main
+
+    out = Path(folder) / "dep"
+    r = CliRunner().invoke(main, ["compile", str(BRAILLE), *COMPILE, "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    return out
+
+
 def events(shape, rate=0.2, seed=0) -> np.ndarray:
     return np.random.default_rng(seed).poisson(rate, size=shape)

@@ -43,43 +43,32 @@ def _wrap(obj, name: str, point: str, after: bool) -> None:
     setattr(obj, name, wrapped)
 
 
+# point -> (module, attribute path, pause after the call instead of before)
+POINTS = {
+    "read": ("h5py", "is_hdf5", False),
+    "lower": ("nirdeploy_targets.xylo.target", "XyloTarget.compile", False),
+    "export": ("numpy", "savez", True),
+    "copy": ("shutil", "copyfile", True),
+    "simulate": ("nirdeploy_targets.xylo.sim", "simulate", False),
+    "reference": ("nirdeploy.sim.reference", "simulate_reference", False),
+    "write": ("numpy", "save", True),
+}
+
+
 def main() -> None:
+    import importlib
+
     point = sys.argv[1]
     assert sys.argv[2] == "--"
-    args = sys.argv[3:]
-    if point == "read":
-        import h5py
-
-        _wrap(h5py, "is_hdf5", point, after=False)
-    elif point == "lower":
-        from nirdeploy_targets.xylo.target import XyloTarget
-
-        _wrap(XyloTarget, "compile", point, after=False)
-    elif point == "export":
-        import numpy
-
-        _wrap(numpy, "savez", point, after=True)
-    elif point == "copy":
-        import shutil
-
-        _wrap(shutil, "copyfile", point, after=True)
-    elif point == "simulate":
-        import nirdeploy_targets.xylo.sim as S
-
-        _wrap(S, "simulate", point, after=False)
-    elif point == "reference":
-        import nirdeploy.sim.reference as R
-
-        _wrap(R, "simulate_reference", point, after=False)
-    elif point == "write":
-        import numpy
-
-        _wrap(numpy, "save", point, after=True)
-    else:
-        raise SystemExit(f"unknown point {point}")
+    module, attr, after = POINTS[point]
+    obj = importlib.import_module(module)
+    *owners, name = attr.split(".")
+    for o in owners:
+        obj = getattr(obj, o)
+    _wrap(obj, name, point, after)
     from nirdeploy.cli import main as cli_main
 
-    sys.argv = ["nirdeploy", *args]
+    sys.argv = ["nirdeploy", *sys.argv[3:]]
     cli_main()
 
 

@@ -3,7 +3,6 @@ hang, no exit 3, no traceback, nothing left behind."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,15 +12,12 @@ from nirdeploy.cli import main
 from nirdeploy.errors import NirDeployError
 
 from adversarial import API_CASES, CLI_CASES, KINDS, Ctx
-from safety_helpers import BRAILLE, COMPILE, leftovers, snapshot
+from safety_helpers import compile_braille, leftovers, snapshot
 
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("adv") / "dep"
-    r = CliRunner().invoke(main, ["compile", str(BRAILLE), *COMPILE, "-o", str(out)])
-    assert r.exit_code == 0, r.output
-    return out
+    return compile_braille(tmp_path_factory.mktemp("compiled"))
 
 
 def test_the_tables_are_big_and_unique():

@@ -13,7 +13,6 @@ import resource
 import shutil
 import signal
 import time
-import zipfile
 from pathlib import Path
 
 import nir
@@ -25,9 +24,9 @@ import nirdeploy
 from nirdeploy.cli import main
 from nirdeploy.errors import NirDeployError
 
-from bad_inputs import BASE_EDGES, base_nodes, graph, hdf5_heap_spin, write_file
+from bad_inputs import BASE_EDGES, base_nodes, graph, write_file
 from graphs import write
-from safety_helpers import BRAILLE, COMPILE, Runner, alive, children, cli, events, kill_quietly, leftovers, snapshot
+from safety_helpers import BRAILLE, COMPILE, compile_braille, Runner, alive, children, cli, events, kill_quietly, leftovers, snapshot
 
 
 def run(*args, **kw):
@@ -37,10 +36,7 @@ def run(*args, **kw):
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory) -> Path:
     """One compiled Braille folder (Xylo Audio 2); tests copy it before changing anything."""
-    out = tmp_path_factory.mktemp("compiled") / "dep"
-    r = run("compile", BRAILLE, *COMPILE, "-o", out)
-    assert r.exit_code == 0, r.output
-    return out
+    return compile_braille(tmp_path_factory.mktemp("compiled"))
 
 
 def _copy(compiled: Path, tmp_path: Path) -> Path:

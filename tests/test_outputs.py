@@ -251,7 +251,16 @@ def test_a_target_whose_load_breaks_is_a_folder_error(toy, tmp_path, monkeypatch
     g = ff_graph(4, 8, 3, seed=1)
     out = tmp_path / "dep"
     nirdeploy.compile(g, target="toy:small", dt=1e-4, out=out)
-    (out / "toy.json").write_text('{"variant": "small"}')  # the toy target's load will raise KeyError
+    # a schema violation is named by the target's reader ...
+    (out / "toy.json").write_text('{"variant": "small"}')
+    with pytest.raises(DeploymentFolderError, match="toy.json.*'options'.*missing"):
+        nirdeploy.load_deployment(out)
+
+    # ... and a target that forgets a check and crashes still gives a folder error, not a traceback
+    def sloppy(self, folder):
+        return json.loads((Path(folder) / "toy.json").read_text())["options"]
+
+    monkeypatch.setattr(ToyTarget, "load", sloppy)
     with pytest.raises(DeploymentFolderError, match="toy target could not load its files: KeyError"):
         nirdeploy.load_deployment(out)
 

@@ -230,14 +230,17 @@ def test_random_api_arguments_raise_only_documented_errors(compiled, fn, a, b, c
     g = str(compiled / "graph.nir")
     with tempfile.TemporaryDirectory() as tmpd:
         tmp = Path(tmpd)
+        # relative paths only (the process runs in tmp): junk must never reach outside the sandbox
+        paths = ["out", "a/b/c", ".", "..", "", "out/", "x\0y", "dep", 5]
         calls = {
             "inspect": lambda: nirdeploy.inspect(g, dt=a, scheme=b),
             "check": lambda: nirdeploy.check(g, target=a, dt=b, reset=c, quantization=d),
-            "compile": lambda: nirdeploy.compile(g, target="xylo:audio2", dt=a, reset=b, calibrate=c, out=tmp / "o", force=d),
+            "compile": lambda: nirdeploy.compile(g, target="xylo:audio2", dt=a, reset=b, calibrate=c, out="o", force=d),
             "simulate_reference": lambda: nirdeploy.simulate_reference(g, a, dt=b, reset=c, record=d),
             "compare_outputs": lambda: nirdeploy.compare_outputs(a, b, c),
             "simulate": lambda: nirdeploy.load_deployment(compiled).simulate(a, record=b, progress=c),
-            "save": lambda: nirdeploy.load_deployment(compiled).save(a if isinstance(a, str) and a else tmp / "s", force=b),
+            "save": lambda: nirdeploy.load_deployment(compiled).save(paths[int(np.abs(np.nan_to_num(np.asarray(
+                c if isinstance(c, (int, float)) and not isinstance(c, bool) else 0, dtype=float))) % len(paths))], force=b),
             "load_deployment": lambda: nirdeploy.load_deployment(a),
         }
         cwd = os.getcwd()

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from safety_helpers import BRAILLE, COMPILE, Runner, alive, children, events, kill_quietly, leftovers, snapshot
+from safety_helpers import BRAILLE, COMPILE, compile_braille, Runner, alive, children, events, kill_quietly, leftovers, snapshot
 
 TERM, INT, HUP = signal.SIGTERM, signal.SIGINT, signal.SIGHUP
 
@@ -41,14 +41,7 @@ CASES = [(c, p, s) for c, p, sigs in POINTS for s in sigs]
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory) -> Path:
-    from click.testing import CliRunner
-
-    from nirdeploy.cli import main
-
-    out = tmp_path_factory.mktemp("sig") / "dep"
-    r = CliRunner().invoke(main, ["compile", str(BRAILLE), *COMPILE, "-o", str(out)])
-    assert r.exit_code == 0, r.output
-    return out
+    return compile_braille(tmp_path_factory.mktemp("compiled"))
 
 
 def _args(command: str, tmp: Path, dep: Path) -> list:

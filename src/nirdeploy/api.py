@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import DeploymentFolderError, DoesNotFitError, NirDeployError, TargetError, UsageError
+from .errors import DeploymentFolderError, DoesNotFitError, NirDeployError, TargetError
 from .graph.ir import Graph
 from .backend.report import FitReport
 from .evaluation.compare import compare_outputs

@@ -39,6 +39,7 @@ __all__ = [
     "check_events",
     "check_real_array",
     "load_npy",
+    "npy_header",
     "check_choice",
     "check_flag",
     "check_path",
@@ -173,13 +174,7 @@ def load_npy(path: Any, *, what: str = "input") -> np.ndarray:
             raise UsageError(f"{what} file {p} is not a regular file")
         fmt = np.lib.format
         try:
-            version = fmt.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = fmt.read_array_header_1_0(f)
-            elif version == (2, 0):
-                shape, fortran, dtype = fmt.read_array_header_2_0(f)
-            else:
-                raise ValueError(f".npy format version {version[0]}.{version[1]} is not supported")
+            shape, fortran, dtype = npy_header(f)
         except (ValueError, OSError, EOFError, SyntaxError, TypeError) as e:
             head = "it is a .npz archive; give a single array (.npy)" if _is_zip(p) else _first_line(e)
             raise UsageError(f"{what} file {p} is not a readable .npy array: {head}") from None
@@ -198,6 +193,18 @@ def load_npy(path: Any, *, what: str = "input") -> np.ndarray:
         except (ValueError, OSError, EOFError) as e:
             raise UsageError(f"{what} file {p} is not a readable .npy array: {_first_line(e)}") from None
     return arr
+
+
+def npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran_order, dtype) from the header of an ``.npy`` stream positioned at its start
+    (format 1.0 or 2.0); leaves the stream at the data. Raises ValueError for anything else."""
+    fmt = np.lib.format
+    version = fmt.read_magic(f)
+    if version == (1, 0):
+        return fmt.read_array_header_1_0(f)
+    if version == (2, 0):
+        return fmt.read_array_header_2_0(f)
+    raise ValueError(f".npy format version {version[0]}.{version[1]} is not supported")
 
 
 def _is_zip(p: str) -> bool:

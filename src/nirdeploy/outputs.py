@@ -449,7 +449,44 @@ def _remove_parents() -> None:
             _unregister(path)
 
 
-class atomic_folder:
+class _Atomic:
+    """What atomic_folder and atomic_file share: on success ``_finish`` moves the temporary into
+    place; on any error or signal ``_discard`` removes it, and an OSError becomes OutputError."""
+
+    shown: str
+    _guard: contextlib.AbstractContextManager
+
+    def _close(self) -> None:
+        pass
+
+    def _finish(self) -> None:
+        raise NotImplementedError
+
+    def _discard(self) -> None:
+        raise NotImplementedError
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        try:
+            self._close()
+            if exc_type is None:
+                self._finish()
+        except BaseException as e:
+            self._discard()
+            self._guard.__exit__(type(e), e, e.__traceback__)
+            if isinstance(e, OSError):
+                raise _fs_error("write", self.shown, e) from None
+            raise
+        if exc_type is not None:
+            self._discard()
+            self._guard.__exit__(exc_type, exc, tb)
+            if isinstance(exc, OSError):
+                raise _fs_error("write", self.shown, exc) from None
+            return False
+        self._guard.__exit__(None, None, None)
+        return False
+
+
+class atomic_folder(_Atomic):
     """``with atomic_folder(folder, force=..., inputs=[...]) as tmp:`` write into ``tmp``; on
     success it becomes ``folder`` (ownership rule, no-replace move); on any error or signal it is
     removed and ``folder`` is left as it was. OSErrors become :class:`OutputError`."""
@@ -479,26 +516,9 @@ class atomic_folder:
             raise
         return Path(self.tmp)
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        try:
-            if exc_type is None:
-                self._place()
-                _release_parents()
-        except BaseException:
-            self._discard()
-            self._guard.__exit__(*sys.exc_info())
-            e = sys.exc_info()[1]
-            if isinstance(e, OSError):
-                raise _fs_error("write", self.shown, e) from None
-            raise
-        if exc_type is not None:
-            self._discard()
-            self._guard.__exit__(exc_type, exc, tb)
-            if isinstance(exc, OSError):
-                raise _fs_error("write", self.shown, exc) from None
-            return False
-        self._guard.__exit__(None, None, None)
-        return False
+    def _finish(self) -> None:
+        self._place()
+        _release_parents()
 
     def _discard(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -575,7 +595,7 @@ class atomic_folder:
             os.rmdir(aside)
 
 
-class atomic_file:
+class atomic_file(_Atomic):
     """``with atomic_file(path, inputs=[...]) as f:`` write bytes to ``f``; on success the file
     replaces ``path`` (a regular file or nothing; see :func:`check_output_file`), on any error or
     signal the temporary is removed and ``path`` is left as it was."""
@@ -603,26 +623,11 @@ class atomic_file:
             raise
         return self.f
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        try:
-            self.f.close()
-            if exc_type is None:
-                self._place()
-        except BaseException:
-            self._discard()
-            self._guard.__exit__(*sys.exc_info())
-            e = sys.exc_info()[1]
-            if isinstance(e, OSError):
-                raise _fs_error("write", self.shown, e) from None
-            raise
-        if exc_type is not None:
-            self._discard()
-            self._guard.__exit__(exc_type, exc, tb)
-            if isinstance(exc, OSError):
-                raise _fs_error("write", self.shown, exc) from None
-            return False
-        self._guard.__exit__(None, None, None)
-        return False
+    def _close(self) -> None:
+        self.f.close()
+
+    def _finish(self) -> None:
+        self._place()
 
     def _discard(self) -> None:
         with contextlib.suppress(OSError):

@@ -234,15 +234,10 @@ def _npy_from_bytes(data: bytes) -> np.ndarray:
     before the array is built (a header may claim far more than the member holds)."""
     import io
 
-    fmt = np.lib.format
+    from ..inputs import npy_header
+
     f = io.BytesIO(data)
-    version = fmt.read_magic(f)
-    if version == (1, 0):
-        shape, fortran, dtype = fmt.read_array_header_1_0(f)
-    elif version == (2, 0):
-        shape, fortran, dtype = fmt.read_array_header_2_0(f)
-    else:
-        raise ValueError(f".npy format version {version} is not supported")
+    shape, fortran, dtype = npy_header(f)
     if dtype.hasobject:
         raise ValueError("holds Python objects (pickles are never loaded)")
     n = math.prod(shape) if shape else 1

@@ -93,9 +93,9 @@ def validate_reset(reset: str) -> str:
 
 
 def validate_dt(dt: Any) -> float:
-    """``dt`` as a positive finite float (seconds), else :class:`UsageError` (also for a
-    string, a bool, a list or an array)."""
-    if isinstance(dt, (bool, np.bool_, str, bytes, list, tuple, dict, np.ndarray)) or dt is None:
+    """``dt`` as a positive finite float (seconds), else :class:`UsageError` (also for a bool,
+    None, a list or an array; a numeric string such as ``"1e-4"`` is accepted)."""
+    if isinstance(dt, (bool, np.bool_, bytes, list, tuple, dict, set, np.ndarray)) or dt is None:
         raise UsageError(f"dt must be a positive number of seconds, got {dt!r}")
     try:
         f = float(dt)
