@@ -211,6 +211,8 @@ FILE_OUTPUT = [
     Case("trailing_slash", "file output", simulate_to(lambda c: str(c.tmp / "y") + "/"), "folder"),
     Case("missing_parent", "file output", simulate_to(lambda c: c.tmp / "nodir" / "y.npy"), "does not exist"),
     Case("parent_is_a_file", "file output", simulate_to(lambda c: _mk(c.tmp / "f.txt") / "y.npy"), "does not exist"),
+    Case("inside_the_compiled_folder_read", "file output", simulate_to(lambda c: c.dep() / "report.json"), "a folder this command reads"),
+    Case("new_file_inside_the_compiled_folder_read", "file output", simulate_to(lambda c: c.dep() / "y.npy"), "a folder this command reads"),
     Case("regular_file_is_replaced", "file output", simulate_to(lambda c: _mk(c.tmp / "y.npy", "old result")), code=0),
 ]
 

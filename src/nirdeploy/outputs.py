@@ -87,14 +87,15 @@ class Terminated(BaseException):
 
 # -- registry of temporaries and children ---------------------------------------------------------
 _OWNER = os.getpid()
-_TEMPS: dict[str, tuple[str, str | None]] = {}  # path -> (kind, restore-to)
-_CHILDREN: dict[int, Callable[[], None]] = {}
+# path -> (kind, restore-to, thread); pid -> (kill, thread). A thread cleans up only its own.
+_TEMPS: dict[str, tuple[str, str | None, int]] = {}
+_CHILDREN: dict[int, tuple[Callable[[], None], int]] = {}
 _GUARD = {"depth": 0, "saved": {}, "fired": None}
 _GUARDED = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP", "SIGINT") if hasattr(signal, n))
 
 
 def _register(path: str, kind: str, restore_to: str | None = None) -> None:
-    _TEMPS[path] = (kind, restore_to)
+    _TEMPS[path] = (kind, restore_to, threading.get_ident())
 
 
 def _unregister(path: str) -> None:
@@ -104,22 +105,27 @@ def _unregister(path: str) -> None:
 def register_child(pid: int, kill: Callable[[], None]) -> None:
     """A child process that must not outlive the command: ``kill()`` ends it when the command
     fails or is interrupted (call :func:`unregister_child` once it has exited)."""
-    _CHILDREN[pid] = kill
+    _CHILDREN[pid] = (kill, threading.get_ident())
 
 
 def unregister_child(pid: int) -> None:
     _CHILDREN.pop(pid, None)
 
 
-def _cleanup() -> None:
-    """Kill registered children and remove registered temporaries (this process's only)."""
+def _cleanup(all_threads: bool = False) -> None:
+    """Kill registered children and remove registered temporaries of this thread (of every
+    thread at exit), in this process only (not in a forked child)."""
     if os.getpid() != _OWNER:
         return
-    for pid, kill in list(_CHILDREN.items()):
-        with contextlib.suppress(Exception):
-            kill()
-        _CHILDREN.pop(pid, None)
-    for path, (kind, restore_to) in sorted(_TEMPS.items(), reverse=True):
+    me = threading.get_ident()
+    for pid, (kill, tid) in list(_CHILDREN.items()):
+        if all_threads or tid == me:
+            with contextlib.suppress(Exception):
+                kill()
+            _CHILDREN.pop(pid, None)
+    for path, (kind, restore_to, tid) in sorted(_TEMPS.items(), reverse=True):
+        if not (all_threads or tid == me):
+            continue
         if kind == "aside" and restore_to is not None:
             with contextlib.suppress(OSError):
                 rename_noreplace(path, restore_to)  # put the user's previous deployment back
@@ -134,7 +140,7 @@ def _cleanup() -> None:
         _TEMPS.pop(path, None)
 
 
-atexit.register(_cleanup)
+atexit.register(_cleanup, True)
 
 
 @contextlib.contextmanager
@@ -400,6 +406,11 @@ def check_output_file(path, inputs: Iterable = ()) -> str:
     if not os.path.isdir(parent):
         raise OutputError(f"cannot write {raw}: folder {parent} does not exist")
     real = os.path.join(os.path.realpath(parent), os.path.basename(raw))
+    for inp in inputs:
+        if inp is not None and os.path.isdir(inp):
+            top = os.path.realpath(inp)
+            if real.startswith(top.rstrip(os.sep) + os.sep):
+                raise OutputError(f"refusing to write {raw}: it is inside {inp}, a folder this command reads")
     try:
         st = os.lstat(real)
     except FileNotFoundError:
@@ -436,14 +447,14 @@ def _makedirs(parent: str) -> None:
 
 
 def _release_parents() -> None:
-    for path, (kind, _) in list(_TEMPS.items()):
-        if kind == "parent":
+    for path, (kind, _, tid) in list(_TEMPS.items()):
+        if kind == "parent" and tid == threading.get_ident():
             _unregister(path)
 
 
 def _remove_parents() -> None:
-    for path, (kind, _) in sorted(_TEMPS.items(), reverse=True):
-        if kind == "parent":
+    for path, (kind, _, tid) in sorted(_TEMPS.items(), reverse=True):
+        if kind == "parent" and tid == threading.get_ident():
             with contextlib.suppress(OSError):
                 os.rmdir(path)
             _unregister(path)
