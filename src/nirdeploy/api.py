@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import DeploymentFolderError, DoesNotFitError, NirDeployError, TargetError
+from .errors import DeploymentFolderError, DoesNotFitError, NirDeployError, TargetError, UsageError
 from .graph.ir import Graph
 from .backend.report import FitReport
 from .evaluation.compare import compare_outputs
@@ -76,6 +76,20 @@ def _check_choice(name: str, value: str, choices) -> str:
     return check_choice(name, value, choices)
 
 
+def _target_options(t: Target, target_options: dict | None) -> dict:
+    """Target-specific options (``--target-option KEY=VALUE``): only names the target declares in
+    its ``options`` mapping are accepted."""
+    if not target_options:
+        return {}
+    if not isinstance(target_options, dict):
+        raise UsageError("target_options must be a mapping of option names to values")
+    known = getattr(t, "options", {}) or {}
+    bad = sorted(k for k in target_options if k not in known)
+    if bad:
+        raise UsageError(f"unknown option(s) {', '.join(bad)} for target {t.name!r}; known: {', '.join(sorted(known)) or 'none'}")
+    return dict(target_options)
+
+
 def _dt_arg(dt):
     from .graph.discretize import validate_dt
 
@@ -90,7 +104,7 @@ def _input_shape(graph: Graph) -> tuple[int, ...] | None:
 
 
 def _options(graph: Graph, dt, reset, scheme, quantization, calibrate, notices: list[str] | None,
-             target: Target | None = None) -> CompileOptions:
+             target: Target | None = None, extra: dict | None = None) -> CompileOptions:
     from .graph.discretize import check_delays, resolve_dt
 
     check_choice("reset", reset, RESETS)
@@ -105,7 +119,7 @@ def _options(graph: Graph, dt, reset, scheme, quantization, calibrate, notices: 
         if isinstance(calibrate, (str, bytes, os.PathLike)):
             calibrate = load_npy(check_path(calibrate, "calibrate"), what="calibration input")
         cal = check_events(calibrate, _input_shape(graph), what="calibration input")
-    return CompileOptions(dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibration=cal)
+    return CompileOptions(dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibration=cal, extra=dict(extra or {}))
 
 
 def inspect(graph_or_path, *, dt: float | None = None, scheme: str = "euler") -> dict:
@@ -129,34 +143,45 @@ def check(
     scheme: str = "euler",
     quantization: str = "channel",
     calibrate=None,
+    target_options: dict | None = None,
 ) -> FitReport:
-    """Fit report of a graph on ``target`` (``"name"`` or ``"name:variant"``).
+    """Fit report of a graph on ``target`` (``"name"`` or ``"name:variant"``). ``target_options``:
+    options the target declares (e.g. Speck's ``{"lower_bound": "-threshold"}``).
 
     ``calibrate``: sample input, an array or a ``.npy`` path, ``(batch, time, *input_shape)``
-    event counts. Raises UsageError (bad argument, unknown target or variant, dt missing and
-    not inferable), GraphLoadError, GraphValidationError (also a Delay that overflows at
-    ``dt``), UnsupportedError, TargetError."""
+    event counts. Raises UsageError (bad argument, unknown target, variant or target option, dt
+    missing and not inferable), GraphLoadError, GraphValidationError (also a Delay that overflows
+    at ``dt``), UnsupportedError, TargetError."""
     graph = load_graph(graph_or_path)
     t, variant = parse_target_spec(target)
     notices: list[str] = []
-    opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices, t)
+    opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices, t, _target_options(t, target_options))
     rep = t.check(graph, variant, opts)
     rep.notes[:0] = notices
     return rep
 
 
-def check_all(graph_or_path, *, dt: float | None = None, reset: str = "zero", scheme: str = "euler") -> list[FitReport]:
-    """One report per target and variant.
+def check_all(graph_or_path, *, dt: float | None = None, reset: str = "zero", scheme: str = "euler",
+              target_options: dict | None = None) -> list[FitReport]:
+    """One report per target and variant. Each target gets the ``target_options`` it declares;
+    an option no target declares is an error.
 
     Raises UsageError, GraphLoadError, GraphValidationError, UnsupportedError, TargetError."""
+    if target_options is not None and not isinstance(target_options, dict):
+        raise UsageError("target_options must be a mapping of option names to values")
     graph = load_graph(graph_or_path)
     notices: list[str] = []
     opts = _options(graph, dt, reset, scheme, "channel", None, notices)
+    targets = [get_target(name) for name in available_targets()]
+    unknown = sorted(set(target_options or {}) - {k for t in targets for k in (getattr(t, "options", {}) or {})})
+    if unknown:
+        raise UsageError(f"unknown target option(s) {', '.join(unknown)}")
     reports = []
-    for name in available_targets():
-        t = get_target(name)
+    for t in targets:
+        mine = {k: v for k, v in (target_options or {}).items() if k in (getattr(t, "options", {}) or {})}
+        t_opts = CompileOptions(dt=opts.dt, reset=opts.reset, scheme=opts.scheme, quantization=opts.quantization, extra=mine)
         for v in t.variants():
-            rep = t.check(graph, v, opts)
+            rep = t.check(graph, v, t_opts)
             rep.notes[:0] = notices
             reports.append(rep)
     return reports
@@ -261,9 +286,11 @@ def compile(
     calibrate=None,
     out: str | os.PathLike | None = None,
     force: bool = False,
+    target_options: dict | None = None,
 ) -> Deployment:
     """Lower, discretize and quantize for ``target``; the result carries its fit report.
     With ``out``, the deployment folder is written too (atomically; see :meth:`Deployment.save`).
+    ``target_options``: see :func:`check`.
 
     Raises UsageError, GraphLoadError, GraphValidationError, UnsupportedError, TargetError, and
     with ``out``: OutputError (checked before the work starts), DoesNotFitError."""
@@ -275,7 +302,7 @@ def compile(
     graph = load_graph(graph_or_path)
     t, variant = parse_target_spec(target)
     notices: list[str] = []
-    opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices, t)
+    opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices, t, _target_options(t, target_options))
     art = t.compile(graph, variant, opts)
     art.report.notes[:0] = notices
     src = os.fspath(graph_or_path) if isinstance(graph_or_path, (str, os.PathLike)) else None

@@ -11,6 +11,8 @@ import sys
 
 import click
 
+from .ci.command import FORMATS as CHECK_FORMATS
+
 EXIT_OK, EXIT_NOFIT, EXIT_INVALID, EXIT_INTERNAL = 0, 1, 2, 3
 PROGRESS_MIN_WORK = 2_000_000  # batch * time * neurons above which a progress bar is shown
 
@@ -130,7 +132,8 @@ def targets_cmd(as_json: bool) -> None:
             t = get_target(name)
             for v in t.variants():
                 hw = t.hwconfig(v)
-                data.append({"target": name, "variant": v, "name": hw.name, "summary": t.summary(v), "limits": hw.limits})
+                data.append({"target": name, "variant": v, "name": hw.name, "summary": t.summary(v), "limits": hw.limits,
+                             "options": dict(getattr(t, "options", {}) or {})})
         if as_json:
             _echo_json(data)
         else:
@@ -171,6 +174,23 @@ _scheme_opt = click.option("--scheme", type=click.Choice(["euler", "exact"]), de
 _quant_opt = click.option("--quantization", type=click.Choice(["channel", "global"]), default="channel", show_default=True,
                           help="weight scaling: one scale per post-neuron or one per matrix")
 
+_topt_opt = click.option("--target-option", "-T", "target_options", multiple=True, metavar="KEY=VALUE",
+                         help="a target-specific option (repeatable), e.g. -T lower_bound=-threshold for speck; `nirdeploy targets --json` lists them")
+
+
+def _parse_target_options(items) -> dict:
+    """KEY=VALUE pairs; integers become ints."""
+    from .errors import UsageError
+
+    out: dict = {}
+    for it in items or ():
+        key, sep, value = it.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--target-option takes KEY=VALUE, got {it!r}")
+        v = value.strip()
+        out[key.strip()] = int(v) if v.lstrip("-").isdigit() else v
+    return out
+
 
 @main.command("check")
 @click.argument("graph", type=click.Path(dir_okay=False))
@@ -179,27 +199,31 @@ _quant_opt = click.option("--quantization", type=click.Choice(["channel", "globa
 @_reset_opt
 @_scheme_opt
 @_quant_opt
-@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-def check_cmd(graph, target, dt, reset, scheme, quantization, as_json) -> None:
+@_topt_opt
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON (same as --format json)")
+@click.option("--format", "output_format", type=click.Choice(CHECK_FORMATS), default=None,
+              help="text (default), json, junit (JUnit XML for CI test reports) or github (workflow-command annotations)")
+@click.option("--budget", type=click.Path(dir_okay=False), default=None,
+              help="budget.toml: share of each resource to keep free, agreement floors; over budget exits 1")
+def check_cmd(graph, target, dt, reset, scheme, quantization, target_options, as_json, output_format, budget) -> None:
     """Does GRAPH fit TARGET? Exit 0 if it fits, 1 if not, 2 on invalid input."""
 
     def body():
         from . import api
-        from .render import render_rows
+        from .ci.command import check_command, output_format as _format
+        from .render import render_fit_table
 
+        fmt = _format(output_format, as_json)
+        topts = _parse_target_options(target_options)
+        if fmt != "text" or budget is not None:
+            return check_command(graph, target, fmt=fmt, budget=budget, echo=_echo, echo_json=_echo_json, dt=dt,
+                                 reset=reset, scheme=scheme, quantization=quantization, target_options=topts)
         if target == "all":
-            reps = api.check_all(graph, dt=dt, reset=reset, scheme=scheme)
-            if as_json:
-                _echo_json([r.to_dict() for r in reps])
-            else:
-                rows = [[f"{r.target}:{r.variant}", "yes" if r.fits else "no", r.first_blocking_reason() or "-"] for r in reps]
-                _echo(render_rows("Fit on every target", ["target", "fits", "first blocking reason"], rows), nl=False)
+            reps = api.check_all(graph, dt=dt, reset=reset, scheme=scheme, target_options=topts)
+            _echo(render_fit_table(reps), nl=False)
             return EXIT_OK if any(r.fits for r in reps) else EXIT_NOFIT
-        rep = api.check(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization)
-        if as_json:
-            _echo_json(rep.to_dict())
-        else:
-            _echo(rep.render())
+        rep = api.check(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization, target_options=topts)
+        _echo(rep.render())
         return EXIT_OK if rep.fits else EXIT_NOFIT
 
     _run(body)
@@ -215,8 +239,9 @@ def check_cmd(graph, target, dt, reset, scheme, quantization, as_json) -> None:
 @click.option("--calibrate", type=click.Path(), default=None, help="sample input .npy (batch, time, *input_shape) used to choose scales")
 @click.option("-o", "--out", "out", required=True, type=click.Path(), help="output folder (written atomically; never replaces what nirdeploy did not write)")
 @click.option("--force", is_flag=True, help="replace OUT if it is a folder nirdeploy wrote (its deployment.json lists every file in it)")
+@_topt_opt
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, out, force, as_json) -> None:
+def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, out, force, target_options, as_json) -> None:
     """Lower GRAPH for TARGET and write OUT/report.json, the vendor export and what `simulate` needs.
 
     A network that does not fit still gets its report printed, but no folder (exit 1)."""
@@ -226,7 +251,8 @@ def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, out, 
         from .outputs import check_output_folder
 
         check_output_folder(out, force=force, inputs=[graph, calibrate])  # fail before the work, not after it
-        dep = api.compile(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibrate=calibrate)
+        dep = api.compile(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibrate=calibrate,
+                          target_options=_parse_target_options(target_options))
         for n in dep.notices:
             _echo(f"notice: {n}", err=True)
         rep = dep.report
@@ -310,14 +336,9 @@ def simulate_cmd(source, input_path, out, reference, dt, reset, scheme, compare_
 
 
 def _print_compare(cmp: dict) -> None:
-    from .render import render_rows
+    from .render import render_comparison
 
-    rows = [[i, f"{c:g}", f"{r:g}"] for i, (c, r) in enumerate(zip(cmp["chip_counts"], cmp["reference_counts"]))]
-    _echo(render_rows(f"Chip vs reference (chip shifted by {cmp['latency_steps']} steps of latency)", ["output", "chip spikes", "reference spikes"], rows), nl=False)
-    _echo(
-        f"spike-count correlation {cmp['count_correlation']:.3f}; element-wise agreement {cmp['elementwise_agreement']:.3f}; "
-        f"same winning output in {100 * cmp['argmax_agreement']:.1f} % of samples"
-    )
+    _echo(render_comparison(cmp), nl=False)
 
 
 def _save_npy(path: str, y, inputs) -> None:

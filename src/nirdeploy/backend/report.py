@@ -159,3 +159,6 @@ def json_safe(x):
     if isinstance(x, list):
         return [json_safe(v) for v in x]
     return x
+
+
+_deep_jsonable = json_safe  # the earlier private name, kept for callers written against it
