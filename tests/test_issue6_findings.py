@@ -229,7 +229,7 @@ TAMPER = [
     ("meta_readout_unknown", "xylo_meta.json", lambda d: {**d, "readout": "telepathy"}, "readout"),
     ("meta_deeply_nested", "xylo_meta.json", lambda d: {**d, "extra": json.loads("[" * 5000 + "]" * 5000)}, "nested"),
     ("unknown_format_version", "deployment.json", lambda d: {**d, "nirdeploy_deployment": 99}, "format version 99"),
-    ("folder_of_another_target", "deployment.json", lambda d: {**d, "target": "speck"}, "target"),
+    ("folder_of_another_target", "deployment.json", lambda d: {**d, "target": "speck", "variant": "speck2e"}, "speck:speck2e"),
     ("folder_of_another_variant", "deployment.json", lambda d: {**d, "variant": "imu"}, "variant"),
 ]
 

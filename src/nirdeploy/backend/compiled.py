@@ -302,6 +302,10 @@ def load_with_target(target, folder, marker: Marker):
     DeploymentFolderError naming the target, and the artifact is checked against the marker."""
     try:
         art = target.load(Path(folder))
+    except DeploymentFolderError as e:  # say what the marker claims: a folder of another target?
+        raise DeploymentFolderError(
+            e.path, e.key, f"{e.problem} (its {MARKER_FILE} says this is a {marker.target}:{marker.variant} folder)"
+        ) from None
     except NirDeployError:
         raise
     except (MemoryError, RecursionError):
