@@ -10,7 +10,7 @@ VENV=${VENV:-.venv}
 "$PY" -m venv "$VENV"
 . "$VENV/bin/activate"
 python -m pip install -q --upgrade pip
-python -m pip install -q -e '.[test,torch]'  # pytest, lxml (JUnit schema tests); CPU torch, snnTorch, nir, nirtorch
+python -m pip install -q -e '.[test,torch]'  # pytest, lxml (JUnit schema tests), hypothesis (property-based safety tests); CPU torch, snnTorch, nir, nirtorch
 python -m pip install -q 'xylosim==0.1.3' 'scipy'
 python -m pip install -q --no-deps 'rockpool==3.1.0'
 # Sinabs (Speck oracle and frontend) and Norse (frontend) go in without their dependencies: every

@@ -12,9 +12,9 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -23,11 +23,13 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import DoesNotFitError, UsageError
+from .errors import DeploymentFolderError, DoesNotFitError, NirDeployError, TargetError, UsageError
 from .graph.ir import Graph
 from .backend.report import FitReport
 from .evaluation.compare import compare_outputs
 from .backend.target import Artifact, CompileOptions, SimOutput, Target, available_targets, get_target, parse_target_spec
+from .inputs import check_callable, check_choice, check_events, check_flag, check_path, load_npy
+from .outputs import atomic_folder, check_output_folder, signal_guard
 
 __all__ = [
     "load_graph",
@@ -51,18 +53,33 @@ SCHEMES = ("euler", "exact")
 DEPLOYMENT_FILE = "deployment.json"
 GRAPH_COPY = "graph.nir"
 
+# Every public function validates its arguments with the validators of nirdeploy.inputs (the
+# CLI's) and raises only NirDeployError subclasses, each listed in its docstring:
+#   UsageError             a bad argument or input array (exit code 2)
+#   GraphLoadError         the graph file or object cannot be read
+#   GraphValidationError   the graph is not a valid NIR graph (all problems listed)
+#   UnsupportedError       a valid graph the target or the reference simulator cannot handle
+#   TargetError            a target failed to load or broke its contract
+#   DoesNotFitError        saving a network that does not fit (exit code 1)
+#   DeploymentFolderError  a compiled folder is damaged (names the file and key)
+#   OutputError            an output cannot be written (ownership rule, disk full, read-only)
+#   MissingDependencyError an optional package is missing
+
 
 def load_graph(graph_or_path) -> Graph:
-    """A validated :class:`~nirdeploy.graph.ir.Graph` from a path, a ``nir.NIRGraph`` or a Graph."""
+    """A validated :class:`~nirdeploy.graph.ir.Graph` from a path, a ``nir.NIRGraph`` or a Graph.
+
+    Raises UsageError (not a path or graph), GraphLoadError, GraphValidationError."""
     from .graph.loading import load
 
-    return load(graph_or_path)
+    if isinstance(graph_or_path, (str, bytes, os.PathLike)):
+        graph_or_path = check_path(graph_or_path, "graph")
+    with signal_guard():
+        return load(graph_or_path)
 
 
 def _check_choice(name: str, value: str, choices) -> str:
-    if value not in choices:
-        raise UsageError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-    return value
+    return check_choice(name, value, choices)
 
 
 def _target_options(t: Target, target_options: dict | None) -> dict:
@@ -79,42 +96,57 @@ def _target_options(t: Target, target_options: dict | None) -> dict:
     return dict(target_options)
 
 
-def _options(graph: Graph, dt, reset, scheme, quantization, calibrate, notices: list[str] | None, extra: dict | None = None) -> CompileOptions:
-    from .graph.discretize import resolve_dt, resolve_reset
+def _dt_arg(dt):
+    from .graph.discretize import validate_dt
+
+    return None if dt is None else validate_dt(dt)
+
+
+def _input_shape(graph: Graph) -> tuple[int, ...] | None:
+    ins = graph.inputs
+    if len(ins) == 1 and ins[0].output_shape is not None:
+        return tuple(int(s) for s in ins[0].output_shape)
+    return None
+
+
+def _options(graph: Graph, dt, reset, scheme, quantization, calibrate, notices: list[str] | None,
+             target: Target | None = None, extra: dict | None = None) -> CompileOptions:
+    from .graph.discretize import check_delays, resolve_dt, resolve_reset
 
     if reset is not None:
-        _check_choice("reset", reset, RESETS)
-    _check_choice("scheme", scheme, SCHEMES)
+        check_choice("reset", reset, RESETS)
     reset, notice = resolve_reset(graph, reset)  # None: the reset recorded by nirdeploy's exporter, else "zero"
     if notice and notices is not None:
         notices.append(notice)
-    if dt is not None:
-        try:
-            dt = float(dt)
-        except (TypeError, ValueError):
-            raise UsageError(f"dt must be a number of seconds, got {dt!r}") from None
-    dt, notice = resolve_dt(graph, dt)
+    check_choice("scheme", scheme, SCHEMES)
+    check_choice("quantization", quantization, target.quantizations if target is not None else ("channel", "global"))
+    dt, notice = resolve_dt(graph, _dt_arg(dt))
+    check_delays(graph, dt)
     if notice and notices is not None:
         notices.append(notice)
     cal = None
     if calibrate is not None:
-        cal = calibrate if isinstance(calibrate, np.ndarray) else load_input_array(calibrate)
+        if isinstance(calibrate, (str, bytes, os.PathLike)):
+            calibrate = load_npy(check_path(calibrate, "calibrate"), what="calibration input")
+        cal = check_events(calibrate, _input_shape(graph), what="calibration input")
     return CompileOptions(dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibration=cal, extra=dict(extra or {}))
 
 
 def inspect(graph_or_path, *, dt: float | None = None, scheme: str = "euler") -> dict:
     """Nodes, shapes, neuron counts, parameter summary, dt candidates and recurrent loops (data);
     with ``dt`` (or the dt recorded by nirdeploy's exporter), also every neuron's discrete decay
-    factors and input gains."""
-    from .graph.discretize import validate_dt
+    factors and input gains.
+
+    Raises UsageError (bad dt or scheme), GraphLoadError, GraphValidationError."""
     from .graph.inspection import inspect_graph
     from .graph.provenance import recorded
 
-    _check_choice("scheme", scheme, SCHEMES)
+    check_choice("scheme", scheme, SCHEMES)
+    dt = _dt_arg(dt)
     graph = load_graph(graph_or_path)
     if dt is None:
         dt = recorded(graph).dt  # a graph nirdeploy exported knows its training dt
-    return inspect_graph(graph, None if dt is None else validate_dt(dt), scheme)
+    return inspect_graph(graph, dt, scheme)
 
 
 def check(
@@ -129,11 +161,16 @@ def check(
     target_options: dict | None = None,
 ) -> FitReport:
     """Fit report of a graph on ``target`` (``"name"`` or ``"name:variant"``). ``target_options``:
-    options the target declares (e.g. Speck's ``{"lower_bound": "-threshold"}``)."""
+    options the target declares (e.g. Speck's ``{"lower_bound": "-threshold"}``).
+
+    ``calibrate``: sample input, an array or a ``.npy`` path, ``(batch, time, *input_shape)``
+    event counts. Raises UsageError (bad argument, unknown target, variant or target option, dt
+    missing and not inferable), GraphLoadError, GraphValidationError (also a Delay that overflows
+    at ``dt``), UnsupportedError, TargetError."""
     graph = load_graph(graph_or_path)
     t, variant = parse_target_spec(target)
     notices: list[str] = []
-    opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices, _target_options(t, target_options))
+    opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices, t, _target_options(t, target_options))
     rep = t.check(graph, variant, opts)
     rep.notes[:0] = notices
     return rep
@@ -142,7 +179,11 @@ def check(
 def check_all(graph_or_path, *, dt: float | None = None, reset: str | None = None, scheme: str = "euler",
               target_options: dict | None = None, target: str | None = None) -> list[FitReport]:
     """One report per target and variant (``target="xylo"``: every variant of that target only).
-    Each target gets the ``target_options`` it declares; an option no target declares is an error."""
+    Each target gets the ``target_options`` it declares; an option no target declares is an error.
+
+    Raises UsageError, GraphLoadError, GraphValidationError, UnsupportedError, TargetError."""
+    if target_options is not None and not isinstance(target_options, dict):
+        raise UsageError("target_options must be a mapping of option names to values")
     graph = load_graph(graph_or_path)
     notices: list[str] = []
     opts = _options(graph, dt, reset, scheme, "channel", None, notices)
@@ -170,6 +211,8 @@ class Deployment:
     graph: Graph | None = None
     source_path: str | None = None
     notices: list[str] = field(default_factory=list)
+    #: files this deployment was made from; an output never replaces them or a folder holding them
+    inputs: list[str] = field(default_factory=list)
 
     @property
     def report(self) -> FitReport:
@@ -180,40 +223,71 @@ class Deployment:
         return self.report.fits
 
     def simulate(self, x, *, record: bool = False, progress: Callable[[int, int], None] | None = None) -> np.ndarray | SimOutput:
-        """Chip simulation. ``x``: (batch, time, *input_shape) spike counts. Returns the output
-        spikes, or a :class:`SimOutput` with states when ``record``."""
-        x = check_input_array(x, self.artifact.input_shape)
+        """Chip simulation. ``x``: (batch, time, *input_shape) event counts (see
+        :func:`nirdeploy.inputs.check_events`). Returns the output, or a :class:`SimOutput` with
+        states when ``record``.
+
+        Raises UsageError (bad ``x``, ``record`` or ``progress``), UnsupportedError."""
+        check_flag("record", record)
+        check_callable("progress", progress)
+        x = check_events(x, self.artifact.input_shape)
         out = self.target.simulate(self.artifact, x, record=record, progress=progress)
         return out if record else out.output
 
     def save(self, folder, *, force: bool = False) -> Path:
-        """Write report.json, the target's export files and deployment.json, atomically.
-        A network that does not fit raises :class:`DoesNotFitError` (the CLI exits 1) and
-        writes nothing."""
+        """Write the compiled folder (see :mod:`nirdeploy.backend.compiled`): the target's export
+        files, report.json, a copy of the graph and deployment.json, atomically.
+
+        ``force`` replaces an existing folder only if it is empty or a nirdeploy deployment
+        (:mod:`nirdeploy.outputs`). Raises DoesNotFitError (the CLI exits 1; nothing written),
+        UsageError (bad argument), OutputError (the folder may not be replaced, disk full,
+        read-only), TargetError (the target's export broke the contract)."""
+        from .backend.compiled import GRAPH_FILE, MARKER_FILE, REPORT_FILE, write_marker, write_report
+
+        folder = check_path(folder, "output folder")
+        check_flag("force", force)
         if not self.fits:
             raise DoesNotFitError(self.report)
-        folder = Path(folder)
-        with atomic_folder(folder, force=force) as tmp:
+        with atomic_folder(folder, force=force, inputs=self.inputs) as tmp:
             files = self.target.export(self.artifact, tmp)
-            (tmp / "report.json").write_text(self.report.to_json())
-            if self.source_path is not None:
-                shutil.copyfile(self.source_path, tmp / GRAPH_COPY)
-            elif self.graph is not None:
-                from .graph.loading import write_nir
+            if not isinstance(files, (list, tuple)) or not all(isinstance(f, str) for f in files):
+                raise TargetError(f"target {self.target.name!r}: export() must return the list of file names it wrote")
+            if set(files) & {MARKER_FILE, REPORT_FILE, GRAPH_FILE}:
+                raise TargetError(f"target {self.target.name!r}: export() wrote a file name the core owns: {sorted(set(files) & {MARKER_FILE, REPORT_FILE, GRAPH_FILE})}")
+            write_report(tmp, self.report)
+            files = list(files) + [REPORT_FILE]
+            if self._copy_graph(tmp / GRAPH_FILE):
+                files.append(GRAPH_FILE)
+            write_marker(tmp, self.artifact, files)
+            present = {p.name for p in tmp.iterdir()}
+            if present != set(files) | {MARKER_FILE}:
+                raise TargetError(
+                    f"target {self.target.name!r}: export() wrote {sorted(present - set(files) - {MARKER_FILE})} "
+                    f"but returned {sorted(set(files) - {REPORT_FILE, GRAPH_FILE})}"
+                )
+        return Path(folder)
 
-                write_nir(self.graph, tmp / GRAPH_COPY)
-            meta = {
-                "nirdeploy_deployment": 1,
-                "target": self.artifact.target,
-                "variant": self.artifact.variant,
-                "input_shape": list(self.artifact.input_shape),
-                "output_shape": list(self.artifact.output_shape),
-                "latency_steps": self.artifact.latency_steps,
-                "settings": self.report.to_dict()["settings"],
-                "files": sorted(set(files) | {"report.json", GRAPH_COPY}),
-            }
-            (tmp / DEPLOYMENT_FILE).write_text(json.dumps(meta, indent=2))
-        return folder
+    def _copy_graph(self, dst: Path) -> bool:
+        if self.source_path is not None:
+            try:
+                st = os.stat(self.source_path)
+            except OSError:
+                st = None
+            if st is not None and stat.S_ISREG(st.st_mode):
+                shutil.copyfile(self.source_path, dst)
+                return True
+        if self.graph is not None:
+            from .graph.loading import write_nir
+
+            try:
+                write_nir(self.graph, dst)
+                return True
+            except Exception as e:  # nir cannot write every graph: the folder works without a copy
+                if dst.exists():
+                    dst.unlink()
+                self.notices.append(f"no copy of the graph was saved ({type(e).__name__}: {str(e)[:200]}); "
+                                    "simulate --compare-reference will not work on this folder")
+        return False
 
 
 def compile(
@@ -230,35 +304,47 @@ def compile(
     target_options: dict | None = None,
 ) -> Deployment:
     """Lower, discretize and quantize for ``target``; the result carries its fit report.
-    With ``out``, the deployment folder is written too (atomically). ``target_options``: see
-    :func:`check`."""
+    With ``out``, the deployment folder is written too (atomically; see :meth:`Deployment.save`).
+    ``target_options``: see :func:`check`.
+
+    Raises UsageError, GraphLoadError, GraphValidationError, UnsupportedError, TargetError, and
+    with ``out``: OutputError (checked before the work starts), DoesNotFitError."""
+    check_flag("force", force)
+    inputs = [os.fspath(p) for p in (graph_or_path, calibrate) if isinstance(p, (str, os.PathLike))]
+    if out is not None:
+        out = check_path(out, "out")
+        check_output_folder(out, force=force, inputs=inputs)  # fail before the work, not after it
     graph = load_graph(graph_or_path)
     t, variant = parse_target_spec(target)
     notices: list[str] = []
-    opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices, _target_options(t, target_options))
+    opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices, t, _target_options(t, target_options))
     art = t.compile(graph, variant, opts)
     art.report.notes[:0] = notices
-    src = str(graph_or_path) if isinstance(graph_or_path, (str, os.PathLike)) else None
-    dep = Deployment(target=t, artifact=art, graph=graph, source_path=src, notices=notices)
+    src = os.fspath(graph_or_path) if isinstance(graph_or_path, (str, os.PathLike)) else None
+    dep = Deployment(target=t, artifact=art, graph=graph, source_path=src, notices=notices, inputs=inputs)
     if out is not None:
         dep.save(out, force=force)
     return dep
 
 
 def load_deployment(folder) -> Deployment:
-    """Re-open a folder written by ``compile``/``Deployment.save``."""
-    folder = Path(folder)
-    meta_path = folder / DEPLOYMENT_FILE
-    if not meta_path.is_file():
-        raise UsageError(f"{folder} is not a compiled nirdeploy folder (no {DEPLOYMENT_FILE})")
+    """Re-open a folder written by ``compile``/``Deployment.save``.
+
+    The core validates ``deployment.json`` first (format version, keys, listed files), the target
+    then reads its own files with a schema per file, and the result must agree with the marker
+    (:mod:`nirdeploy.backend.compiled`). Raises UsageError (not a path), DeploymentFolderError
+    (naming the damaged file and key)."""
+    from .backend.compiled import GRAPH_FILE, MARKER_FILE, load_with_target, read_marker
+
+    folder = Path(check_path(folder, "folder"))
+    marker = read_marker(folder)
     try:
-        meta = json.loads(meta_path.read_text())
-        t = get_target(meta["target"])
-    except (ValueError, KeyError) as e:
-        raise UsageError(f"{meta_path} is damaged: {e}") from None
-    art = t.load(folder)
-    graph_path = folder / GRAPH_COPY
-    return Deployment(target=t, artifact=art, source_path=str(graph_path) if graph_path.is_file() else None)
+        t = get_target(marker.target)
+    except NirDeployError as e:
+        raise DeploymentFolderError(folder / MARKER_FILE, "target", str(e)) from None
+    art = load_with_target(t, folder, marker)
+    src = str(folder / GRAPH_FILE) if GRAPH_FILE in marker.files else None
+    return Deployment(target=t, artifact=art, source_path=src, inputs=[str(folder)])
 
 
 def simulate_reference(
@@ -271,102 +357,42 @@ def simulate_reference(
     record: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ):
-    """Float64 reference simulation of the NIR graph itself. Returns the output array, or the
-    full result (``.output``, ``.states``) when ``record``."""
-    from .graph.discretize import resolve_dt, resolve_reset
+    """Float64 reference simulation of the NIR graph itself. ``x``: (batch, time, *input_shape)
+    event counts. Returns the output array, or the full result (``.output``, ``.states``) when
+    ``record``.
+
+    Raises UsageError (bad argument or input), GraphLoadError, GraphValidationError (also a
+    Delay that overflows at ``dt``), UnsupportedError."""
+    from .graph.discretize import check_delays, resolve_dt, resolve_reset
     from .sim.reference import simulate_reference as _sim
 
+    check_choice("scheme", scheme, SCHEMES)
+    check_flag("record", record)
+    check_callable("progress", progress)
+    dt = _dt_arg(dt)
     graph = load_graph(graph_or_path)
     if reset is not None:
-        _check_choice("reset", reset, RESETS)
-    _check_choice("scheme", scheme, SCHEMES)
+        check_choice("reset", reset, RESETS)
     reset, _ = resolve_reset(graph, reset)
-    dt, _ = resolve_dt(graph, None if dt is None else float(dt))
-    res = _sim(graph, np.asarray(x), dt, scheme=scheme, reset=reset, record=record, progress=progress)
+    x = check_events(x, _input_shape(graph))
+    dt, _ = resolve_dt(graph, dt)
+    check_delays(graph, dt)
+    res = _sim(graph, x, dt, scheme=scheme, reset=reset, record=record, progress=progress)
     return res if record else res.output
 
 
-# -- arrays and folders ----------------------------------------------------------------------------
+# -- arrays and folders (kept for callers of the earlier names) ----------------------------------
 MAX_INPUT_ELEMENTS = 500_000_000
 
 
 def load_input_array(path) -> np.ndarray:
-    p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"input file {p} does not exist")
-    try:
-        arr = np.load(p, allow_pickle=False, mmap_mode="r")
-    except Exception as e:
-        raise UsageError(f"{p} is not a readable .npy array: {type(e).__name__}: {e}") from None
-    if not isinstance(arr, np.ndarray):
-        raise UsageError(f"{p} must hold a single array (.npy), not an archive")
-    if arr.size > MAX_INPUT_ELEMENTS:
-        raise UsageError(f"{p} is too large ({arr.size} elements)")
-    return np.asarray(arr)
+    """A ``.npy`` array read safely (:func:`nirdeploy.inputs.load_npy`)."""
+    return load_npy(path)
 
 
 def check_input_array(x, input_shape: tuple[int, ...]) -> np.ndarray:
-    x = np.asarray(x)
-    if x.dtype.kind not in "biuf":
-        raise UsageError(f"input must be numeric, got dtype {x.dtype}")
-    want = tuple(int(s) for s in input_shape)
-    if x.ndim != 2 + len(want) or tuple(x.shape[2:]) != want:
-        raise UsageError(
-            f"input has shape {tuple(x.shape)}; expected (batch, time, {', '.join(map(str, want))})"
-        )
-    if x.dtype.kind == "f":
-        if not np.all(np.isfinite(x)):
-            raise UsageError("input contains NaN or inf")
-        if np.any(x != np.round(x)) or np.any(x < 0):
-            raise UsageError("chip input must be non-negative integer spike counts")
-        x = x.astype(np.int64)
-    elif np.any(x < 0):
-        raise UsageError("chip input must be non-negative integer spike counts")
-    return x.astype(np.int64, copy=False)
-
-
-def check_output_folder(folder, force: bool = False) -> None:
-    """An output folder may be written: its parent exists, and it does not (or ``force``)."""
-    folder = Path(folder)
-    if folder.exists() and not force:
-        if not folder.is_dir() or any(folder.iterdir()):
-            raise UsageError(f"output folder {folder} already exists; use --force to replace it")
-    if folder.exists() and force and not folder.is_dir():
-        raise UsageError(f"{folder} exists and is not a folder")
-    anc = folder.parent
-    while not anc.exists() and anc != anc.parent:
-        anc = anc.parent
-    if not anc.is_dir():
-        raise UsageError(f"cannot create {folder}: {anc} is not a folder")
-
-
-class atomic_folder:
-    """Context manager: yields a temporary folder next to ``folder`` and renames it into place on
-    success; on any error the temporary folder is removed and ``folder`` is left as it was."""
-
-    def __init__(self, folder: Path, force: bool = False):
-        self.folder = Path(folder)
-        self.force = force
-
-    def __enter__(self) -> Path:
-        check_output_folder(self.folder, self.force)
-        parent = self.folder.parent
-        parent.mkdir(parents=True, exist_ok=True)  # only once the work has succeeded
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.folder.name}.tmp-", dir=parent))
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return False
-        old = None
-        if self.folder.exists():
-            old = self.folder.with_name(f".{self.folder.name}.old-{os.getpid()}")
-            os.rename(self.folder, old)
-        os.rename(self.tmp, self.folder)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        return False
+    """The event-input validator (:func:`nirdeploy.inputs.check_events`)."""
+    return check_events(x, input_shape)
 
 
 # -- torch frontends and the multi-way comparison (torch imported only when called) -------------
@@ -419,10 +445,11 @@ def compare(graph_or_path, x, *, runs=("reference",), dt: float | None = None, r
     flag_below = AGREEMENT_FLAG if min_agreement is None else min_agreement
     graph = load_graph(graph_or_path)
     if reset is not None:
-        _check_choice("reset", reset, RESETS)
+        check_choice("reset", reset, RESETS)
+    check_choice("scheme", scheme, SCHEMES)
     reset, _ = resolve_reset(graph, reset)
-    dt, _ = resolve_dt(graph, None if dt is None else float(dt))
-    x = np.asarray(x)
+    dt, _ = resolve_dt(graph, _dt_arg(dt))
+    x = check_events(x, _input_shape(graph))
     runs = list(dict.fromkeys(runs))
     if "reference" not in runs:
         runs.insert(0, "reference")

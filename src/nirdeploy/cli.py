@@ -17,24 +17,54 @@ EXIT_OK, EXIT_NOFIT, EXIT_INVALID, EXIT_INTERNAL = 0, 1, 2, 3
 PROGRESS_MIN_WORK = 2_000_000  # batch * time * neurons above which a progress bar is shown
 
 
+def _echo(text: str = "", *, err: bool = False, nl: bool = True) -> None:
+    """Print to the terminal with control and escape characters made visible (node names and
+    paths come from files)."""
+    from .render import terminal_safe
+
+    click.echo(terminal_safe(str(text)), err=err, nl=nl)
+
+
 def _err(msg: str) -> None:
-    click.echo(f"error: {msg}", err=True)
+    _echo(f"error: {msg}", err=True)
 
 
 def _run(fn):
-    """Run a command body, turning nirdeploy errors into a message and an exit code."""
+    """Run a command body, turning nirdeploy errors into a message and an exit code.
+
+    The body runs under :func:`nirdeploy.outputs.signal_guard`: SIGTERM, SIGHUP and SIGINT
+    remove every temporary file and folder and end every child process first; the exit code is
+    then 128 + the signal number."""
     from .errors import NirDeployError
+    from .outputs import Terminated, signal_guard
+
+    import warnings
 
     try:
-        code = fn()
+        with signal_guard(redeliver=False), warnings.catch_warnings():
+            # numpy's overflow warnings are noise here: what matters is in the report
+            warnings.simplefilter("ignore", RuntimeWarning)
+            code = fn()
     except NirDeployError as e:
         _err(str(e))
         sys.exit(e.exit_code)
+    except Terminated as e:
+        _err(f"{e}; nothing was left behind")
+        sys.exit(128 + e.signum)
     except KeyboardInterrupt:
-        _err("interrupted")
+        _err("interrupted; nothing was left behind")
         sys.exit(130)
     except MemoryError:
         _err("out of memory: the graph or input is too large")
+        sys.exit(EXIT_INVALID)
+    except RecursionError:
+        _err("the input is nested too deeply to be processed")
+        sys.exit(EXIT_INVALID)
+    except OSError as e:  # the environment, not nirdeploy: a file vanished, a device failed...
+        if os.environ.get("NIRDEPLOY_DEBUG"):
+            raise
+        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        _err(f"{e.strerror or e}{where}")
         sys.exit(EXIT_INVALID)
     except Exception as e:  # never a traceback for users; NIRDEPLOY_DEBUG=1 shows it
         if os.environ.get("NIRDEPLOY_DEBUG"):
@@ -45,7 +75,10 @@ def _run(fn):
 
 
 def _echo_json(data) -> None:
-    click.echo(json.dumps(data, indent=2, allow_nan=False))
+    """RFC 8259 JSON: non-finite numbers are written as the strings "inf", "-inf", "nan"."""
+    from .backend.report import json_safe
+
+    click.echo(json.dumps(json_safe(data), indent=2, allow_nan=False))
 
 
 class _Progress:
@@ -104,7 +137,7 @@ def targets_cmd(as_json: bool) -> None:
         if as_json:
             _echo_json(data)
         else:
-            click.echo(render_rows("Targets", ["target:variant", "chip", "main limits"], [[f"{d['target']}:{d['variant']}", d["name"], d["summary"]] for d in data]), nl=False)
+            _echo(render_rows("Targets", ["target:variant", "chip", "main limits"], [[f"{d['target']}:{d['variant']}", d["name"], d["summary"]] for d in data]), nl=False)
         return EXIT_OK
 
     _run(body)
@@ -126,8 +159,8 @@ def inspect_cmd(graph: str, dt, scheme, as_json: bool) -> None:
         if as_json:
             _echo_json(info)
         else:
-            click.echo(render_inspection(info), nl=False)
-            click.echo()
+            _echo(render_inspection(info), nl=False)
+            _echo()
         return EXIT_OK
 
     _run(body)
@@ -187,15 +220,15 @@ def check_cmd(graph, target, dt, reset, scheme, quantization, target_options, as
         fmt = _format(output_format, as_json)
         topts = _parse_target_options(target_options)
         if fmt != "text" or budget is not None:
-            return check_command(graph, target, fmt=fmt, budget=budget, echo=click.echo, echo_json=_echo_json, dt=dt,
+            return check_command(graph, target, fmt=fmt, budget=budget, echo=_echo, echo_json=_echo_json, dt=dt,
                                  reset=reset, scheme=scheme, quantization=quantization, target_options=topts)
         many, only = multi_target(target)
         if many:
             reps = api.check_all(graph, dt=dt, reset=reset, scheme=scheme, target_options=topts, target=only)
-            click.echo(render_fit_table(reps), nl=False)
+            _echo(render_fit_table(reps), nl=False)
             return EXIT_OK if any(r.fits for r in reps) else EXIT_NOFIT
         rep = api.check(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization, target_options=topts)
-        click.echo(rep.render())
+        _echo(rep.render())
         return EXIT_OK if rep.fits else EXIT_NOFIT
 
     _run(body)
@@ -208,9 +241,9 @@ def check_cmd(graph, target, dt, reset, scheme, quantization, target_options, as
 @_reset_opt
 @_scheme_opt
 @_quant_opt
-@click.option("--calibrate", type=click.Path(dir_okay=False), default=None, help="sample input .npy (batch, time, *input_shape) used to choose scales")
-@click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False), help="output folder (written atomically)")
-@click.option("--force", is_flag=True, help="replace OUT if it exists")
+@click.option("--calibrate", type=click.Path(), default=None, help="sample input .npy (batch, time, *input_shape) used to choose scales")
+@click.option("-o", "--out", "out", required=True, type=click.Path(), help="output folder (written atomically; never replaces what nirdeploy did not write)")
+@click.option("--force", is_flag=True, help="replace OUT if it is a folder nirdeploy wrote (its deployment.json lists every file in it)")
 @_topt_opt
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, out, force, target_options, as_json) -> None:
@@ -220,22 +253,23 @@ def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, out, 
 
     def body():
         from . import api
+        from .outputs import check_output_folder
 
-        api.check_output_folder(out, force=force)  # fail before the work, not after it
+        check_output_folder(out, force=force, inputs=[graph, calibrate])  # fail before the work, not after it
         dep = api.compile(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibrate=calibrate,
                           target_options=_parse_target_options(target_options))
         for n in dep.notices:
-            click.echo(f"notice: {n}", err=True)
+            _echo(f"notice: {n}", err=True)
         rep = dep.report
         if as_json:
             _echo_json(rep.to_dict())
         else:
-            click.echo(rep.render())
+            _echo(rep.render())
         if not rep.fits:
             _err(f"not written: the network does not fit {rep.target}:{rep.variant}")
             return EXIT_NOFIT
         dep.save(out, force=force)
-        click.echo(f"wrote {out}", err=True)
+        _echo(f"wrote {out}", err=True)
         return EXIT_OK
 
     _run(body)
@@ -243,50 +277,63 @@ def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, out, 
 
 @main.command("simulate")
 @click.argument("source", type=click.Path())
-@click.option("--input", "-i", "input_path", required=True, type=click.Path(dir_okay=False), help="X.npy: (batch, time, *input_shape) spike counts")
-@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="Y.npy: (batch, time, *output_shape)")
+@click.option("--input", "-i", "input_path", required=True, type=click.Path(), help="X.npy: (batch, time, *input_shape) spike counts")
+@click.option("-o", "--out", "out", required=True, type=click.Path(), help="Y.npy: (batch, time, *output_shape); a new or regular file")
 @click.option("--reference", is_flag=True, help="SOURCE is a .nir graph: run the float64 reference simulator")
 @_dt_opt
 @_reset_opt
 @_scheme_opt
 @click.option("--compare-reference", is_flag=True, help="also run the reference on the compiled graph and print agreement")
 def simulate_cmd(source, input_path, out, reference, dt, reset, scheme, compare_reference) -> None:
-    """Chip simulation of a compiled folder, or (--reference) float simulation of a .nir graph."""
+    """Chip simulation of a compiled folder, or (--reference) float simulation of a .nir graph.
+
+    Every check and comparison happens before Y.npy is written: a command that fails writes
+    nothing. OUT must be a new path or a regular file (not a device, FIFO, folder or link)."""
 
     def body():
         import numpy as np
 
         from . import api
         from .errors import UsageError
+        from .inputs import load_npy
+        from .outputs import check_output_file
 
-        x = api.load_input_array(input_path)
+        check_output_file(out, inputs=[input_path, source])
+        x = load_npy(input_path)
         if reference:
             if os.path.isdir(source):
                 raise UsageError("--reference takes a .nir graph, not a compiled folder")
+            g = api.load_graph(source)
             if dt is None:
                 from .graph.discretize import resolve_dt
 
-                _, notice = resolve_dt(api.load_graph(source), None)
+                _, notice = resolve_dt(g, None)
                 if notice:
-                    click.echo(f"notice: {notice}", err=True)
+                    _echo(f"notice: {notice}", err=True)
             with _Progress(int(np.prod(x.shape)) * 8, "reference") as prog:
-                y = api.simulate_reference(source, x, dt=dt, reset=reset, scheme=scheme, progress=prog)
-            _save_npy(out, y)
-            click.echo(f"wrote {out} {tuple(y.shape)}", err=True)
+                y = api.simulate_reference(g, x, dt=dt, reset=reset, scheme=scheme, progress=prog)
+            _save_npy(out, y, [input_path, source])
+            _echo(f"wrote {out} {tuple(y.shape)}", err=True)
             return EXIT_OK
         if not os.path.isdir(source):
             raise UsageError(f"{source} is not a compiled folder (use --reference to simulate a .nir graph)")
         dep = api.load_deployment(source)
-        with _Progress(int(np.prod(x.shape)) * 64, "chip simulation") as prog:
-            y = dep.simulate(x, progress=prog)
-        _save_npy(out, y)
-        click.echo(f"wrote {out} {tuple(y.shape)}", err=True)
         if compare_reference:
             if dep.source_path is None:
                 raise UsageError("this folder holds no copy of its graph; cannot compare")
+            lat = dep.artifact.latency_steps
+            if x.ndim >= 2 and x.shape[1] <= lat:
+                raise UsageError(f"--compare-reference needs more than {lat} time steps (the chip's latency); the input has {x.shape[1]}")
+        with _Progress(int(np.prod(x.shape)) * 64, "chip simulation") as prog:
+            y = dep.simulate(x, progress=prog)
+        cmp = None
+        if compare_reference:
             s = dep.report.settings
             ref = api.simulate_reference(dep.source_path, x, dt=s["dt"], reset=s.get("reset", "zero"), scheme=s.get("scheme", "euler"))
             cmp = api.compare_outputs(y, ref, dep.artifact.latency_steps)
+        _save_npy(out, y, [input_path, source])
+        _echo(f"wrote {out} {tuple(y.shape)}", err=True)
+        if cmp is not None:
             _print_compare(cmp)
         return EXIT_OK
 
@@ -313,10 +360,14 @@ def export_cmd(factory, library, weights, sample, input_shape, dt, fold_batchnor
 
         from . import api
         from .errors import UsageError
-        from .frontends.loader import load_model, sample_input, write_graph_atomically
+        from .frontends.loader import load_model, sample_input
+        from .graph.loading import save_nir
+        from .outputs import check_output_file
 
-        if os.path.exists(out) and not force:
+        inputs = [factory.rpartition(":")[0], weights, sample]
+        if os.path.lexists(out) and not force:
             raise UsageError(f"{out} already exists; use --force to replace it")
+        check_output_file(out, inputs)  # before the work: a device, FIFO, folder, link or input is refused
         model = load_model(factory, weights)
         x = sample_input(sample, input_shape)
         with warnings.catch_warnings(record=True) as caught:
@@ -324,12 +375,12 @@ def export_cmd(factory, library, weights, sample, input_shape, dt, fold_batchnor
             g = api.from_torch(model, x, library=library, dt=dt, strict=not no_strict, fold_batchnorm=fold_batchnorm)
         for w in caught:
             if "nirdeploy" in type(w.message).__module__:
-                click.echo(f"warning: {w.message}", err=True)
-        write_graph_atomically(g, out)
+                _echo(f"warning: {w.message}", err=True)
+        save_nir(g, out, inputs=inputs)
         from .graph.provenance import recorded
 
         rec = recorded(g)
-        click.echo(f"wrote {out}: {len(g.nodes)} nodes; dt = {rec.dt:g} s, reset = {rec.reset}, spike rule = {rec.spike_rule} "
+        _echo(f"wrote {out}: {len(g.nodes)} nodes; dt = {rec.dt:g} s, reset = {rec.reset}, spike rule = {rec.spike_rule} "
                    f"(recorded in the graph; inspect/check/compile use them without --dt)", err=True)
         return EXIT_OK
 
@@ -366,8 +417,8 @@ def compare_cmd(graph, input_path, runs, dt, reset, scheme, labels, min_agreemen
         if as_json:
             _echo_json({k: v for k, v in res.items() if k != "text"})
         else:
-            click.echo(f"dt = {res['dt']:g} s, reset = {res['reset']}")
-            click.echo(res["text"], nl=False)
+            _echo(f"dt = {res['dt']:g} s, reset = {res['reset']}")
+            _echo(res["text"], nl=False)
         return EXIT_NOFIT if res["below_min"] else EXIT_OK
 
     _run(body)
@@ -391,15 +442,21 @@ def nmnist_cmd(root, split, dt, steps, limit, first_saccade, out, labels_out, fo
         from .data.nmnist import load_nmnist
         from .errors import UsageError
 
+        from .outputs import check_output_file
+
+        data_dir = os.path.join(root, "NMNIST")
         targets = [out] + ([labels_out] if labels_out else [])
+        if labels_out and os.path.abspath(labels_out) == os.path.abspath(out):
+            raise UsageError("-o and --labels-out name the same file")
         for t in targets:
-            if os.path.exists(t) and not force:
+            if os.path.lexists(t) and not force:
                 raise UsageError(f"{t} already exists; use --force to replace it")
+            check_output_file(t, [data_dir])  # before the work; never inside the recordings
         x, y = load_nmnist(root, split=split, dt=dt, n_steps=steps, limit=limit, first_saccade_only=first_saccade)
-        _save_npy(out, x)
+        _save_npy(out, x, [data_dir])
         if labels_out:
-            _save_npy(labels_out, y)
-        click.echo(f"wrote {out}: {x.shape[0]} samples x {x.shape[1]} steps of dt = {dt:g} s, {int(x.sum())} events"
+            _save_npy(labels_out, y, [data_dir])
+        _echo(f"wrote {out}: {x.shape[0]} samples x {x.shape[1]} steps of dt = {dt:g} s, {int(x.sum())} events"
                    + (f"; {labels_out}: labels" if labels_out else ""), err=True)
         return EXIT_OK
 
@@ -409,29 +466,18 @@ def nmnist_cmd(root, split, dt, steps, limit, first_saccade, out, labels_out, fo
 def _print_compare(cmp: dict) -> None:
     from .render import render_comparison
 
-    click.echo(render_comparison(cmp), nl=False)
+    _echo(render_comparison(cmp), nl=False)
 
 
-def _save_npy(path: str, y) -> None:
-    """Write atomically: a temp file in the same folder, then rename."""
-    import tempfile
-
+def _save_npy(path: str, y, inputs) -> None:
+    """Write a regular file atomically (nirdeploy.outputs.atomic_file): never a device, FIFO,
+    folder, link or one of the command's inputs."""
     import numpy as np
 
-    from .errors import UsageError
+    from .outputs import atomic_file
 
-    d = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(d):
-        raise UsageError(f"folder {d} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".nirdeploy-", suffix=".npy", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, np.asarray(y))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path, inputs=inputs) as f:
+        np.save(f, np.asarray(y))
 
 
 if __name__ == "__main__":  # pragma: no cover

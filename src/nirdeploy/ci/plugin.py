@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from pathlib import Path
 
@@ -245,19 +244,18 @@ def _summary_markdown(tests: list[dict], counts: dict) -> str:
 def _write_text(path: Path, text: str) -> None:
     """Write atomically (a temporary file next to ``path``, then a rename over it), with the
     permissions the umask gives."""
+    from ..errors import OutputError
+    from ..outputs import atomic_file
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
+        with atomic_file(path) as f:  # never replaces a link, FIFO or device; nothing left on failure
+            f.write(text.encode("utf-8"))
+    except OutputError as e:
+        raise OSError(str(e)) from None  # callers report OSErrors as "could not write"
 
 
 def _write_json(path: Path, data) -> None:
-    from ..backend.report import _deep_jsonable
+    from ..backend.report import json_safe
 
-    _write_text(path, json.dumps(_deep_jsonable(data), indent=2, allow_nan=False) + "\n")
+    _write_text(path, json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")

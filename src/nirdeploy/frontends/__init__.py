@@ -35,9 +35,9 @@ def from_torch(model, sample, *, library: str, dt: float | None = None, strict: 
     as a ``.nir`` file (dt and reset in its metadata)."""
     g = library_module(library).export(model, sample, dt=dt, strict=strict, fold_batchnorm=fold_batchnorm)
     if path is not None:
-        from ..graph.loading import write_nir
+        from ..graph.loading import save_nir
 
-        write_nir(g, path)
+        save_nir(g, path)
     return g
 
 

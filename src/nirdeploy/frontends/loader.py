@@ -6,14 +6,13 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UsageError
 
-__all__ = ["load_model", "sample_input", "write_graph_atomically"]
+__all__ = ["load_model", "sample_input"]
 
 
 def load_model(factory: str, weights: str | None = None):
@@ -79,20 +78,3 @@ def sample_input(sample: str | None, input_shape: str | None, batch: int = 2, ti
     if not shape or any(s < 1 for s in shape) or int(np.prod(shape)) > 10_000_000:
         raise UsageError(f"--input-shape {input_shape!r} is not a usable shape")
     return np.random.default_rng(seed).poisson(0.2, size=(batch, time) + shape).astype(np.float32)
-
-
-def write_graph_atomically(g, out: str) -> None:
-    from ..graph.loading import write_nir
-
-    d = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(d):
-        raise UsageError(f"folder {d} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".nirdeploy-", suffix=".nir", dir=d)
-    os.close(fd)
-    try:
-        write_nir(g, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import GraphValidationError, Problem, UsageError
 from .ir import Graph, Node
 
 __all__ = [
@@ -55,6 +55,8 @@ __all__ = [
     "validate_scheme",
     "validate_reset",
     "validate_dt",
+    "check_delays",
+    "MAX_DELAY_STEPS",
     "NeuronDiscretization",
     "discretize",
     "discretize_node",
@@ -92,8 +94,9 @@ def validate_reset(reset: str) -> str:
 
 
 def validate_dt(dt: Any) -> float:
-    """``dt`` as a positive finite float (seconds), else :class:`UsageError`."""
-    if isinstance(dt, bool):
+    """``dt`` as a positive finite float (seconds), else :class:`UsageError` (also for a bool,
+    None, a list or an array; a numeric string such as ``"1e-4"`` is accepted)."""
+    if isinstance(dt, (bool, np.bool_, bytes, list, tuple, dict, set, np.ndarray)) or dt is None:
         raise UsageError(f"dt must be a positive number of seconds, got {dt!r}")
     try:
         f = float(dt)
@@ -102,6 +105,37 @@ def validate_dt(dt: Any) -> float:
     if not math.isfinite(f) or f <= 0.0:
         raise UsageError(f"dt must be a positive finite number of seconds, got {dt!r}")
     return f
+
+
+#: the longest Delay nirdeploy accepts, in steps of dt (a 32-bit step counter)
+MAX_DELAY_STEPS = 2**31 - 1
+
+
+def check_delays(g: Graph, dt: float) -> None:
+    """Every Delay's delay must be at most :data:`MAX_DELAY_STEPS` steps of ``dt``; raise one
+    :class:`GraphValidationError` listing every Delay that overflows at this ``dt``."""
+    probs: list[Problem] = []
+    for name, n in g.iter_nodes_recursive():
+        if n.type != "Delay":
+            continue
+        try:
+            d = np.asarray(n.params.get("delay", 0.0), dtype=np.float64)
+        except (TypeError, ValueError):
+            continue  # the graph validator reports a non-numeric delay
+        if d.size == 0:
+            continue
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            steps = np.abs(d) / dt
+        worst = float(np.max(np.where(np.isfinite(steps), steps, np.inf)))
+        if worst > MAX_DELAY_STEPS:
+            dmax = float(np.max(np.abs(d)))
+            probs.append(Problem(
+                name, "Delay", "delay",
+                f"a delay of {dmax:g} s is {worst:.3g} steps of dt = {dt:g} s; at most {MAX_DELAY_STEPS} steps are supported",
+                f"<= {MAX_DELAY_STEPS * dt:g} s", dmax,
+            ))
+    if probs:
+        raise GraphValidationError(probs)
 
 
 # -- per-node discretization -------------------------------------------------------------------

@@ -17,7 +17,11 @@ def _param_summary(v) -> object:
             lo, hi = float(np.min(v)), float(np.max(v))
             d = {"shape": list(v.shape), "min": lo, "max": hi}
             if v.size > 1 and lo != hi:
-                d["mean"] = float(np.mean(v))
+                with np.errstate(over="ignore", invalid="ignore"):
+                    mean = float(np.mean(v))
+                if not np.isfinite(mean):  # the sum of finite extremes (1e308) overflows
+                    mean = float(np.sum(v / v.size))
+                d["mean"] = mean
             return d
         return {"shape": list(v.shape), "dtype": str(v.dtype)}
     if isinstance(v, (tuple, list)):
@@ -27,7 +31,9 @@ def _param_summary(v) -> object:
 
 def inspect_graph(graph: Graph, dt: float | None = None, scheme: str = "euler") -> dict:
     """With ``dt``, every neuron's discrete decay factors, input gains and effective time
-    constants are included (``"discretization"``)."""
+    constants are included (``"discretization"``). Values may be non-finite (a decay of 1e300 s
+    has an infinite effective time constant); ``nirdeploy inspect --json`` writes those as the
+    strings ``"inf"``, ``"-inf"`` and ``"nan"`` (:func:`nirdeploy.backend.report.json_safe`)."""
     from .discretize import discretize, infer_dt
     from .passes import normalize, recurrent_loops
 

@@ -43,6 +43,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..graph.discretize import (
+    check_delays,
     DISCRETIZED_TYPES,
     RESET_ZERO,
     SCHEME_EULER,
@@ -52,7 +53,8 @@ from ..graph.discretize import (
     validate_reset,
     validate_scheme,
 )
-from ..errors import UnsupportedError, UsageError
+from ..errors import UnsupportedError
+from ..inputs import check_real_array
 from ..graph.passes import evaluation_order
 from ..graph.ir import Graph, Node
 
@@ -260,7 +262,7 @@ class _Neuron:
 
 
 class _Delay:
-    def __init__(self, node: Node, dt: float, notes: list[str]):
+    def __init__(self, node: Node, dt: float, notes: list[str], T: int):
         d = np.asarray(node.params["delay"], dtype=np.float64)
         if np.any(~np.isfinite(d)) or np.any(d < 0):
             raise UnsupportedError(f"{node.name} (Delay): delays must be finite and >= 0")
@@ -272,7 +274,9 @@ class _Delay:
                 f"{node.name} (Delay): delay {d.ravel()[np.argmax(off.ravel())]:g} s is not a whole number "
                 f"of steps of dt = {dt:g} s (off by {np.max(off):.3g} steps)"
             )
-        self.k = k.astype(np.int64)
+        # a delay of T steps or more outputs zeros for the whole run: the line never needs more
+        # than T + 1 slots (check_delays has bounded k, so the cast cannot overflow)
+        self.k = np.minimum(k, T).astype(np.int64)
         self.K = int(self.k.max()) if self.k.size else 0
         self.name = node.name
         self.buf: np.ndarray | None = None
@@ -348,18 +352,11 @@ def simulate_reference(
         raise UnsupportedError(f"the reference simulator needs exactly one Input and one Output node, got {len(ins)} and {len(outs)}")
     in_name, out_name = ins[0], outs[0]
     in_shape = _static_out_shape(g.nodes[in_name])
-    x = np.asarray(x)
-    if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-        raise UsageError(f"input must be a numeric array, got dtype {x.dtype}")
-    expected = ("batch", "time") + tuple(in_shape or ())
-    if x.ndim != 2 + len(in_shape or ()) or (in_shape is not None and tuple(x.shape[2:]) != tuple(in_shape)):
-        raise UsageError(
-            f"input array must have shape (batch, time, {', '.join(map(str, in_shape or ()))}) = {expected}; got {x.shape}"
-        )
-    x = x.astype(np.float64, copy=False)
-    if not np.all(np.isfinite(x)):
-        raise UsageError(f"input array contains {int(np.count_nonzero(~np.isfinite(x)))} NaN/inf value(s)")
+    # real, finite, (batch, time, *input_shape) with batch, time >= 1: the shared validator
+    # (without the event-count rule: this float simulator also takes currents)
+    x = check_real_array(x, in_shape if in_shape is not None else (), what="input").astype(np.float64, copy=False)
     B, T = x.shape[:2]
+    check_delays(g, dt)
 
     delayed = set(g.delayed_edges)
     preds: dict[str, list[tuple[str, bool]]] = {k: [] for k in g.nodes}
@@ -375,7 +372,7 @@ def simulate_reference(
             notes.extend(discr[k].notes)
             runtimes[k] = _Neuron(discr[k], reset)
         elif n.type == "Delay":
-            runtimes[k] = _Delay(n, dt, notes)
+            runtimes[k] = _Delay(n, dt, notes, T)
         elif n.type not in (
             "Input", "Output", "Affine", "Linear", "Scale", "Conv1d", "Conv2d",
             "SumPool2d", "AvgPool2d", "Flatten", "Threshold",
