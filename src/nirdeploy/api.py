@@ -60,7 +60,18 @@ def _check_choice(name: str, value: str, choices) -> str:
     return value
 
 
-def _options(graph: Graph, dt, reset, scheme, quantization, calibrate, notices: list[str] | None) -> CompileOptions:
+def target_options(options: dict | None = None, max_chips: int | None = None) -> dict:
+    """Target-specific options (``CompileOptions.extra``): ``options`` as given, plus ``max_chips``
+    when set (multi-chip targets count chips and refuse more than this). Targets validate keys."""
+    extra = dict(options or {})
+    if max_chips is not None:
+        if isinstance(max_chips, bool) or not isinstance(max_chips, int) or max_chips < 1:
+            raise UsageError(f"max_chips must be a positive integer, got {max_chips!r}")
+        extra["max_chips"] = max_chips
+    return extra
+
+
+def _options(graph: Graph, dt, reset, scheme, quantization, calibrate, notices: list[str] | None, extra: dict | None = None) -> CompileOptions:
     from .graph.discretize import resolve_dt
 
     _check_choice("reset", reset, RESETS)
@@ -76,7 +87,7 @@ def _options(graph: Graph, dt, reset, scheme, quantization, calibrate, notices: 
     cal = None
     if calibrate is not None:
         cal = calibrate if isinstance(calibrate, np.ndarray) else load_input_array(calibrate)
-    return CompileOptions(dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibration=cal)
+    return CompileOptions(dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibration=cal, extra=dict(extra or {}))
 
 
 def inspect(graph_or_path, *, dt: float | None = None, scheme: str = "euler") -> dict:
@@ -98,12 +109,15 @@ def check(
     scheme: str = "euler",
     quantization: str = "channel",
     calibrate=None,
+    options: dict | None = None,
+    max_chips: int | None = None,
 ) -> FitReport:
-    """Fit report of a graph on ``target`` (``"name"`` or ``"name:variant"``)."""
+    """Fit report of a graph on ``target`` (``"name"`` or ``"name:variant"``). ``options``: target-
+    specific settings (e.g. ``{"loihi_mode": "paper"}``); ``max_chips``: refuse more chips."""
     graph = load_graph(graph_or_path)
     t, variant = parse_target_spec(target)
     notices: list[str] = []
-    opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices)
+    opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices, target_options(options, max_chips))
     rep = t.check(graph, variant, opts)
     rep.notes[:0] = notices
     return rep
@@ -190,13 +204,16 @@ def compile(
     calibrate=None,
     out: str | os.PathLike | None = None,
     force: bool = False,
+    options: dict | None = None,
+    max_chips: int | None = None,
 ) -> Deployment:
     """Lower, discretize and quantize for ``target``; the result carries its fit report.
-    With ``out``, the deployment folder is written too (atomically)."""
+    With ``out``, the deployment folder is written too (atomically). ``options`` and
+    ``max_chips`` as for :func:`check`."""
     graph = load_graph(graph_or_path)
     t, variant = parse_target_spec(target)
     notices: list[str] = []
-    opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices)
+    opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices, target_options(options, max_chips))
     art = t.compile(graph, variant, opts)
     art.report.notes[:0] = notices
     src = str(graph_or_path) if isinstance(graph_or_path, (str, os.PathLike)) else None

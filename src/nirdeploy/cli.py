@@ -135,6 +135,24 @@ _reset_opt = click.option("--reset", type=click.Choice(["zero", "subtract"]), de
                           help="reset semantics: zero = jump to v_reset (NIR >= 1.0.6), subtract = v -= threshold")
 _scheme_opt = click.option("--scheme", type=click.Choice(["euler", "exact"]), default="euler", show_default=True,
                            help="discretization: forward Euler or exact exponential")
+_option_opt = click.option("--option", "target_option", multiple=True, metavar="KEY=VALUE",
+                           help="target-specific setting, repeatable (loihi2: loihi_mode=default|paper|netx)")
+_max_chips_opt = click.option("--max-chips", type=click.IntRange(min=1), default=None,
+                              help="multi-chip targets (loihi2): refuse a network that needs more chips (default: count them)")
+
+
+def _parse_target_options(items) -> dict:
+    from .errors import UsageError
+
+    out = {}
+    for it in items:
+        key, sep, value = it.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--option takes KEY=VALUE, got {it!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
 _quant_opt = click.option("--quantization", type=click.Choice(["channel", "global"]), default="channel", show_default=True,
                           help="weight scaling: one scale per post-neuron or one per matrix")
 
@@ -146,8 +164,10 @@ _quant_opt = click.option("--quantization", type=click.Choice(["channel", "globa
 @_reset_opt
 @_scheme_opt
 @_quant_opt
+@_option_opt
+@_max_chips_opt
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-def check_cmd(graph, target, dt, reset, scheme, quantization, as_json) -> None:
+def check_cmd(graph, target, dt, reset, scheme, quantization, target_option, max_chips, as_json) -> None:
     """Does GRAPH fit TARGET? Exit 0 if it fits, 1 if not, 2 on invalid input."""
 
     def body():
@@ -162,7 +182,8 @@ def check_cmd(graph, target, dt, reset, scheme, quantization, as_json) -> None:
                 rows = [[f"{r.target}:{r.variant}", "yes" if r.fits else "no", r.first_blocking_reason() or "-"] for r in reps]
                 click.echo(render_rows("Fit on every target", ["target", "fits", "first blocking reason"], rows), nl=False)
             return EXIT_OK if any(r.fits for r in reps) else EXIT_NOFIT
-        rep = api.check(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization)
+        rep = api.check(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization,
+                        options=_parse_target_options(target_option), max_chips=max_chips)
         if as_json:
             _echo_json(rep.to_dict())
         else:
@@ -182,8 +203,10 @@ def check_cmd(graph, target, dt, reset, scheme, quantization, as_json) -> None:
 @click.option("--calibrate", type=click.Path(dir_okay=False), default=None, help="sample input .npy (batch, time, *input_shape) used to choose scales")
 @click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False), help="output folder (written atomically)")
 @click.option("--force", is_flag=True, help="replace OUT if it exists")
+@_option_opt
+@_max_chips_opt
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, out, force, as_json) -> None:
+def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, out, force, target_option, max_chips, as_json) -> None:
     """Lower GRAPH for TARGET and write OUT/report.json, the vendor export and what `simulate` needs.
 
     A network that does not fit still gets its report printed, but no folder (exit 1)."""
@@ -192,7 +215,8 @@ def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, out, 
         from . import api
 
         api.check_output_folder(out, force=force)  # fail before the work, not after it
-        dep = api.compile(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibrate=calibrate)
+        dep = api.compile(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibrate=calibrate,
+                          options=_parse_target_options(target_option), max_chips=max_chips)
         for n in dep.notices:
             click.echo(f"notice: {n}", err=True)
         rep = dep.report

@@ -617,6 +617,13 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions) -> Lowered:
     report.nodes = [NodeUsage(L.name, L.node.type, usage[L.name]) for L in order] + report.nodes
     report.details.update({"latency_steps": latency, "loihi_mode": mode, "quantization": quant,
                            "readout": net.readout})
+    from .netx import netx_problems
+
+    nx = netx_problems(net)
+    report.details["netx_export"] = not nx
+    if nx:
+        notes.append("no network.net (lava-dl netx) export: " + "; ".join(nx) + (" (compile with --option loihi_mode=netx for a netx-exact "
+                     "lowering)" if mode != "netx" else ""))
     notes.append(f"latency: the chip's output at step t + {latency} corresponds to the reference's output at step t "
                  "(one step per Dense/Conv synapse)")
     return Lowered(net, report, in_shape or (1,), layers[out_name].shape or (1,), latency,

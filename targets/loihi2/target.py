@@ -163,12 +163,11 @@ class Loihi2Target(Target):
         write_npz(folder / NETWORK_FILE, arrays)
         files = [NETWORK_FILE, META_FILE]
         netx = True
-        try:
+        try:  # the report already says why when it cannot be written (lower.py)
             write_netx(low.network, folder / NETX_FILE, artifact.report.settings.get("dt"))
             files.append(NETX_FILE)
-        except NetxUnsupported as e:
+        except NetxUnsupported:
             netx = False
-            artifact.report.notes.append(f"no {NETX_FILE}: {e}")
         meta = {
             "format": 1,
             "variant": artifact.variant,
