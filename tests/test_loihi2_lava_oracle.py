@@ -16,6 +16,7 @@ of Lava's result. All groups run in one Lava subprocess under a timeout.
 
 from __future__ import annotations
 
+import importlib.util
 import zlib
 
 import numpy as np
@@ -147,15 +148,20 @@ def test_suite_size():
     assert n >= 200 and rec >= 60, (n, rec)
 
 
+ENGINES = ["numpy"] + (["numba"] if importlib.util.find_spec("numba") else [])
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("name", [g[0] for g in GROUPS])
-def test_simulator_equals_lava(name, lava_results):
+def test_simulator_equals_lava(name, engine, lava_results):
     _, spec, nets, (packed, _) = next(g for g in GROUPS if g[0] == name)
     lava = lava_results[name]["lif"]
     r = 0
     spikes = 0
     for k, (net, x) in enumerate(nets):
         n = net.layers[0].n
-        ours = simulate(net, x[None], record=True).states["lif"]
+        eng = "numpy" if name == "activation_beyond_int32" else engine  # int32 wraps: the numpy engine only
+        ours = simulate(net, x[None], record=True, engine=eng).states["lif"]
         for var in ("s", "u", "v"):
             want = lava[var][:, r:r + n]
             got = ours[var][0]
@@ -188,14 +194,15 @@ def test_mixed_sign_rules_by_hand():
     assert effective_weights(np.array([[5, 4]]), "excitatory", 7).tolist() == [[4, 4]]
 
 
-def test_batch_equals_single_runs():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_batch_equals_single_runs(engine):
     _, _, nets, _ = GROUPS[1]
     net, x = nets[0]
     rng = np.random.default_rng(1)
     xb = (rng.random((5,) + x.shape) < 0.3).astype(np.int64)
-    batch = simulate(net, xb, record=True)
+    batch = simulate(net, xb, record=True, engine=engine)
     for b in range(5):
-        one = simulate(net, xb[b:b + 1], record=True)
+        one = simulate(net, xb[b:b + 1], record=True, engine="numpy")
         assert np.array_equal(batch.output[b], one.output[0])
         for var in ("u", "v", "s"):
             assert np.array_equal(batch.states["lif"][var][b], one.states["lif"][var][0])

@@ -22,8 +22,13 @@ mode (:func:`config.effective_weights`); a Conv synapse's output wraps at 24 bit
 models carry activations in int32: when a layer's static activation bound could exceed int32,
 the simulator reproduces those 32-bit wraps too (a fit rule warns long before that).
 
-All arithmetic runs in float64 on integer values below 2**53, so it is exact and uses BLAS for the
-synapses. Recorded states (``record=True``) are the values after the step (v after reset); with
+Two engines compute the same thing. ``"numpy"`` steps the whole network in time, in float64 on
+integer values below 2**53 (exact; BLAS for the synapses). ``"numba"`` (used when numba is
+installed, ``pip install nirdeploy[fast]``, and no layer is fed back from a later layer) runs layer
+after layer over ALL time steps: a layer's feed-forward synaptic input for every step is one
+matrix product (or convolution) of its sources' spike trains, and a compiled int64 loop runs its
+neurons and its own recurrent synapse through time. ``engine="auto"`` picks numba when it applies.
+Recorded states (``record=True``) are the values after the step (v after reset); with
 ``spike_voltage=128`` the recorded v at spike steps reads as Loihi 2 hardware reports it (lava
 #282; the dynamics are unchanged).
 """
@@ -89,6 +94,8 @@ class _Syn:
         if syn.kind == "dense":
             self.wt = np.ascontiguousarray(w.T)  # (n_src, n_dst)
             row_bound = np.abs(w).sum(axis=1) if w.size else np.zeros(0)
+            self.exact32 = float(row_bound.max(initial=0)) < 2.0**24
+            self.wt32 = self.wt.astype(np.float32) if self.exact32 else None
         else:
             self.w = w
             self.syn = syn
@@ -103,6 +110,8 @@ class _Syn:
             if s.shape[0] == 1:
                 idx = np.flatnonzero(s[0])
                 acc = self.wt[idx].sum(axis=0, keepdims=True) if idx.size else np.zeros((1, self.wt.shape[1]))
+            elif self.exact32:  # every partial sum below 2**24: float32 BLAS is exact and twice as fast
+                acc = (s.astype(np.float32) @ self.wt32).astype(np.float64)
             else:
                 acc = s @ self.wt
             if self.exp > 0:
@@ -121,6 +130,9 @@ class _Syn:
         return y
 
 
+ENGINES = ("auto", "numpy", "numba")
+
+
 def simulate(
     net: Loihi2Network,
     x: np.ndarray,
@@ -129,17 +141,32 @@ def simulate(
     record: bool = False,
     spike_voltage: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    engine: str = "auto",
 ) -> SimResult:
     """Run ``net`` on ``x`` (batch, time, *input_shape) non-negative counts (binary on Loihi:
     any count > 0 is one spike). Returns :class:`SimResult`; output step t is the chip's step t.
 
-    Raises ValueError for an input of the wrong shape."""
+    Raises ValueError for an input of the wrong shape or an unknown ``engine`` (or ``"numba"``
+    when it does not apply)."""
     x = np.asarray(x)
     if x.ndim != 2 + len(net.input_shape) or tuple(x.shape[2:]) != tuple(net.input_shape):
         raise ValueError(f"input has shape {x.shape}; expected (batch, time, {', '.join(map(str, net.input_shape))})")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     B, T = int(x.shape[0]), int(x.shape[1])
     xin = (x.reshape(B, T, -1) > 0).astype(np.float64)
     c = constants
+    if engine != "numpy":
+        why = _numba_unsupported(net, c)
+        if why is None:
+            return _simulate_numba(net, xin, c, record, spike_voltage, progress)
+        if engine == "numba":
+            raise ValueError(f"the numba engine does not apply: {why}")
+    return _simulate_numpy(net, xin, c, record, spike_voltage, progress)
+
+
+def _simulate_numpy(net: Loihi2Network, xin: np.ndarray, c: Constants, record: bool, spike_voltage: int, progress) -> SimResult:
+    B, T = int(xin.shape[0]), int(xin.shape[1])
     M = float(1 << (c.uv_bits - 1))
     unity = float(1 << c.decay_shift)
     act = float(1 << c.activation_shift)
@@ -210,3 +237,138 @@ def simulate(
             progress(t + 1, T)
     out_shape = layers[out_layer].shape
     return SimResult(out.reshape((B, T) + tuple(out_shape)), rec)
+
+
+# -- the numba engine ------------------------------------------------------------------------------
+_KERNEL = None
+
+
+def _kernel():
+    """The compiled per-layer time loop (None without numba)."""
+    global _KERNEL
+    if _KERNEL is None:
+        try:
+            import numba
+        except ImportError:
+            _KERNEL = False
+            return None
+
+        @numba.njit(cache=True, nogil=True)
+        def scan(ext, wrec, rec_exp, has_rec, fu_num, fv_num, shift, act, th, bias, M, vmax, record, spike_voltage, out_s, out_u, out_v):
+            B, T, n = ext.shape
+            u = np.zeros(n, np.int64)
+            v = np.zeros(n, np.int64)
+            rb = np.zeros(n, np.int64)
+            nr = np.zeros(n, np.int64)
+            for b in range(B):
+                u[:] = 0
+                v[:] = 0
+                rb[:] = 0
+                for t in range(T):
+                    nspk = 0
+                    for i in range(n):
+                        x = u[i] * fu_num
+                        q = (-x) >> shift
+                        uu = -q if x < 0 else x >> shift
+                        uu += (ext[b, t, i] + rb[i]) * act
+                        if uu > M:
+                            uu -= 2 * M
+                        elif uu <= -M:
+                            uu += 2 * M
+                        u[i] = uu
+                        y = v[i] * fv_num
+                        vv = -((-y) >> shift) if y < 0 else y >> shift
+                        vv += uu + bias[i]
+                        if vv > vmax:
+                            vv = vmax
+                        elif vv < -vmax:
+                            vv = -vmax
+                        sp = vv > th
+                        if sp:
+                            vv = 0
+                            nr[nspk] = i
+                            nspk += 1
+                        v[i] = vv
+                        out_s[b, t, i] = sp
+                        if record:
+                            out_u[b, t, i] = uu
+                            out_v[b, t, i] = spike_voltage if sp else vv
+                    if has_rec:
+                        for i in range(n):
+                            rb[i] = 0
+                        for k in range(nspk):
+                            j = nr[k]
+                            for i in range(n):
+                                rb[i] += wrec[j, i]
+                        if rec_exp > 0:
+                            for i in range(n):
+                                rb[i] <<= rec_exp
+                        elif rec_exp < 0:
+                            for i in range(n):
+                                rb[i] >>= -rec_exp
+            return 0
+
+        _KERNEL = scan
+    return _KERNEL or None
+
+
+def _numba_unsupported(net: Loihi2Network, c: Constants) -> str | None:
+    if _kernel() is None:
+        return "numba is not installed (pip install nirdeploy[fast])"
+    M = float(1 << (c.uv_bits - 1))
+    for i, L in enumerate(net.layers):
+        own = [s for s in L.synapses if s.src == i]
+        if len(own) > 1 or any(s.kind != "dense" for s in own):
+            return f"layer {L.name} has a recurrent synapse that is not one Dense"
+        if any(s.src > i for s in L.synapses):
+            return f"layer {L.name} is fed back from a later layer"
+        bound = sum(_Syn(s, net, c).bound for s in L.synapses)
+        if bound * float(1 << c.activation_shift) + 2 * M >= _I32:
+            return f"layer {L.name} can reach int32 activations (Lava's 32-bit wraps are emulated step by step)"
+    return None
+
+
+def _simulate_numba(net: Loihi2Network, xin: np.ndarray, c: Constants, record: bool, spike_voltage: int, progress) -> SimResult:
+    scan = _kernel()
+    B, T = int(xin.shape[0]), int(xin.shape[1])
+    layers = net.layers
+    n_max = max(L.n for L in layers)
+    chunk = max(1, min(B, 8_000_000 // max(1, T * n_max)))  # bound the per-layer (chunk, T, n) arrays
+    rec = {L.name: {k: np.zeros((B, T, L.n), dtype=np.int64) for k in ("u", "v", "s")} for L in layers} if record else {}
+    out = np.zeros((B, T, layers[net.output].n), dtype=np.int64)
+    M = 1 << (c.uv_bits - 1)
+    unity = 1 << c.decay_shift
+    dummy = np.zeros((1, 1, 1), np.int64)
+    for b0 in range(0, B, chunk):
+        b1 = min(B, b0 + chunk)
+        nb = b1 - b0
+        spikes: list[np.ndarray] = []
+        for i, L in enumerate(layers):
+            ext = np.zeros((nb, T, L.n))
+            wrec, rec_exp, has_rec = np.zeros((1, 1), np.int64), 0, False
+            for syn in L.synapses:
+                if syn.src == i:
+                    wrec, rec_exp, has_rec = np.ascontiguousarray(syn.effective().T), syn.weight_exp, True
+                    continue
+                src = xin[b0:b1] if syn.src == INPUT else spikes[syn.src]
+                sy = _Syn(syn, net, c)
+                acc = sy.accumulate(src.reshape(nb * T, -1)).reshape(nb, T, L.n)
+                ext[:, 1:] += acc[:, :-1]  # one step of synaptic delay
+            s_out = np.zeros((nb, T, L.n), np.bool_)
+            keep = record or (net.readout == "v" and i == net.output)  # a voltage readout needs v
+            if keep:
+                u_out, v_out = np.zeros((nb, T, L.n), np.int64), np.zeros((nb, T, L.n), np.int64)
+            else:
+                u_out = v_out = dummy
+            scan(np.ascontiguousarray(ext.astype(np.int64)), wrec, int(rec_exp), has_rec, int(unity - (L.du + c.current_decay_offset)),
+                 int(unity - L.dv), int(c.decay_shift), int(1 << c.activation_shift), int(L.vth << c.threshold_shift),
+                 L.effective_bias().astype(np.int64), int(M), int(M - 1), bool(keep), int(spike_voltage if record else 0), s_out, u_out, v_out)
+            spikes.append(s_out.astype(np.float64))
+            if record:
+                r = rec[L.name]
+                r["s"][b0:b1], r["u"][b0:b1], r["v"][b0:b1] = s_out, u_out, v_out
+            if i == net.output:
+                out[b0:b1] = v_out if net.readout == "v" else s_out
+        if progress is not None:
+            progress(b1 * T, B * T)
+    return SimResult(out.reshape((B, T) + tuple(layers[net.output].shape)), rec)
