@@ -11,7 +11,7 @@ VENV=${VENV:-.venv}
 "$PY" -m venv "$VENV"
 . "$VENV/bin/activate"
 python -m pip install -q --upgrade pip
-python -m pip install -q -e '.[test]'
+python -m pip install -q -e '.[test,fast]'
 python -m pip install -q 'xylosim==0.1.3' 'scipy'
 python -m pip install -q --no-deps 'rockpool==3.1.0'
 # samna from the public index is an installer stub that must never be imported here

@@ -3,6 +3,7 @@ and load, the Lava path, and the NIR reference."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import tempfile
@@ -348,3 +349,32 @@ def test_readout_layer_voltage_is_scaled_back():
     assert np.corrcoef(y[:, lat:].ravel(), ref[:, : 200 - lat].ravel())[0, 1] > 0.99
     with pytest.raises(UsageError):
         nirdeploy.compile(g, target="loihi2", dt=1e-4, options={"loihi_mode": "nope"})
+
+
+# -- the two simulator engines ------------------------------------------------------------------------
+@pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba not installed (pip install nirdeploy[fast])")
+@pytest.mark.parametrize("path", [BRAILLE[1], CORPUS / "cnn_sinabs.nir"], ids=["braille_recurrent", "cnn_conv"])
+def test_numba_engine_equals_numpy_engine(path):
+    """Multi-layer, recurrent and convolutional networks: the layer-by-layer numba engine records
+    exactly the numpy engine's states (the numpy engine is the one checked step by step against Lava
+    on multi-layer networks above)."""
+    dt = 1.0 if path.stem == "cnn_sinabs" else 1e-4
+    net = nirdeploy.compile(path, target="loihi2", dt=dt).artifact.payload.network
+    rng = np.random.default_rng(3)
+    x = (rng.random((3, 40) + net.input_shape) < 0.2).astype(np.int64)
+    a = simulate(net, x, record=True, engine="numba")
+    b = simulate(net, x, record=True, engine="numpy")
+    assert np.array_equal(a.output, b.output)
+    for name in a.states:
+        for var in ("s", "u", "v"):
+            assert np.array_equal(a.states[name][var], b.states[name][var]), (name, var)
+    assert sum(int(s["s"].sum()) for s in a.states.values()) > 0
+
+
+def test_feedback_from_a_later_layer_uses_the_numpy_engine():
+    net = nirdeploy.compile(ff_graph(seed=2), target="loihi2", dt=1e-4).artifact.payload.network
+    net.layers[0].synapses.append(Synapse(1, "dense", np.ones((net.layers[0].n, net.layers[1].n), np.int64), 0, 8, "excitatory"))
+    x = np.random.default_rng(0).binomial(1, 0.3, (2, 50, 4))
+    with pytest.raises(ValueError, match="fed back from a later layer|numba is not installed"):
+        simulate(net, x, engine="numba")
+    assert np.array_equal(simulate(net, x).output, simulate(net, x, engine="numpy").output)
