@@ -11,11 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LAVA_VENV=${LAVA_VENV:-.venv-lava}
-PY310=${PYTHON310:-/root/.pyenv/versions/3.10.13/bin/python3}
-if [ ! -x "$PY310" ]; then
-  PY310=$(command -v python3.10 || true)
-fi
-if [ -z "$PY310" ] || ! "$PY310" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null; then
+. scripts/py310.sh
+if [ -z "$PY310" ]; then
   echo "lava_env.sh: no Python 3.10 found (set PYTHON310=/path/to/python3.10); Lava needs it. Skipping." >&2
   exit 0
 fi

@@ -10,10 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NETX_VENV=${NETX_VENV:-.venv-netx}
-PY310=${PYTHON310:-/root/.pyenv/versions/3.10.13/bin/python3}
-if [ ! -x "$PY310" ]; then
-  PY310=$(command -v python3.10 || true)
-fi
+. scripts/py310.sh
 if [ -z "$PY310" ]; then
   echo "netx_env.sh: no Python 3.10 found (set PYTHON310); lava-dl needs it" >&2
   exit 1

@@ -378,3 +378,19 @@ def test_feedback_from_a_later_layer_uses_the_numpy_engine():
     with pytest.raises(ValueError, match="fed back from a later layer|numba is not installed"):
         simulate(net, x, engine="numba")
     assert np.array_equal(simulate(net, x).output, simulate(net, x, engine="numpy").output)
+
+
+def test_hw_config_limits_carry_their_source():
+    from nirdeploy.backend.target import get_target
+
+    hw = get_target("loihi2").hwconfig("chip")
+    for key in hw.limits:
+        src = hw.limit_source(key)
+        assert src.confidence != "unspecified" and src.source, key
+    for key in ("neurons_per_core", "input_axons_per_core", "output_axons_per_core", "synapse_bits_per_core", "weight_exp_min"):
+        assert hw.limit_source(key).confidence == "estimate" and "Loihi 1" in hw.limit_source(key).source or key == "synapse_index_bits"
+    assert hw.limits["cores_per_chip"] == 120
+    f = hw.formats
+    assert (f["u"].bits, f["u"].overflow, f["v"].min, f["v"].max) == (24, "wrap", -(2**23 - 1), 2**23 - 1)
+    assert (f["decay"].max, f["threshold"].max, f["bias_mant"].min, f["bias_mant"].max, f["bias_exp"].max) == (4095, 131071, -4096, 4095, 7)
+    assert (f["weight_mixed"].min, f["weight_mixed"].max, f["weight"].max, f["weight_exp"].min, f["weight_exp"].max) == (-256, 255, 255, -8, 7)

@@ -452,15 +452,14 @@ def _bias_ints(b: np.ndarray, hw: HWConfig, fixed_exp: int | None = None) -> tup
     return mant, exp, sat, lost
 
 
-def _choose_vth(ops, P: _Params, bias: np.ndarray, thr: np.ndarray, mode: str, hw: HWConfig) -> int:
-    """The layer's threshold mantissa: VTH_TARGET, lowered until, with S_i = (vth << 6) / thr_i,
-    every weight fits 8 bits at the largest exponent (exponent 0 for Conv, and for every synapse in
-    netx mode) and every bias fits 13 bits << 7."""
+def _scale_cap(ops, P: _Params, bias: np.ndarray, mode: str, hw: HWConfig) -> np.ndarray:
+    """Largest voltage scale S per neuron for which every weight fits 8 bits at the largest
+    exponent (exponent 0 for Conv, and for every synapse in netx mode) and every bias fits its 13-bit
+    mantissa << 7."""
     lim = hw.limits
-    ash, tsh = int(lim["activation_shift"]), int(lim["threshold_shift"])
-    wmax = 254.0
-    cap = np.full(thr.shape, np.inf)  # largest S per neuron
-    n = thr.size
+    ash = int(lim["activation_shift"])
+    n = P.gain.size
+    cap = np.full(n, np.inf)
     for kind, _, op in ops:
         e = 0 if (kind == "conv" or mode == "netx") else int(lim["weight_exp_max"])
         if kind == "dense":
@@ -469,14 +468,21 @@ def _choose_vth(ops, P: _Params, bias: np.ndarray, thr: np.ndarray, mode: str, h
             w = op["weight"]
             row = np.repeat(np.abs(w).reshape(w.shape[0], -1).max(axis=1, initial=0), n // w.shape[0])
         with np.errstate(divide="ignore"):
-            cap = np.minimum(cap, np.where(row * np.abs(P.gain) > 0, wmax * 2.0**e * (1 << ash) / (row * np.abs(P.gain)), np.inf))
+            cap = np.minimum(cap, np.where(row * np.abs(P.gain) > 0, 254.0 * 2.0**e * (1 << ash) / (row * np.abs(P.gain)), np.inf))
     bmax = hw.fmt("bias_mant").max * 2.0 ** hw.fmt("bias_exp").max
     with np.errstate(divide="ignore"):
         cap = np.minimum(cap, np.where(np.abs(bias) > 0, bmax / np.abs(bias), np.inf))
+    return cap
+
+
+def _choose_vth(ops, P: _Params, bias: np.ndarray, thr: np.ndarray, mode: str, hw: HWConfig) -> int:
+    """The layer's threshold mantissa: VTH_TARGET, lowered until, with S_i = (vth << 6) / thr_i,
+    every neuron's S_i is within :func:`_scale_cap`."""
+    cap = _scale_cap(ops, P, bias, mode, hw)
     ok = np.isfinite(thr) & np.isfinite(cap)
     if not ok.any():
         return VTH_TARGET
-    v = float(np.min(cap[ok] * thr[ok])) / (1 << tsh)
+    v = float(np.min(cap[ok] * thr[ok])) / (1 << int(hw.limits["threshold_shift"]))
     return int(min(VTH_TARGET, max(1, math.floor(v))))
 
 
@@ -573,9 +579,10 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions) -> Lowered:
                 vth = vth_fmt.max
         else:
             vth = vth_fmt.max  # a readout: as high as possible (v can still exceed it near saturation)
-            S = np.full(n, READOUT_SCALE)
+            cap = _scale_cap(ops, P, bias_float, mode, hw)
+            S = np.full(n, float(min(READOUT_SCALE, cap.min(initial=np.inf))))
             output_scale = S.copy()
-            viol.append(_v("readout_voltage", f"{L.node.type} is read as its voltage v (scaled by {READOUT_SCALE:g}); it spikes only if v passes "
+            viol.append(_v("readout_voltage", f"{L.node.type} is read as its voltage v (scaled by {S[0]:g}); it spikes only if v passes "
                            f"{vth << tshift}", L.node, severity="info"))
         usage[L.name].update({"vth": vth, "voltage_scale": _span(S), "latency": L.latency})
         # -- synapses -------------------------------------------------------------------------------
