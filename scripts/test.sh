@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Set up a fresh virtual environment and run the whole test suite (what CI runs).
 # Installs nirdeploy with its test extras and the vendor oracles used by the differential
-# tests: xylosim (C++, builds from source: needs g++ and the Python headers) and Rockpool
-# (AGPL-3.0; a test-only oracle, installed without its optional dependencies), and Lava's
+# tests: xylosim (C++, builds from source: needs g++ and the Python headers), Rockpool
+# (AGPL-3.0; a test-only oracle, installed without its optional dependencies), sinabs, and Lava's
 # fixed-point models for Loihi 2 in a Python 3.10 side environment (scripts/lava_env.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,9 +11,14 @@ VENV=${VENV:-.venv}
 "$PY" -m venv "$VENV"
 . "$VENV/bin/activate"
 python -m pip install -q --upgrade pip
-python -m pip install -q -e '.[test,fast]'
+python -m pip install -q -e '.[test,fast]'   # pytest, lxml==6.1.3 for the JUnit schema tests, numba (pinned in the extras)
 python -m pip install -q 'xylosim==0.1.3' 'scipy'
 python -m pip install -q --no-deps 'rockpool==3.1.0'
+# Speck oracle: sinabs (Apache-2.0) on CPU torch. Every sinabs requires samna (the installer stub)
+# and 3.x pins nir<=1.0.4, so sinabs goes in without its dependencies and we add what it imports.
+python -m pip install -q 'torch==2.13.0'
+python -m pip install -q 'pbr==7.1.3' 'matplotlib==3.11.2' 'nirtorch==2.6'
+python -m pip install -q --no-deps 'sinabs==3.1.3'
 # samna from the public index is an installer stub that must never be imported here
 python -m pip uninstall -y -q samna >/dev/null 2>&1 || true
 # Lava (lava-nc, Python 3.10 only) in a side environment: the Loihi 2 oracle

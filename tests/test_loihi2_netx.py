@@ -60,7 +60,7 @@ if __name__ == "__main__":
 def test_netx_loads_and_runs_our_export(tmp_path, seed):
     g = ff_graph(n_in=20, n_hid=12, n_out=4, seed=seed, scale=1.5)
     out = tmp_path / "OUT"
-    dep = nirdeploy.compile(g, target="loihi2", dt=1e-3, options={"loihi_mode": "netx"}, out=out)
+    dep = nirdeploy.compile(g, target="loihi2", dt=1e-3, target_options={"loihi_mode": "netx"}, out=out)
     assert (out / NETX_FILE).is_file()
     x = np.random.default_rng(seed).binomial(1, 0.3, (1, 120, 20))
     ours = dep.simulate(x, record=True).states

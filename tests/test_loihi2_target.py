@@ -74,7 +74,7 @@ def test_paper_mode_reproduces_the_hardware_trace_bit_for_bit():
     """With the NIR paper's constants (du 4095, dv 163, vth 25, weight 10) every voltage of the
     Loihi 2 CSV is reproduced exactly; modelling the hardware's spike-step read (128) makes all
     1000 rows equal, and the CPU CSV (0 at spike steps) equals our model as it is."""
-    dep = nirdeploy.compile(LIF_NIR, target="loihi2", dt=1e-4, options={"loihi_mode": "paper"})
+    dep = nirdeploy.compile(LIF_NIR, target="loihi2", dt=1e-4, target_options={"loihi_mode": "paper"})
     L = dep.artifact.payload.network.layers[0]
     assert (L.du, L.dv, L.vth, int(L.synapses[0].weight[0, 0]), L.synapses[0].weight_exp) == (4095, 163, 25, 10, 0)
     cpu = simulate(dep.artifact.payload.network, X_LIF, record=True).states[L.name]
@@ -99,7 +99,7 @@ def lava_runs(lif_out):
     """Lava 0.10.0 runs: our compiled lif_norse, the paper converter's two-Dense structure, and a
     compiled recurrent Braille network on one input sample (the Via-Lava path, lava.build)."""
     lava_python()
-    paper = nirdeploy.compile(LIF_NIR, target="loihi2", dt=1e-4, options={"loihi_mode": "paper"})
+    paper = nirdeploy.compile(LIF_NIR, target="loihi2", dt=1e-4, target_options={"loihi_mode": "paper"})
     braille = nirdeploy.compile(BRAILLE[0], target="loihi2", dt=1e-4)
     xb = np.load(ROOT / "examples" / "braille_input.npy")[0]
     jobs = [(nirdeploy.load_deployment(lif_out).artifact.payload.network, X_LIF[0]), (_paper_converter_net(paper), X_LIF[0]),
@@ -220,11 +220,11 @@ def test_more_than_one_chip_is_counted_not_rejected():
     assert rep.fits
     assert rep.details["partition"]["cores"] == 130 and rep.details["partition"]["chips"] == 2
     assert any(v.rule == "multi_chip" and v.severity == "warning" for v in rep.violations)
-    rep1 = nirdeploy.check(g, target="loihi2", dt=1e-4, max_chips=1)
+    rep1 = nirdeploy.check(g, target="loihi2", dt=1e-4, target_options={"max_chips": 1})
     assert not rep1.fits
     (v,) = [v for v in rep1.violations if v.rule == "max_chips"]
     assert (v.limit, v.actual) == (1, 2)
-    assert nirdeploy.check(g, target="loihi2", dt=1e-4, max_chips=2).fits
+    assert nirdeploy.check(g, target="loihi2", dt=1e-4, target_options={"max_chips": 2}).fits
 
 
 def test_max_chips_on_the_command_line(tmp_path):
@@ -233,8 +233,8 @@ def test_max_chips_on_the_command_line(tmp_path):
     assert r.exit_code == 1 and "max_chips" in r.output
     r = CliRunner().invoke(main, ["check", str(p), "-t", "loihi2", "--dt", "1e-4", "--max-chips", "0"])
     assert r.exit_code == 2
-    r = CliRunner().invoke(main, ["check", str(p), "-t", "loihi2", "--dt", "1e-4", "--option", "nonsense=1"])
-    assert r.exit_code == 2 and "unknown loihi2 option" in r.output
+    r = CliRunner().invoke(main, ["check", str(p), "-t", "loihi2", "--dt", "1e-4", "-T", "nonsense=1"])
+    assert r.exit_code == 2 and "nonsense" in r.output
 
 
 def test_synapse_memory_splits_a_layer_across_cores():
@@ -297,7 +297,7 @@ def test_unsupported_nodes_are_named():
 def test_netx_export_round_trips(tmp_path):
     g = ff_graph(n_in=20, n_hid=12, n_out=4, seed=5)
     out = tmp_path / "OUT"
-    dep = nirdeploy.compile(g, target="loihi2", dt=1e-3, options={"loihi_mode": "netx"}, out=out)
+    dep = nirdeploy.compile(g, target="loihi2", dt=1e-3, target_options={"loihi_mode": "netx"}, out=out)
     assert (out / NETX_FILE).is_file()
     back = read_netx(out / NETX_FILE)
     x = np.random.default_rng(0).binomial(1, 0.3, (3, 80, 20))
@@ -348,7 +348,7 @@ def test_readout_layer_voltage_is_scaled_back():
     lat = dep.artifact.latency_steps
     assert np.corrcoef(y[:, lat:].ravel(), ref[:, : 200 - lat].ravel())[0, 1] > 0.99
     with pytest.raises(UsageError):
-        nirdeploy.compile(g, target="loihi2", dt=1e-4, options={"loihi_mode": "nope"})
+        nirdeploy.compile(g, target="loihi2", dt=1e-4, target_options={"loihi_mode": "nope"})
 
 
 # -- the two simulator engines ------------------------------------------------------------------------

@@ -60,15 +60,18 @@ def _check_choice(name: str, value: str, choices) -> str:
     return value
 
 
-def target_options(options: dict | None = None, max_chips: int | None = None) -> dict:
-    """Target-specific options (``CompileOptions.extra``): ``options`` as given, plus ``max_chips``
-    when set (multi-chip targets count chips and refuse more than this). Targets validate keys."""
-    extra = dict(options or {})
-    if max_chips is not None:
-        if isinstance(max_chips, bool) or not isinstance(max_chips, int) or max_chips < 1:
-            raise UsageError(f"max_chips must be a positive integer, got {max_chips!r}")
-        extra["max_chips"] = max_chips
-    return extra
+def _target_options(t: Target, target_options: dict | None) -> dict:
+    """Target-specific options (``--target-option KEY=VALUE``): only names the target declares in
+    its ``options`` mapping are accepted."""
+    if not target_options:
+        return {}
+    if not isinstance(target_options, dict):
+        raise UsageError("target_options must be a mapping of option names to values")
+    known = getattr(t, "options", {}) or {}
+    bad = sorted(k for k in target_options if k not in known)
+    if bad:
+        raise UsageError(f"unknown option(s) {', '.join(bad)} for target {t.name!r}; known: {', '.join(sorted(known)) or 'none'}")
+    return dict(target_options)
 
 
 def _options(graph: Graph, dt, reset, scheme, quantization, calibrate, notices: list[str] | None, extra: dict | None = None) -> CompileOptions:
@@ -109,30 +112,36 @@ def check(
     scheme: str = "euler",
     quantization: str = "channel",
     calibrate=None,
-    options: dict | None = None,
-    max_chips: int | None = None,
+    target_options: dict | None = None,
 ) -> FitReport:
-    """Fit report of a graph on ``target`` (``"name"`` or ``"name:variant"``). ``options``: target-
-    specific settings (e.g. ``{"loihi_mode": "paper"}``); ``max_chips``: refuse more chips."""
+    """Fit report of a graph on ``target`` (``"name"`` or ``"name:variant"``). ``target_options``:
+    options the target declares (e.g. Speck's ``{"lower_bound": "-threshold"}``)."""
     graph = load_graph(graph_or_path)
     t, variant = parse_target_spec(target)
     notices: list[str] = []
-    opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices, target_options(options, max_chips))
+    opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices, _target_options(t, target_options))
     rep = t.check(graph, variant, opts)
     rep.notes[:0] = notices
     return rep
 
 
-def check_all(graph_or_path, *, dt: float | None = None, reset: str = "zero", scheme: str = "euler") -> list[FitReport]:
-    """One report per target and variant."""
+def check_all(graph_or_path, *, dt: float | None = None, reset: str = "zero", scheme: str = "euler",
+              target_options: dict | None = None) -> list[FitReport]:
+    """One report per target and variant. Each target gets the ``target_options`` it declares;
+    an option no target declares is an error."""
     graph = load_graph(graph_or_path)
     notices: list[str] = []
     opts = _options(graph, dt, reset, scheme, "channel", None, notices)
+    targets = [get_target(name) for name in available_targets()]
+    unknown = sorted(set(target_options or {}) - {k for t in targets for k in (getattr(t, "options", {}) or {})})
+    if unknown:
+        raise UsageError(f"unknown target option(s) {', '.join(unknown)}")
     reports = []
-    for name in available_targets():
-        t = get_target(name)
+    for t in targets:
+        mine = {k: v for k, v in (target_options or {}).items() if k in (getattr(t, "options", {}) or {})}
+        t_opts = CompileOptions(dt=opts.dt, reset=opts.reset, scheme=opts.scheme, quantization=opts.quantization, extra=mine)
         for v in t.variants():
-            rep = t.check(graph, v, opts)
+            rep = t.check(graph, v, t_opts)
             rep.notes[:0] = notices
             reports.append(rep)
     return reports
@@ -204,16 +213,15 @@ def compile(
     calibrate=None,
     out: str | os.PathLike | None = None,
     force: bool = False,
-    options: dict | None = None,
-    max_chips: int | None = None,
+    target_options: dict | None = None,
 ) -> Deployment:
     """Lower, discretize and quantize for ``target``; the result carries its fit report.
-    With ``out``, the deployment folder is written too (atomically). ``options`` and
-    ``max_chips`` as for :func:`check`."""
+    With ``out``, the deployment folder is written too (atomically). ``target_options``: see
+    :func:`check`."""
     graph = load_graph(graph_or_path)
     t, variant = parse_target_spec(target)
     notices: list[str] = []
-    opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices, target_options(options, max_chips))
+    opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices, _target_options(t, target_options))
     art = t.compile(graph, variant, opts)
     art.report.notes[:0] = notices
     src = str(graph_or_path) if isinstance(graph_or_path, (str, os.PathLike)) else None

@@ -11,6 +11,8 @@ import sys
 
 import click
 
+from .ci.command import FORMATS as CHECK_FORMATS
+
 EXIT_OK, EXIT_NOFIT, EXIT_INVALID, EXIT_INTERNAL = 0, 1, 2, 3
 PROGRESS_MIN_WORK = 2_000_000  # batch * time * neurons above which a progress bar is shown
 
@@ -97,7 +99,8 @@ def targets_cmd(as_json: bool) -> None:
             t = get_target(name)
             for v in t.variants():
                 hw = t.hwconfig(v)
-                data.append({"target": name, "variant": v, "name": hw.name, "summary": t.summary(v), "limits": hw.limits})
+                data.append({"target": name, "variant": v, "name": hw.name, "summary": t.summary(v), "limits": hw.limits,
+                             "options": dict(getattr(t, "options", {}) or {})})
         if as_json:
             _echo_json(data)
         else:
@@ -135,26 +138,32 @@ _reset_opt = click.option("--reset", type=click.Choice(["zero", "subtract"]), de
                           help="reset semantics: zero = jump to v_reset (NIR >= 1.0.6), subtract = v -= threshold")
 _scheme_opt = click.option("--scheme", type=click.Choice(["euler", "exact"]), default="euler", show_default=True,
                            help="discretization: forward Euler or exact exponential")
-_option_opt = click.option("--option", "target_option", multiple=True, metavar="KEY=VALUE",
-                           help="target-specific setting, repeatable (loihi2: loihi_mode=default|paper|netx)")
-_max_chips_opt = click.option("--max-chips", type=click.IntRange(min=1), default=None,
-                              help="multi-chip targets (loihi2): refuse a network that needs more chips (default: count them)")
-
-
-def _parse_target_options(items) -> dict:
-    from .errors import UsageError
-
-    out = {}
-    for it in items:
-        key, sep, value = it.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--option takes KEY=VALUE, got {it!r}")
-        out[key.strip()] = value.strip()
-    return out
-
-
 _quant_opt = click.option("--quantization", type=click.Choice(["channel", "global"]), default="channel", show_default=True,
                           help="weight scaling: one scale per post-neuron or one per matrix")
+
+_topt_opt = click.option("--target-option", "-T", "target_options", multiple=True, metavar="KEY=VALUE",
+                         help="a target-specific option (repeatable), e.g. -T lower_bound=-threshold for speck; `nirdeploy targets --json` lists them")
+
+
+_max_chips_opt = click.option("--max-chips", type=click.IntRange(min=1), default=None,
+                              help="multi-chip targets (loihi2): refuse a network that needs more chips (default: count them); "
+                                   "the same as -T max_chips=N")
+
+
+def _parse_target_options(items, max_chips: int | None = None) -> dict:
+    """KEY=VALUE pairs; integers become ints. ``--max-chips N`` adds ``max_chips``."""
+    from .errors import UsageError
+
+    out: dict = {}
+    for it in items or ():
+        key, sep, value = it.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--target-option takes KEY=VALUE, got {it!r}")
+        v = value.strip()
+        out[key.strip()] = int(v) if v.lstrip("-").isdigit() else v
+    if max_chips is not None:
+        out["max_chips"] = max_chips
+    return out
 
 
 @main.command("check")
@@ -164,30 +173,32 @@ _quant_opt = click.option("--quantization", type=click.Choice(["channel", "globa
 @_reset_opt
 @_scheme_opt
 @_quant_opt
-@_option_opt
+@_topt_opt
 @_max_chips_opt
-@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-def check_cmd(graph, target, dt, reset, scheme, quantization, target_option, max_chips, as_json) -> None:
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON (same as --format json)")
+@click.option("--format", "output_format", type=click.Choice(CHECK_FORMATS), default=None,
+              help="text (default), json, junit (JUnit XML for CI test reports) or github (workflow-command annotations)")
+@click.option("--budget", type=click.Path(dir_okay=False), default=None,
+              help="budget.toml: share of each resource to keep free, agreement floors; over budget exits 1")
+def check_cmd(graph, target, dt, reset, scheme, quantization, target_options, max_chips, as_json, output_format, budget) -> None:
     """Does GRAPH fit TARGET? Exit 0 if it fits, 1 if not, 2 on invalid input."""
 
     def body():
         from . import api
-        from .render import render_rows
+        from .ci.command import check_command, output_format as _format
+        from .render import render_fit_table
 
+        fmt = _format(output_format, as_json)
+        topts = _parse_target_options(target_options, max_chips)
+        if fmt != "text" or budget is not None:
+            return check_command(graph, target, fmt=fmt, budget=budget, echo=click.echo, echo_json=_echo_json, dt=dt,
+                                 reset=reset, scheme=scheme, quantization=quantization, target_options=topts)
         if target == "all":
-            reps = api.check_all(graph, dt=dt, reset=reset, scheme=scheme)
-            if as_json:
-                _echo_json([r.to_dict() for r in reps])
-            else:
-                rows = [[f"{r.target}:{r.variant}", "yes" if r.fits else "no", r.first_blocking_reason() or "-"] for r in reps]
-                click.echo(render_rows("Fit on every target", ["target", "fits", "first blocking reason"], rows), nl=False)
+            reps = api.check_all(graph, dt=dt, reset=reset, scheme=scheme, target_options=topts)
+            click.echo(render_fit_table(reps), nl=False)
             return EXIT_OK if any(r.fits for r in reps) else EXIT_NOFIT
-        rep = api.check(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization,
-                        options=_parse_target_options(target_option), max_chips=max_chips)
-        if as_json:
-            _echo_json(rep.to_dict())
-        else:
-            click.echo(rep.render())
+        rep = api.check(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization, target_options=topts)
+        click.echo(rep.render())
         return EXIT_OK if rep.fits else EXIT_NOFIT
 
     _run(body)
@@ -203,10 +214,10 @@ def check_cmd(graph, target, dt, reset, scheme, quantization, target_option, max
 @click.option("--calibrate", type=click.Path(dir_okay=False), default=None, help="sample input .npy (batch, time, *input_shape) used to choose scales")
 @click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False), help="output folder (written atomically)")
 @click.option("--force", is_flag=True, help="replace OUT if it exists")
-@_option_opt
+@_topt_opt
 @_max_chips_opt
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, out, force, target_option, max_chips, as_json) -> None:
+def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, out, force, target_options, max_chips, as_json) -> None:
     """Lower GRAPH for TARGET and write OUT/report.json, the vendor export and what `simulate` needs.
 
     A network that does not fit still gets its report printed, but no folder (exit 1)."""
@@ -216,7 +227,7 @@ def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, out, 
 
         api.check_output_folder(out, force=force)  # fail before the work, not after it
         dep = api.compile(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibrate=calibrate,
-                          options=_parse_target_options(target_option), max_chips=max_chips)
+                          target_options=_parse_target_options(target_options, max_chips))
         for n in dep.notices:
             click.echo(f"notice: {n}", err=True)
         rep = dep.report
@@ -287,14 +298,9 @@ def simulate_cmd(source, input_path, out, reference, dt, reset, scheme, compare_
 
 
 def _print_compare(cmp: dict) -> None:
-    from .render import render_rows
+    from .render import render_comparison
 
-    rows = [[i, f"{c:g}", f"{r:g}"] for i, (c, r) in enumerate(zip(cmp["chip_counts"], cmp["reference_counts"]))]
-    click.echo(render_rows(f"Chip vs reference (chip shifted by {cmp['latency_steps']} steps of latency)", ["output", "chip spikes", "reference spikes"], rows), nl=False)
-    click.echo(
-        f"spike-count correlation {cmp['count_correlation']:.3f}; element-wise agreement {cmp['elementwise_agreement']:.3f}; "
-        f"same winning output in {100 * cmp['argmax_agreement']:.1f} % of samples"
-    )
+    click.echo(render_comparison(cmp), nl=False)
 
 
 def _save_npy(path: str, y) -> None:

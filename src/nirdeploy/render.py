@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-__all__ = ["render_report", "render_rows", "to_text"]
+__all__ = ["render_report", "render_rows", "render_comparison", "render_fit_table", "to_text"]
 
 
 def to_text(renderable, width: int = 110) -> str:
@@ -19,7 +19,7 @@ def render_rows(title: str, columns: list[str], rows: list[list], width: int = 1
     from rich.table import Table
     from rich.text import Text
 
-    t = Table(title=Text(title), title_justify="left")
+    t = Table(title=Text(title) if title else None, title_justify="left")
     for c in columns:
         t.add_column(Text(c))
     for r in rows:
@@ -47,3 +47,20 @@ def render_report(report) -> str:
     for n in report.notes:
         out.append(f"note: {n}")
     return "\n".join(out)
+
+
+def render_comparison(cmp: dict) -> str:
+    """Table of per-output spike counts, chip against reference, and the agreement figures of a
+    :func:`nirdeploy.compare_outputs` result."""
+    rows = [[i, f"{c:g}", f"{r:g}"] for i, (c, r) in enumerate(zip(cmp["chip_counts"], cmp["reference_counts"]))]
+    table = render_rows("", ["output", "chip spikes", "reference spikes"], rows)
+    return f"Chip vs reference (chip shifted by {cmp['latency_steps']} steps of latency)\n" + table + (
+        f"spike-count correlation {cmp['count_correlation']:.3f}; element-wise agreement {cmp['elementwise_agreement']:.3f}; "
+        f"same winning output in {100 * cmp['argmax_agreement']:.1f} % of samples\n"
+    )
+
+
+def render_fit_table(reports) -> str:
+    """One row per target:variant: fits or not, and the first blocking reason (``check --target all``)."""
+    rows = [[f"{r.target}:{r.variant}", "yes" if r.fits else "no", r.first_blocking_reason() or "-"] for r in reports]
+    return render_rows("Fit on every target", ["target", "fits", "first blocking reason"], rows)

@@ -629,7 +629,7 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions) -> Lowered:
     nx = netx_problems(net)
     report.details["netx_export"] = not nx
     if nx:
-        notes.append("no network.net (lava-dl netx) export: " + "; ".join(nx) + (" (compile with --option loihi_mode=netx for a netx-exact "
+        notes.append("no network.net (lava-dl netx) export: " + "; ".join(nx) + (" (compile with -T loihi_mode=netx for a netx-exact "
                      "lowering)" if mode != "netx" else ""))
     notes.append(f"latency: the chip's output at step t + {latency} corresponds to the reference's output at step t "
                  "(one step per Dense/Conv synapse)")

@@ -12,7 +12,7 @@ So a layer is written only when netx reproduces it exactly: every Dense synapse'
 integers ``w << weight_exp`` lie in -256..255 (even numbers for a mixed-sign matrix), every bias
 ``bias_mant << bias_exp`` is a multiple of 64 within 13 bits after dividing, and the network is a
 chain (layer i fed only by layer i-1, the first by the input; no recurrence; spiking readout).
-Otherwise :class:`NetxUnsupported` says which rule fails; ``--option loihi_mode=netx`` lowers with
+Otherwise :class:`NetxUnsupported` says which rule fails; ``-T loihi_mode=netx`` lowers with
 those constraints from the start.
 """
 
@@ -71,7 +71,7 @@ def write_netx(net: Loihi2Network, path, dt: float | None = None) -> None:
 
     probs = netx_problems(net)
     if probs:
-        raise NetxUnsupported("; ".join(probs) + " (compile with --option loihi_mode=netx for a netx-exact lowering)")
+        raise NetxUnsupported("; ".join(probs) + " (compile with -T loihi_mode=netx for a netx-exact lowering)")
     with h5py.File(Path(path), "w") as f:
         if dt is not None:
             sim = f.create_group("simulation")

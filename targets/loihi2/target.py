@@ -9,8 +9,9 @@ Compiled folder (besides the core's report.json, deployment.json and graph copy)
   :mod:`.netx`).
 
 ``load`` reads them only through :mod:`nirdeploy.backend.folder` (regular files, size caps,
-schemas). Target options (``CompileOptions.extra``, CLI ``--option KEY=VALUE``): ``loihi_mode``
-(``default`` | ``paper``, the NIR paper's constants) and ``max_chips`` (CLI ``--max-chips``).
+schemas). Target options (``CompileOptions.extra``; API ``target_options=``, CLI ``-T KEY=VALUE``):
+``loihi_mode`` (``default`` | ``paper``, the NIR paper's constants | ``netx``) and ``max_chips``
+(CLI ``--max-chips``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ __all__ = ["Loihi2Target", "read_network", "NETWORK_FILE", "META_FILE", "NETX_FI
 NETWORK_FILE = "loihi2_network.npz"
 META_FILE = "loihi2_meta.json"
 NETX_FILE = "network.net"
-OPTIONS = ("loihi_mode", "max_chips")
+#: target options (CLI -T KEY=VALUE; --max-chips N sets max_chips)
+OPTIONS = {
+    "loihi_mode": "default | paper (the NIR paper's Lava constants) | netx (what a lava-dl netx file holds exactly)",
+    "max_chips": "refuse a network that needs more Loihi 2 chips than this (default: count them)",
+}
 
 _PAIR = ListOf(Int(0, 1 << 16), 2, 2)
 _SYN = Schema({"src": Int(-1, 1 << 20), "kind": Str(("dense", "conv")), "weight_exp": Int(-8, 7), "num_weight_bits": Int(1, 8),
@@ -104,6 +109,7 @@ class Loihi2Target(Target):
     name = "loihi2"
     description = "Intel Loihi 2 (Lava fixed-point CUBA LIF; Dense and Conv synapses; multi-core, multi-chip placement)"
     supported_nodes = SUPPORTED_NODES
+    options = OPTIONS
 
     def summary(self, variant: str) -> str:
         lim = self.hwconfig(variant).limits
@@ -111,7 +117,7 @@ class Loihi2Target(Target):
                 "24-bit u/v, 12-bit decays")
 
     def _options(self, options: CompileOptions) -> CompileOptions:
-        unknown = sorted(set(options.extra) - set(OPTIONS) - {"compensate_synapse_gain"})
+        unknown = sorted(set(options.extra) - set(OPTIONS))
         if unknown:
             raise UsageError(f"unknown loihi2 option(s) {', '.join(unknown)}; known: {', '.join(OPTIONS)}")
         mode = options.extra.get("loihi_mode", "default")
