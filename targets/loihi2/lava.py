@@ -51,11 +51,12 @@ def _lava():
                 SignMode=SignMode)
 
 
-def build(net: Loihi2Network, x: np.ndarray, *, record: bool = True) -> dict:
+def build(net: Loihi2Network, x: np.ndarray, *, record: bool = True, sinks: bool = True) -> dict:
     """Lava processes for ``net`` driven by ``x`` (time, *input_shape) binary spikes.
 
     Returns ``{"lifs", "denses", "source", "sinks", "monitors", "steps"}``; ``sinks[i]`` holds
-    layer i's spikes, ``monitors[i]`` its ``u`` and ``v`` (with ``record``)."""
+    layer i's spikes (with ``sinks``; reading a large sink back is slow in Lava), ``monitors[i]``
+    its ``u`` and ``v`` (with ``record``)."""
     L = _lava()
     x = np.asarray(x)
     T = int(x.shape[0])
@@ -76,17 +77,18 @@ def build(net: Loihi2Network, x: np.ndarray, *, record: bool = True) -> dict:
             (source.s_out if syn.src == INPUT else lifs[syn.src].s_out).connect(d.s_in)
             d.a_out.connect(lifs[i].a_in)
             denses.append(d)
-    sinks, monitors = [], []
+    sink_list, monitors = [], []
     for i, layer in enumerate(net.layers):
-        sk = L["Sink"](shape=(layer.n,), buffer=T)
-        lifs[i].s_out.connect(sk.a_in)
-        sinks.append(sk)
+        if sinks:
+            sk = L["Sink"](shape=(layer.n,), buffer=T)
+            lifs[i].s_out.connect(sk.a_in)
+            sink_list.append(sk)
         if record:
             mu, mv = L["Monitor"](), L["Monitor"]()
             mu.probe(lifs[i].u, T)
             mv.probe(lifs[i].v, T)
             monitors.append((mu, mv))
-    return {"lifs": lifs, "denses": denses, "source": source, "sinks": sinks, "monitors": monitors, "steps": T}
+    return {"lifs": lifs, "denses": denses, "source": source, "sinks": sink_list, "monitors": monitors, "steps": T}
 
 
 def run_fixed_point(net: Loihi2Network, x: np.ndarray, *, record: bool = True) -> dict[str, dict[str, np.ndarray]]:

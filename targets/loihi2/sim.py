@@ -254,10 +254,14 @@ def _kernel():
             return None
 
         @numba.njit(cache=True, nogil=True)
-        def scan(ext, wrec, rec_exp, has_rec, fu_num, fv_num, shift, act, th, bias, M, vmax, record, spike_voltage, out_s, out_u, out_v):
-            B, T, n = ext.shape
+        def scan(ext, has_ext, src, seg_lo, seg_hi, seg_exp, wff, wrec, rec_exp, has_rec, fu_num, fv_num, shift, act, th, bias, M, vmax,
+                 record, spike_voltage, out_s, out_u, out_v):
+            B, T, n = out_s.shape
+            nseg = seg_lo.size
             u = np.zeros(n, np.int64)
             v = np.zeros(n, np.int64)
+            a = np.zeros(n, np.int64)
+            acc = np.zeros(n, np.int64)
             rb = np.zeros(n, np.int64)
             nr = np.zeros(n, np.int64)
             for b in range(B):
@@ -265,12 +269,35 @@ def _kernel():
                 v[:] = 0
                 rb[:] = 0
                 for t in range(T):
+                    # synaptic input: every Dense sums its source's spikes of step t - 1, then shifts
+                    a[:] = 0
+                    if t > 0:
+                        for k in range(nseg):
+                            hit = False
+                            for j in range(seg_lo[k], seg_hi[k]):
+                                if src[b, t - 1, j]:
+                                    if not hit:
+                                        acc[:] = 0
+                                        hit = True
+                                    for i in range(n):
+                                        acc[i] += wff[j, i]
+                            if hit:
+                                e = seg_exp[k]
+                                for i in range(n):
+                                    x = acc[i]
+                                    if e > 0:
+                                        x <<= e
+                                    elif e < 0:
+                                        x >>= -e
+                                    a[i] += x
+                    if has_ext:
+                        for i in range(n):
+                            a[i] += ext[b, t, i]
                     nspk = 0
                     for i in range(n):
                         x = u[i] * fu_num
-                        q = (-x) >> shift
-                        uu = -q if x < 0 else x >> shift
-                        uu += (ext[b, t, i] + rb[i]) * act
+                        uu = -((-x) >> shift) if x < 0 else x >> shift
+                        uu += (a[i] + rb[i]) * act
                         if uu > M:
                             uu -= 2 * M
                         elif uu <= -M:
@@ -329,46 +356,60 @@ def _numba_unsupported(net: Loihi2Network, c: Constants) -> str | None:
 
 
 def _simulate_numba(net: Loihi2Network, xin: np.ndarray, c: Constants, record: bool, spike_voltage: int, progress) -> SimResult:
+    """Layer after layer over all steps: Dense synapses are summed event by event inside the
+    compiled loop, Conv synapses are computed for all steps at once beforehand."""
     scan = _kernel()
     B, T = int(xin.shape[0]), int(xin.shape[1])
     layers = net.layers
-    n_max = max(L.n for L in layers)
-    chunk = max(1, min(B, 8_000_000 // max(1, T * n_max)))  # bound the per-layer (chunk, T, n) arrays
     rec = {L.name: {k: np.zeros((B, T, L.n), dtype=np.int64) for k in ("u", "v", "s")} for L in layers} if record else {}
     out = np.zeros((B, T, layers[net.output].n), dtype=np.int64)
     M = 1 << (c.uv_bits - 1)
     unity = 1 << c.decay_shift
-    dummy = np.zeros((1, 1, 1), np.int64)
-    for b0 in range(0, B, chunk):
-        b1 = min(B, b0 + chunk)
-        nb = b1 - b0
-        spikes: list[np.ndarray] = []
-        for i, L in enumerate(layers):
-            ext = np.zeros((nb, T, L.n))
-            wrec, rec_exp, has_rec = np.zeros((1, 1), np.int64), 0, False
-            for syn in L.synapses:
-                if syn.src == i:
-                    wrec, rec_exp, has_rec = np.ascontiguousarray(syn.effective().T), syn.weight_exp, True
-                    continue
-                src = xin[b0:b1] if syn.src == INPUT else spikes[syn.src]
-                sy = _Syn(syn, net, c)
-                acc = sy.accumulate(src.reshape(nb * T, -1)).reshape(nb, T, L.n)
-                ext[:, 1:] += acc[:, :-1]  # one step of synaptic delay
-            s_out = np.zeros((nb, T, L.n), np.bool_)
-            keep = record or (net.readout == "v" and i == net.output)  # a voltage readout needs v
-            if keep:
-                u_out, v_out = np.zeros((nb, T, L.n), np.int64), np.zeros((nb, T, L.n), np.int64)
-            else:
-                u_out = v_out = dummy
-            scan(np.ascontiguousarray(ext.astype(np.int64)), wrec, int(rec_exp), has_rec, int(unity - (L.du + c.current_decay_offset)),
-                 int(unity - L.dv), int(c.decay_shift), int(1 << c.activation_shift), int(L.vth << c.threshold_shift),
-                 L.effective_bias().astype(np.int64), int(M), int(M - 1), bool(keep), int(spike_voltage if record else 0), s_out, u_out, v_out)
-            spikes.append(s_out.astype(np.float64))
-            if record:
-                r = rec[L.name]
-                r["s"][b0:b1], r["u"][b0:b1], r["v"][b0:b1] = s_out, u_out, v_out
-            if i == net.output:
-                out[b0:b1] = v_out if net.readout == "v" else s_out
+    dummy3 = np.zeros((1, 1, 1), np.int64)
+    x_bool = xin > 0
+    spikes: list[np.ndarray] = []
+    for i, L in enumerate(layers):
+        dense = [s for s in L.synapses if s.kind == "dense" and s.src != i]
+        convs = [s for s in L.synapses if s.kind == "conv"]
+        own = [s for s in L.synapses if s.src == i]
+        if dense:
+            srcs = [x_bool if s.src == INPUT else spikes[s.src] for s in dense]
+            src = np.ascontiguousarray(np.concatenate(srcs, axis=2)) if len(srcs) > 1 else np.ascontiguousarray(srcs[0])
+            wff = np.ascontiguousarray(np.concatenate([s.effective().T for s in dense], axis=0))
+            sizes = np.array([w.shape[1] for w in (s.weight for s in dense)], np.int64)
+            seg_hi = np.cumsum(sizes)
+            seg_lo = seg_hi - sizes
+            seg_exp = np.array([s.weight_exp for s in dense], np.int64)
+        else:
+            src = np.zeros((B, T, 0), np.bool_)
+            wff = np.zeros((0, L.n), np.int64)
+            seg_lo = seg_hi = seg_exp = np.zeros(0, np.int64)
+        if convs:
+            ext = np.zeros((B, T, L.n), np.int64)
+            for syn in convs:
+                s_src = (x_bool if syn.src == INPUT else spikes[syn.src]).astype(np.float64)
+                acc = _Syn(syn, net, c).accumulate(s_src.reshape(B * T, -1)).reshape(B, T, L.n)
+                ext[:, 1:] += acc[:, :-1].astype(np.int64)  # one step of synaptic delay
+        else:
+            ext = dummy3
+        wrec, rec_exp, has_rec = np.zeros((1, 1), np.int64), 0, False
+        if own:
+            wrec, rec_exp, has_rec = np.ascontiguousarray(own[0].effective().T), own[0].weight_exp, True
+        s_out = np.zeros((B, T, L.n), np.bool_)
+        keep = record or (net.readout == "v" and i == net.output)  # a voltage readout needs v
+        if keep:
+            u_out, v_out = np.zeros((B, T, L.n), np.int64), np.zeros((B, T, L.n), np.int64)
+        else:
+            u_out = v_out = dummy3
+        scan(ext, bool(convs), src, seg_lo, seg_hi, seg_exp, wff, wrec, int(rec_exp), has_rec, int(unity - (L.du + c.current_decay_offset)),
+             int(unity - L.dv), int(c.decay_shift), int(1 << c.activation_shift), int(L.vth << c.threshold_shift),
+             L.effective_bias().astype(np.int64), int(M), int(M - 1), bool(keep), int(spike_voltage if record else 0), s_out, u_out, v_out)
+        spikes.append(s_out)
+        if record:
+            r = rec[L.name]
+            r["s"][:], r["u"][:], r["v"][:] = s_out, u_out, v_out
+        if i == net.output:
+            out[:] = v_out if net.readout == "v" else s_out
         if progress is not None:
-            progress(b1 * T, B * T)
+            progress(i + 1, len(layers))
     return SimResult(out.reshape((B, T) + tuple(layers[net.output].shape)), rec)
