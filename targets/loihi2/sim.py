@@ -85,6 +85,14 @@ def _wrap32(a: np.ndarray) -> np.ndarray:
     return np.mod(a + _I32, 2 * _I32) - _I32
 
 
+def _bound(syn) -> float:
+    """Largest |output| a synapse can send in one step (every input active)."""
+    w = np.abs(syn.effective())
+    if syn.kind == "dense":
+        return float(w.sum(axis=1).max(initial=0)) * 2.0**syn.weight_exp
+    return float(w.reshape(w.shape[0], -1).sum(axis=1).max(initial=0))
+
+
 class _Syn:
     def __init__(self, syn, net: Loihi2Network, c: Constants):
         self.src = syn.src
@@ -258,12 +266,14 @@ def _kernel():
                  record, spike_voltage, out_s, out_u, out_v):
             B, T, n = out_s.shape
             nseg = seg_lo.size
-            u = np.zeros(n, np.int64)
-            v = np.zeros(n, np.int64)
+            u = np.zeros(n, np.float64)
+            v = np.zeros(n, np.float64)
+            fu = fu_num / float(1 << shift)
+            fv = fv_num / float(1 << shift)
+            M2 = 2.0 * M
             a = np.zeros(n, np.int64)
             acc = np.zeros(n, np.int64)
             rb = np.zeros(n, np.int64)
-            nr = np.zeros(n, np.int64)
             for b in range(B):
                 u[:] = 0
                 v[:] = 0
@@ -293,40 +303,27 @@ def _kernel():
                     if has_ext:
                         for i in range(n):
                             a[i] += ext[b, t, i]
-                    nspk = 0
+                    # float64 holds every value exactly (< 2**53) and vectorizes: R(x) = trunc(x * f / 4096)
                     for i in range(n):
-                        x = u[i] * fu_num
-                        uu = -((-x) >> shift) if x < 0 else x >> shift
-                        uu += (a[i] + rb[i]) * act
-                        if uu > M:
-                            uu -= 2 * M
-                        elif uu <= -M:
-                            uu += 2 * M
+                        uu = np.trunc(u[i] * fu) + (a[i] + rb[i]) * act
+                        uu = uu - M2 if uu > M else uu
+                        uu = uu + M2 if uu <= -M else uu
                         u[i] = uu
-                        y = v[i] * fv_num
-                        vv = -((-y) >> shift) if y < 0 else y >> shift
-                        vv += uu + bias[i]
-                        if vv > vmax:
-                            vv = vmax
-                        elif vv < -vmax:
-                            vv = -vmax
+                        vv = min(max(np.trunc(v[i] * fv) + uu + bias[i], -vmax), vmax)
                         sp = vv > th
-                        if sp:
-                            vv = 0
-                            nr[nspk] = i
-                            nspk += 1
-                        v[i] = vv
+                        v[i] = 0.0 if sp else vv
                         out_s[b, t, i] = sp
-                        if record:
-                            out_u[b, t, i] = uu
-                            out_v[b, t, i] = spike_voltage if sp else vv
+                    if record:
+                        for i in range(n):
+                            out_u[b, t, i] = u[i]
+                            out_v[b, t, i] = spike_voltage if out_s[b, t, i] else v[i]
                     if has_rec:
                         for i in range(n):
                             rb[i] = 0
-                        for k in range(nspk):
-                            j = nr[k]
-                            for i in range(n):
-                                rb[i] += wrec[j, i]
+                        for j in range(n):
+                            if out_s[b, t, j]:
+                                for i in range(n):
+                                    rb[i] += wrec[j, i]
                         if rec_exp > 0:
                             for i in range(n):
                                 rb[i] <<= rec_exp
@@ -349,7 +346,7 @@ def _numba_unsupported(net: Loihi2Network, c: Constants) -> str | None:
             return f"layer {L.name} has a recurrent synapse that is not one Dense"
         if any(s.src > i for s in L.synapses):
             return f"layer {L.name} is fed back from a later layer"
-        bound = sum(_Syn(s, net, c).bound for s in L.synapses)
+        bound = sum(_bound(s) for s in L.synapses)
         if bound * float(1 << c.activation_shift) + 2 * M >= _I32:
             return f"layer {L.name} can reach int32 activations (Lava's 32-bit wraps are emulated step by step)"
     return None
@@ -362,7 +359,7 @@ def _simulate_numba(net: Loihi2Network, xin: np.ndarray, c: Constants, record: b
     B, T = int(xin.shape[0]), int(xin.shape[1])
     layers = net.layers
     rec = {L.name: {k: np.zeros((B, T, L.n), dtype=np.int64) for k in ("u", "v", "s")} for L in layers} if record else {}
-    out = np.zeros((B, T, layers[net.output].n), dtype=np.int64)
+    out = None
     M = 1 << (c.uv_bits - 1)
     unity = 1 << c.decay_shift
     dummy3 = np.zeros((1, 1, 1), np.int64)
@@ -375,14 +372,14 @@ def _simulate_numba(net: Loihi2Network, xin: np.ndarray, c: Constants, record: b
         if dense:
             srcs = [x_bool if s.src == INPUT else spikes[s.src] for s in dense]
             src = np.ascontiguousarray(np.concatenate(srcs, axis=2)) if len(srcs) > 1 else np.ascontiguousarray(srcs[0])
-            wff = np.ascontiguousarray(np.concatenate([s.effective().T for s in dense], axis=0))
+            wff = np.ascontiguousarray(np.concatenate([s.effective().T for s in dense], axis=0).astype(np.int16))  # 9-bit values
             sizes = np.array([w.shape[1] for w in (s.weight for s in dense)], np.int64)
             seg_hi = np.cumsum(sizes)
             seg_lo = seg_hi - sizes
             seg_exp = np.array([s.weight_exp for s in dense], np.int64)
         else:
             src = np.zeros((B, T, 0), np.bool_)
-            wff = np.zeros((0, L.n), np.int64)
+            wff = np.zeros((0, L.n), np.int16)
             seg_lo = seg_hi = seg_exp = np.zeros(0, np.int64)
         if convs:
             ext = np.zeros((B, T, L.n), np.int64)
@@ -392,9 +389,9 @@ def _simulate_numba(net: Loihi2Network, xin: np.ndarray, c: Constants, record: b
                 ext[:, 1:] += acc[:, :-1].astype(np.int64)  # one step of synaptic delay
         else:
             ext = dummy3
-        wrec, rec_exp, has_rec = np.zeros((1, 1), np.int64), 0, False
+        wrec, rec_exp, has_rec = np.zeros((1, 1), np.int16), 0, False
         if own:
-            wrec, rec_exp, has_rec = np.ascontiguousarray(own[0].effective().T), own[0].weight_exp, True
+            wrec, rec_exp, has_rec = np.ascontiguousarray(own[0].effective().T.astype(np.int16)), own[0].weight_exp, True
         s_out = np.zeros((B, T, L.n), np.bool_)
         keep = record or (net.readout == "v" and i == net.output)  # a voltage readout needs v
         if keep:
@@ -402,14 +399,14 @@ def _simulate_numba(net: Loihi2Network, xin: np.ndarray, c: Constants, record: b
         else:
             u_out = v_out = dummy3
         scan(ext, bool(convs), src, seg_lo, seg_hi, seg_exp, wff, wrec, int(rec_exp), has_rec, int(unity - (L.du + c.current_decay_offset)),
-             int(unity - L.dv), int(c.decay_shift), int(1 << c.activation_shift), int(L.vth << c.threshold_shift),
-             L.effective_bias().astype(np.int64), int(M), int(M - 1), bool(keep), int(spike_voltage if record else 0), s_out, u_out, v_out)
+             int(unity - L.dv), int(c.decay_shift), float(1 << c.activation_shift), float(L.vth << c.threshold_shift),
+             L.effective_bias().astype(np.float64), float(M), float(M - 1), bool(keep), int(spike_voltage if record else 0), s_out, u_out, v_out)
         spikes.append(s_out)
         if record:
             r = rec[L.name]
             r["s"][:], r["u"][:], r["v"][:] = s_out, u_out, v_out
         if i == net.output:
-            out[:] = v_out if net.readout == "v" else s_out
+            out = v_out.copy() if net.readout == "v" else s_out.astype(np.int64)
         if progress is not None:
             progress(i + 1, len(layers))
     return SimResult(out.reshape((B, T) + tuple(layers[net.output].shape)), rec)
