@@ -24,10 +24,11 @@ the simulator reproduces those 32-bit wraps too (a fit rule warns long before th
 
 Two engines compute the same thing. ``"numpy"`` steps the whole network in time, in float64 on
 integer values below 2**53 (exact; BLAS for the synapses). ``"numba"`` (used when numba is
-installed, ``pip install nirdeploy[fast]``, and no layer is fed back from a later layer) runs layer
-after layer over ALL time steps: a layer's feed-forward synaptic input for every step is one
-matrix product (or convolution) of its sources' spike trains, and a compiled int64 loop runs its
-neurons and its own recurrent synapse through time. ``engine="auto"`` picks numba when it applies.
+installed, ``pip install nirdeploy[fast]``, no layer is fed back from a later layer and no
+activation can reach int32) runs layer after layer over ALL time steps in one compiled loop per
+layer: Dense synapses are summed event by event from the sources' spike trains (integers), Conv
+synapses are computed for all steps beforehand, the neurons run in float64 (exact, vectorized).
+``engine="auto"`` picks numba when it applies.
 Recorded states (``record=True``) are the values after the step (v after reset); with
 ``spike_voltage=128`` the recorded v at spike steps reads as Loihi 2 hardware reports it (lava
 #282; the dynamics are unchanged).
