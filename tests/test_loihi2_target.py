@@ -184,6 +184,8 @@ def test_cnn_compiles_with_conv_synapses_and_placement(tmp_path):
              for s in L.synapses]
     assert kinds == ["conv", "conv", "conv", "dense", "dense"]  # SumPool folded into the next conv / the dense matrix
     assert "placement:" in rep.render()
+    json.loads(rep.to_json())  # RFC JSON: an IF layer's infinite time constant is null, not inf
+    assert {n.node: n.usage for n in rep.nodes}["1"]["tau_mem_effective_s"] is None
 
 
 def test_cnn_chip_simulation_follows_the_reference():

@@ -346,12 +346,12 @@ def _decays(L: _Layer, opts: CompileOptions, hw: HWConfig, viol: list, mode: str
         fu = (unity - du - off) / unity
         with np.errstate(divide="ignore"):
             usage["tau_syn_requested_s"] = _span(np.asarray(node.params["tau_syn"], dtype=np.float64))
-            usage["tau_syn_effective_s"] = _tau(fu, opts.dt, opts.scheme)
+            usage["tau_syn_effective_s"] = _finite(_tau(fu, opts.dt, opts.scheme))
     else:
         du = dfmt.max  # u = this step's input only
         gain = gain_v
     fv = (unity - dv) / unity
-    usage.update({"du": du, "dv": dv, "tau_mem_effective_s": _tau(fv, opts.dt, opts.scheme)})
+    usage.update({"du": du, "dv": dv, "tau_mem_effective_s": _finite(_tau(fv, opts.dt, opts.scheme))})
     if node.type not in ("IF",):
         tau_m = np.asarray(node.params.get("tau", node.params.get("tau_mem")), dtype=np.float64)
         usage["tau_mem_requested_s"] = _span(tau_m)
@@ -368,6 +368,11 @@ def _decays(L: _Layer, opts: CompileOptions, hw: HWConfig, viol: list, mode: str
             viol.append(_v("v_reset_shifted", "Loihi resets v to 0: v is held shifted by v_reset (threshold v_th - v_reset, bias adjusted); "
                            "the chip starts at v = v_reset where the reference starts at 0", node, severity="warning"))
     return _Params(du, dv, gain, bias, thr, usage)
+
+
+def _finite(x: float) -> float | None:
+    """JSON-safe: None stands for an infinite time constant (no decay: a perfect integrator)."""
+    return x if math.isfinite(x) else None
 
 
 def _tau(f: float, dt: float, scheme: str) -> float:
