@@ -11,14 +11,17 @@ VENV=${VENV:-.venv}
 "$PY" -m venv "$VENV"
 . "$VENV/bin/activate"
 python -m pip install -q --upgrade pip
-python -m pip install -q -e '.[test,fast]'   # pytest, lxml==6.1.3 for the JUnit schema tests, numba (pinned in the extras)
+python -m pip install -q -e '.[test,torch,fast]'  # pytest, lxml (JUnit schema tests); CPU torch, snnTorch, nir, nirtorch; numba (Loihi 2 engine)
 python -m pip install -q 'xylosim==0.1.3' 'scipy'
 python -m pip install -q --no-deps 'rockpool==3.1.0'
-# Speck oracle: sinabs (Apache-2.0) on CPU torch. Every sinabs requires samna (the installer stub)
-# and 3.x pins nir<=1.0.4, so sinabs goes in without its dependencies and we add what it imports.
-python -m pip install -q 'torch==2.13.0'
-python -m pip install -q 'pbr==7.1.3' 'matplotlib==3.11.2' 'nirtorch==2.6'
-python -m pip install -q --no-deps 'sinabs==3.1.3'
+# Sinabs (Speck oracle and frontend) and Norse (frontend) go in without their dependencies: every
+# sinabs requires samna (the installer stub) and 3.x pins nir<=1.0.4; Norse pulls torchvision and
+# a CUDA torch. What they import at run time is pinned here.
+python -m pip install -q 'matplotlib==3.11.2'
+python -m pip install -q --no-deps 'norse==1.1.0' 'sinabs==3.1.3'
+# N-MNIST loader: tonic without its audio stack (librosa, numba); what `import tonic` needs is pinned here
+python -m pip install -q 'tqdm==4.70.1' 'requests==2.34.2'
+python -m pip install -q --no-deps 'tonic==1.7.0' 'importRosbag==1.0.4'
 # samna from the public index is an installer stub that must never be imported here
 python -m pip uninstall -y -q samna >/dev/null 2>&1 || true
 # Lava (lava-nc, Python 3.10 only) in a side environment: the Loihi 2 oracle

@@ -6,7 +6,7 @@ held-out sample, and run (from the repository root, where the relative paths sta
     pytest tests/test_chip.py --nirdeploy-target xylo:audio2 --nirdeploy-report nirdeploy-report
 
 nirdeploy's pytest plugin is loaded automatically once nirdeploy is installed. Give several
-targets (``--nirdeploy-target xylo:audio2,xylo:imu``, or ``all``) and every test below runs once
+targets (``--nirdeploy-target xylo:audio2,xylo:imu``, ``xylo:all`` for every Xylo variant, or ``all``) and every test below runs once
 per target. A failing check prints the fit report's violations or the chip-vs-reference table.
 """
 

@@ -11,9 +11,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,9 @@ __all__ = [
     "load_deployment",
     "simulate_reference",
     "compare_outputs",
+    "compare",
+    "from_torch",
+    "to_torch",
     "RESETS",
     "SCHEMES",
 ]
@@ -75,10 +80,14 @@ def _target_options(t: Target, target_options: dict | None) -> dict:
 
 
 def _options(graph: Graph, dt, reset, scheme, quantization, calibrate, notices: list[str] | None, extra: dict | None = None) -> CompileOptions:
-    from .graph.discretize import resolve_dt
+    from .graph.discretize import resolve_dt, resolve_reset
 
-    _check_choice("reset", reset, RESETS)
+    if reset is not None:
+        _check_choice("reset", reset, RESETS)
     _check_choice("scheme", scheme, SCHEMES)
+    reset, notice = resolve_reset(graph, reset)  # None: the reset recorded by nirdeploy's exporter, else "zero"
+    if notice and notices is not None:
+        notices.append(notice)
     if dt is not None:
         try:
             dt = float(dt)
@@ -95,12 +104,17 @@ def _options(graph: Graph, dt, reset, scheme, quantization, calibrate, notices: 
 
 def inspect(graph_or_path, *, dt: float | None = None, scheme: str = "euler") -> dict:
     """Nodes, shapes, neuron counts, parameter summary, dt candidates and recurrent loops (data);
-    with ``dt``, also every neuron's discrete decay factors and input gains."""
+    with ``dt`` (or the dt recorded by nirdeploy's exporter), also every neuron's discrete decay
+    factors and input gains."""
     from .graph.discretize import validate_dt
     from .graph.inspection import inspect_graph
+    from .graph.provenance import recorded
 
     _check_choice("scheme", scheme, SCHEMES)
-    return inspect_graph(load_graph(graph_or_path), None if dt is None else validate_dt(dt), scheme)
+    graph = load_graph(graph_or_path)
+    if dt is None:
+        dt = recorded(graph).dt  # a graph nirdeploy exported knows its training dt
+    return inspect_graph(graph, None if dt is None else validate_dt(dt), scheme)
 
 
 def check(
@@ -108,7 +122,7 @@ def check(
     target: str = "xylo",
     *,
     dt: float | None = None,
-    reset: str = "zero",
+    reset: str | None = None,
     scheme: str = "euler",
     quantization: str = "channel",
     calibrate=None,
@@ -125,14 +139,14 @@ def check(
     return rep
 
 
-def check_all(graph_or_path, *, dt: float | None = None, reset: str = "zero", scheme: str = "euler",
-              target_options: dict | None = None) -> list[FitReport]:
-    """One report per target and variant. Each target gets the ``target_options`` it declares;
-    an option no target declares is an error."""
+def check_all(graph_or_path, *, dt: float | None = None, reset: str | None = None, scheme: str = "euler",
+              target_options: dict | None = None, target: str | None = None) -> list[FitReport]:
+    """One report per target and variant (``target="xylo"``: every variant of that target only).
+    Each target gets the ``target_options`` it declares; an option no target declares is an error."""
     graph = load_graph(graph_or_path)
     notices: list[str] = []
     opts = _options(graph, dt, reset, scheme, "channel", None, notices)
-    targets = [get_target(name) for name in available_targets()]
+    targets = [get_target(name) for name in ([target] if target is not None else available_targets())]
     unknown = sorted(set(target_options or {}) - {k for t in targets for k in (getattr(t, "options", {}) or {})})
     if unknown:
         raise UsageError(f"unknown target option(s) {', '.join(unknown)}")
@@ -207,7 +221,7 @@ def compile(
     target: str = "xylo",
     *,
     dt: float | None = None,
-    reset: str = "zero",
+    reset: str | None = None,
     scheme: str = "euler",
     quantization: str = "channel",
     calibrate=None,
@@ -252,19 +266,21 @@ def simulate_reference(
     x,
     *,
     dt: float | None = None,
-    reset: str = "zero",
+    reset: str | None = None,
     scheme: str = "euler",
     record: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ):
     """Float64 reference simulation of the NIR graph itself. Returns the output array, or the
     full result (``.output``, ``.states``) when ``record``."""
-    from .graph.discretize import resolve_dt
+    from .graph.discretize import resolve_dt, resolve_reset
     from .sim.reference import simulate_reference as _sim
 
     graph = load_graph(graph_or_path)
-    _check_choice("reset", reset, RESETS)
+    if reset is not None:
+        _check_choice("reset", reset, RESETS)
     _check_choice("scheme", scheme, SCHEMES)
+    reset, _ = resolve_reset(graph, reset)
     dt, _ = resolve_dt(graph, None if dt is None else float(dt))
     res = _sim(graph, np.asarray(x), dt, scheme=scheme, reset=reset, record=record, progress=progress)
     return res if record else res.output
@@ -351,3 +367,151 @@ class atomic_folder:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return False
+
+
+# -- torch frontends and the multi-way comparison (torch imported only when called) -------------
+COMPARE_LIBRARIES = ("snntorch", "norse", "sinabs")
+
+
+def from_torch(model, sample, *, library: str, dt: float | None = None, strict: bool = True,
+               fold_batchnorm: bool = False, path=None) -> Graph:
+    """A trained snnTorch / Norse / Sinabs model as a Graph that reproduces it; needs the
+    ``[torch]`` extra. See :func:`nirdeploy.frontends.from_torch`."""
+    from .frontends import from_torch as _from_torch
+
+    return _from_torch(model, sample, library=library, dt=dt, strict=strict, fold_batchnorm=fold_batchnorm, path=path)
+
+
+def to_torch(graph_or_path, *, library: str | None = None, dt: float | None = None, reset: str | None = None,
+             scheme: str = "euler", dtype=None):
+    """``graph`` as a runnable torch module: nirdeploy's reference semantics (no library), or a
+    snnTorch / Norse / Sinabs model with dt, reset and r handled; needs the ``[torch]`` extra."""
+    from .frontends import to_torch as _to_torch
+
+    return _to_torch(graph_or_path, library=library, dt=dt, reset=reset, scheme=scheme, dtype=dtype)
+
+
+def compare(graph_or_path, x, *, runs=("reference",), dt: float | None = None, reset: str | None = None,
+            scheme: str = "euler", labels=None, min_agreement: float | None = None) -> dict:
+    """Run one graph several ways on ``x`` (batch, time, *input_shape) and compare each run
+    with the reference. ``runs``: ``"reference"``, ``"torch"`` (nirdeploy's torch module),
+    ``"snntorch"`` / ``"norse"`` / ``"sinabs"`` (nirdeploy's dt-aware conversion into the
+    library), ``"snntorch:native"`` / ``"norse:native"`` / ``"sinabs:native"`` (the library's own
+    importer with its defaults, what a naive trip gives), or a compiled folder. A row is
+    flagged (``row["flag"]``) when its run failed or its spike agreement is below
+    ``min_agreement`` (a fraction in [0, 1]; default 0.99, and then ``"below_min"`` is False: the
+    comparison is a report). Returns ``{"rows", "explanations", "dt", "reset", "text",
+    "min_agreement", "below_min"}``; ``below_min`` is True when ``min_agreement`` was given and a
+    row is flagged. See :mod:`nirdeploy.evaluation.crosscheck`."""
+    from .evaluation.crosscheck import compare_columns, explain, render_comparison
+    from .graph.discretize import resolve_dt, resolve_reset
+    from .graph.provenance import recorded
+
+    from .evaluation.crosscheck import AGREEMENT_FLAG
+
+    if min_agreement is not None:
+        try:
+            min_agreement = float(min_agreement)
+        except (TypeError, ValueError):
+            raise UsageError(f"min_agreement must be a fraction in [0, 1], got {min_agreement!r}") from None
+        if not 0.0 <= min_agreement <= 1.0:
+            raise UsageError(f"min_agreement must be a fraction in [0, 1] (0.99 = 99 %), got {min_agreement:g}")
+    flag_below = AGREEMENT_FLAG if min_agreement is None else min_agreement
+    graph = load_graph(graph_or_path)
+    if reset is not None:
+        _check_choice("reset", reset, RESETS)
+    reset, _ = resolve_reset(graph, reset)
+    dt, _ = resolve_dt(graph, None if dt is None else float(dt))
+    x = np.asarray(x)
+    runs = list(dict.fromkeys(runs))
+    if "reference" not in runs:
+        runs.insert(0, "reference")
+    cols = [_run_column(graph, graph_or_path, spec, x, dt, reset, scheme) for spec in runs]
+    lab = None if labels is None else np.asarray(labels)
+    if lab is not None and lab.shape[:1] != x.shape[:1]:
+        raise UsageError(f"labels must have one entry per sample ({x.shape[0]}); got shape {lab.shape}")
+    rows = compare_columns(cols, lab, flag_below=flag_below)
+    rec = recorded(graph)
+    facts = {"dt": dt, "reset": reset, "recorded_dt": rec.dt, "recorded_reset": rec.reset, "source": rec.source,
+             "spike_rule": rec.spike_rule, **_r_facts(graph)}
+    expl = explain(cols, rows, facts)
+    below = min_agreement is not None and any(r.get("flag") for r in rows)
+    return {"rows": rows, "explanations": expl, "dt": dt, "reset": reset, "min_agreement": min_agreement,
+            "below_min": below, "text": render_comparison(rows, expl, flag_below=flag_below)}
+
+
+def _r_facts(graph: Graph) -> dict:
+    from .graph.discretize import infer_dt
+    from .graph.passes import normalize
+
+    flat = normalize(graph)
+    leaky = [n for n in flat.nodes.values() if n.type in ("LIF", "LI", "CubaLIF", "CubaLI")]
+    facts = {"leaky": bool(leaky)}
+    cands = infer_dt(graph)
+    if cands and cands[0].convention == "snntorch":
+        r = np.concatenate([np.ravel(n.params["r"]) for n in leaky])
+        facts.update(r_convention="snntorch", r_typical=float(np.median(r)), r_dt=cands[0].dt)
+    elif leaky and all(np.allclose(n.params["r"], 1.0) for n in leaky):
+        facts["r_convention"] = "unit"
+    return facts
+
+
+def _run_column(graph: Graph, source, spec: str, x: np.ndarray, dt: float, reset: str, scheme: str):
+    from .evaluation.crosscheck import Column
+    from .errors import NirDeployError
+
+    if spec == "reference":
+        y = simulate_reference(graph, x, dt=dt, reset=reset, scheme=scheme)
+        return Column("reference", "reference", output=y, dt=dt)
+    lib, _, mode = spec.partition(":")
+    if lib == "torch" or lib in COMPARE_LIBRARIES:
+        kind = "native" if mode == "native" else ("torch" if lib == "torch" else "library")
+        if mode not in ("", "native") or (lib == "torch" and mode):
+            raise UsageError(f"unknown run {spec!r}: use LIBRARY or LIBRARY:native")
+        try:
+            # the libraries print to stdout (snnTorch's importer: "replace rnn subgraph ..."): keep stdout for our output
+            with contextlib.redirect_stdout(sys.stderr):
+                out = _run_library(graph, source, lib, mode, x, dt, reset, scheme)
+            return Column(spec, kind, output=out, library=lib, dt=dt)
+        except NirDeployError as e:
+            if getattr(e, "install", None):
+                raise
+            return Column(spec, kind, error=str(e).splitlines()[0], library=lib, dt=dt)
+        except Exception as e:  # a library's own importer failing is a finding, not a crash
+            return Column(spec, kind, error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300], library=lib, dt=dt)
+    if os.path.isdir(spec):
+        dep = load_deployment(spec)
+        y = dep.simulate(x)
+        s = dep.report.settings
+        # the compile report's warnings are the chip's known differences from the reference (one per rule)
+        warned = {}
+        for v in dep.report.violations:
+            if v.severity == "warning" and v.rule not in warned:
+                warned[v.rule] = f"{v.rule}{' (' + v.node + ')' if v.node else ''}: {v.message}"
+        return Column(os.path.basename(os.path.normpath(spec)) or spec, "chip", output=y, latency_steps=int(dep.artifact.latency_steps),
+                      dt=s.get("dt"), info={"dt": s.get("dt"), "reset": s.get("reset"), "warnings": list(warned.values())})
+    raise UsageError(f"unknown run {spec!r}: use reference, torch, {', '.join(COMPARE_LIBRARIES)}, LIBRARY:native, or a compiled folder")
+
+
+def _run_library(graph: Graph, source, lib: str, mode: str, x: np.ndarray, dt: float, reset: str, scheme: str) -> np.ndarray:
+    import torch
+
+    from .frontends import library_module, to_torch as _to_torch
+
+    if lib == "torch":
+        m = _to_torch(graph, dt=dt, reset=reset, scheme=scheme)
+        with torch.no_grad():
+            return m(torch.as_tensor(x, dtype=torch.float64)).numpy()
+    mod = library_module(lib)
+    if mode == "native":
+        if isinstance(source, (str, os.PathLike)):
+            return mod.native_import(str(source))(x)
+        from .graph.loading import write_nir
+
+        with tempfile.TemporaryDirectory() as d:
+            p = os.path.join(d, "graph.nir")
+            write_nir(graph, p)
+            return mod.native_import(p)(x)
+    m = mod.build(graph, dt=dt, reset=reset, scheme=scheme, dtype=torch.float32)
+    with torch.no_grad():
+        return m(torch.as_tensor(x, dtype=torch.float32)).double().numpy()

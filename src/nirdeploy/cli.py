@@ -133,9 +133,12 @@ def inspect_cmd(graph: str, dt, scheme, as_json: bool) -> None:
     _run(body)
 
 
-_dt_opt = click.option("--dt", type=float, default=None, help="time step in seconds (inferred with a notice when unambiguous)")
-_reset_opt = click.option("--reset", type=click.Choice(["zero", "subtract"]), default="zero", show_default=True,
-                          help="reset semantics: zero = jump to v_reset (NIR >= 1.0.6), subtract = v -= threshold")
+_dt_opt = click.option("--dt", type=float, default=None,
+                       help="time step in seconds (default: the dt nirdeploy recorded when it exported the graph, "
+                            "else inferred with a notice when unambiguous)")
+_reset_opt = click.option("--reset", type=click.Choice(["zero", "subtract"]), default=None,
+                          help="reset semantics: zero = jump to v_reset (NIR >= 1.0.6), subtract = v -= threshold "
+                               "[default: the reset nirdeploy recorded when it exported the graph, else zero]")
 _scheme_opt = click.option("--scheme", type=click.Choice(["euler", "exact"]), default="euler", show_default=True,
                            help="discretization: forward Euler or exact exponential")
 _quant_opt = click.option("--quantization", type=click.Choice(["channel", "global"]), default="channel", show_default=True,
@@ -168,7 +171,7 @@ def _parse_target_options(items, max_chips: int | None = None) -> dict:
 
 @main.command("check")
 @click.argument("graph", type=click.Path(dir_okay=False))
-@click.option("--target", "-t", "target", required=True, help="TARGET[:VARIANT], or 'all'")
+@click.option("--target", "-t", "target", required=True, help="TARGET[:VARIANT], TARGET:all (every variant of one target), or all (every target and variant)")
 @_dt_opt
 @_reset_opt
 @_scheme_opt
@@ -186,6 +189,7 @@ def check_cmd(graph, target, dt, reset, scheme, quantization, target_options, ma
     def body():
         from . import api
         from .ci.command import check_command, output_format as _format
+        from .backend.target import multi_target
         from .render import render_fit_table
 
         fmt = _format(output_format, as_json)
@@ -193,8 +197,9 @@ def check_cmd(graph, target, dt, reset, scheme, quantization, target_options, ma
         if fmt != "text" or budget is not None:
             return check_command(graph, target, fmt=fmt, budget=budget, echo=click.echo, echo_json=_echo_json, dt=dt,
                                  reset=reset, scheme=scheme, quantization=quantization, target_options=topts)
-        if target == "all":
-            reps = api.check_all(graph, dt=dt, reset=reset, scheme=scheme, target_options=topts)
+        many, only = multi_target(target)
+        if many:
+            reps = api.check_all(graph, dt=dt, reset=reset, scheme=scheme, target_options=topts, target=only)
             click.echo(render_fit_table(reps), nl=False)
             return EXIT_OK if any(r.fits for r in reps) else EXIT_NOFIT
         rep = api.check(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization, target_options=topts)
@@ -292,6 +297,119 @@ def simulate_cmd(source, input_path, out, reference, dt, reset, scheme, compare_
             ref = api.simulate_reference(dep.source_path, x, dt=s["dt"], reset=s.get("reset", "zero"), scheme=s.get("scheme", "euler"))
             cmp = api.compare_outputs(y, ref, dep.artifact.latency_steps)
             _print_compare(cmp)
+        return EXIT_OK
+
+    _run(body)
+
+
+@main.command("export")
+@click.argument("factory", metavar="MODEL.py:FUNCTION")
+@click.option("--library", "-l", required=True, type=click.Choice(["snntorch", "norse", "sinabs"]), help="library the model is built with")
+@click.option("--weights", "-w", type=click.Path(dir_okay=False), default=None, help="state_dict saved with torch.save (loaded with weights_only=True)")
+@click.option("--sample", type=click.Path(dir_okay=False), default=None, help="X.npy (batch, time, *input_shape) to trace and verify with")
+@click.option("--input-shape", default=None, help="e.g. 2,34,34: verify on random Poisson spikes of this shape instead of --sample")
+@click.option("--dt", type=float, default=None, help="time step the model was trained with, in seconds (recorded in the graph)")
+@click.option("--fold-batchnorm", is_flag=True, help="fold BatchNorm into the preceding Conv/Linear")
+@click.option("--no-strict", is_flag=True, help="write the graph even when it does not reproduce the model (with a warning)")
+@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="G.nir to write")
+@click.option("--force", is_flag=True, help="replace OUT if it exists")
+def export_cmd(factory, library, weights, sample, input_shape, dt, fold_batchnorm, no_strict, out, force) -> None:
+    """Export a trained torch model to NIR. MODEL.py:FUNCTION builds the model (no arguments);
+    the graph reproduces it (verified on the sample) and records its dt and reset."""
+
+    def body():
+        import warnings
+
+        from . import api
+        from .errors import UsageError
+        from .frontends.loader import load_model, sample_input, write_graph_atomically
+
+        if os.path.exists(out) and not force:
+            raise UsageError(f"{out} already exists; use --force to replace it")
+        model = load_model(factory, weights)
+        x = sample_input(sample, input_shape)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            g = api.from_torch(model, x, library=library, dt=dt, strict=not no_strict, fold_batchnorm=fold_batchnorm)
+        for w in caught:
+            if "nirdeploy" in type(w.message).__module__:
+                click.echo(f"warning: {w.message}", err=True)
+        write_graph_atomically(g, out)
+        from .graph.provenance import recorded
+
+        rec = recorded(g)
+        click.echo(f"wrote {out}: {len(g.nodes)} nodes; dt = {rec.dt:g} s, reset = {rec.reset}, spike rule = {rec.spike_rule} "
+                   f"(recorded in the graph; inspect/check/compile use them without --dt)", err=True)
+        return EXIT_OK
+
+    _run(body)
+
+
+@main.command("compare")
+@click.argument("graph", type=click.Path(dir_okay=False))
+@click.option("--input", "-i", "input_path", required=True, type=click.Path(dir_okay=False), help="X.npy: (batch, time, *input_shape)")
+@click.option("--with", "runs", default="reference,torch", show_default=True,
+              help="comma-separated runs: reference, torch, snntorch, norse, sinabs (nirdeploy's dt-aware conversions), "
+                   "LIBRARY:native (the library's own importer), or compiled folders (OUT_FOLDER)")
+@_dt_opt
+@_reset_opt
+@_scheme_opt
+@click.option("--labels", type=click.Path(dir_okay=False), default=None, help="Y.npy (batch,) class labels: adds accuracy (most active output)")
+@click.option("--min-agreement", type=float, default=None, metavar="X",
+              help="exit 1 when a run failed or its spike agreement with the reference is below X (a fraction, "
+                   "e.g. 0.99); runs below X are marked DIFFERS [default: no threshold, exit 0; DIFFERS below 0.99]")
+@click.option("--json", "as_json", is_flag=True, help="print data instead of a table")
+def compare_cmd(graph, input_path, runs, dt, reset, scheme, labels, min_agreement, as_json) -> None:
+    """Run GRAPH several ways on the same input and compare every run with the reference.
+
+    A report: exit 0 whatever the agreement, unless --min-agreement X is given, then exit 1 when
+    a run failed or agrees on fewer than X of the spikes (CI gates). Exit 2 on invalid input."""
+
+    def body():
+        from . import api
+
+        x = api.load_input_array(input_path)
+        lab = api.load_input_array(labels) if labels else None
+        specs = [s.strip() for s in runs.split(",") if s.strip()]
+        res = api.compare(graph, x, runs=specs, dt=dt, reset=reset, scheme=scheme, labels=lab, min_agreement=min_agreement)
+        if as_json:
+            _echo_json({k: v for k, v in res.items() if k != "text"})
+        else:
+            click.echo(f"dt = {res['dt']:g} s, reset = {res['reset']}")
+            click.echo(res["text"], nl=False)
+        return EXIT_NOFIT if res["below_min"] else EXIT_OK
+
+    _run(body)
+
+
+@main.command("nmnist")
+@click.argument("root", type=click.Path(file_okay=False))
+@click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
+@click.option("--dt", type=float, default=1e-3, show_default=True, help="bin width = network time step, in seconds")
+@click.option("--steps", type=int, default=None, help="steps per sample (default: enough for the longest sample)")
+@click.option("--limit", type=int, default=None, help="at most this many samples, round-robin over the digits")
+@click.option("--first-saccade", is_flag=True, help="keep only the first saccade (events before 100 ms)")
+@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="X.npy to write: (samples, steps, 2, 34, 34)")
+@click.option("--labels-out", type=click.Path(dir_okay=False), default=None, help="Y.npy to write: (samples,) digit labels")
+@click.option("--force", is_flag=True, help="replace existing output files")
+def nmnist_cmd(root, split, dt, steps, limit, first_saccade, out, labels_out, force) -> None:
+    """Bin N-MNIST recordings already on disk (ROOT/NMNIST/Test/<digit>/*.bin, tonic's layout)
+    into X.npy for simulate/compare (--labels Y.npy). Needs tonic; never downloads."""
+
+    def body():
+        from .data.nmnist import load_nmnist
+        from .errors import UsageError
+
+        targets = [out] + ([labels_out] if labels_out else [])
+        for t in targets:
+            if os.path.exists(t) and not force:
+                raise UsageError(f"{t} already exists; use --force to replace it")
+        x, y = load_nmnist(root, split=split, dt=dt, n_steps=steps, limit=limit, first_saccade_only=first_saccade)
+        _save_npy(out, x)
+        if labels_out:
+            _save_npy(labels_out, y)
+        click.echo(f"wrote {out}: {x.shape[0]} samples x {x.shape[1]} steps of dt = {dt:g} s, {int(x.sum())} events"
+                   + (f"; {labels_out}: labels" if labels_out else ""), err=True)
         return EXIT_OK
 
     _run(body)

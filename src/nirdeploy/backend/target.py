@@ -40,6 +40,7 @@ __all__ = [
     "available_targets",
     "register_target",
     "parse_target_spec",
+    "multi_target",
     "ENTRY_POINT_GROUP",
 ]
 
@@ -183,6 +184,16 @@ def parse_target_spec(spec: str) -> tuple[Target, str]:
     if variant not in t.variants():
         raise UsageError(f"unknown variant {variant!r} for target {t.name!r}; known: {', '.join(t.variants())}")
     return t, variant
+
+
+def multi_target(spec: str) -> tuple[bool, str | None]:
+    """``"all"`` -> (True, None): every target and variant; ``"xylo:all"`` -> (True, "xylo"):
+    every variant of one target; anything else -> (False, None)."""
+    if spec == "all":
+        return True, None
+    if isinstance(spec, str) and spec.endswith(":all"):
+        return True, get_target(spec[:-4].strip()).name
+    return False, None
 
 
 def _clear_caches() -> None:  # for tests

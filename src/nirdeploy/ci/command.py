@@ -31,14 +31,16 @@ def check_command(graph: str, target: str, *, fmt: str, budget: str | None, echo
     """Run the check, print it in ``fmt`` through ``echo``/``echo_json``, return the exit code."""
     from .. import api
     from . import formats
+    from ..backend.target import multi_target
     from .budget import evaluate_budget, load_budget
 
     try:
         b = None if budget is None else load_budget(budget)  # a bad budget fails before any work
         opts = {"dt": dt, "reset": reset, "scheme": scheme}
         t0 = time.perf_counter()
-        if target == "all":
-            reports = api.check_all(graph, target_options=target_options, **opts)
+        many, only = multi_target(target)
+        if many:
+            reports = api.check_all(graph, target_options=target_options, target=only, **opts)
         else:
             reports = [api.check(graph, target=target, quantization=quantization, target_options=target_options, **opts)]
         seconds = (time.perf_counter() - t0) / len(reports) if reports else 0.0
@@ -52,7 +54,7 @@ def check_command(graph: str, target: str, *, fmt: str, budget: str | None, echo
     outcomes = [formats.CheckOutcome(r, [x for x in results if x.target == f"{r.target}:{r.variant}"], seconds)
                 for r in reports]
     if fmt == "json":
-        echo_json(formats.to_json_data(outcomes, single=target != "all", budget_source=None if b is None else budget))
+        echo_json(formats.to_json_data(outcomes, single=not many, budget_source=None if b is None else budget))
     elif fmt == "junit":
         props = {"target": target, **{k: str(v) for k, v in opts.items() if v is not None}}
         if b is not None:
@@ -61,9 +63,9 @@ def check_command(graph: str, target: str, *, fmt: str, budget: str | None, echo
     elif fmt == "github":
         echo(formats.github_annotations(graph, outcomes, budget_file=budget), nl=False)
     else:
-        echo(_text(outcomes, single=target != "all", budget=budget))
+        echo(_text(outcomes, single=not many, budget=budget))
     passed = [o.passed for o in outcomes]
-    return EXIT_OK if (any(passed) if target == "all" else all(passed)) else EXIT_FAIL
+    return EXIT_OK if (any(passed) if many else all(passed)) else EXIT_FAIL
 
 
 def _text(outcomes, *, single: bool, budget: str | None) -> str:

@@ -60,7 +60,8 @@ def _split(values) -> list[str]:
 
 
 def _resolve_targets(names: list[str]) -> list[str]:
-    """Validate target specs; 'all' expands to every target:variant."""
+    """Validate target specs; 'all' expands to every target:variant, 'TARGET:all' to every
+    variant of TARGET."""
     if not names:
         return []
     from ..backend.target import available_targets, get_target, parse_target_spec
@@ -71,6 +72,9 @@ def _resolve_targets(names: list[str]) -> list[str]:
         for n in names:
             if n == "all":
                 out += [f"{t}:{v}" for t in available_targets() for v in get_target(t).variants()]
+            elif n.endswith(":all"):
+                t = get_target(n[:-4].strip())
+                out += [f"{t.name}:{v}" for v in t.variants()]
             else:
                 t, v = parse_target_spec(n)
                 out.append(f"{t.name}:{v}")

@@ -61,6 +61,7 @@ __all__ = [
     "DtCandidate",
     "infer_dt",
     "resolve_dt",
+    "resolve_reset",
 ]
 
 SCHEME_EULER = "euler"
@@ -451,12 +452,26 @@ def infer_dt(g: Graph) -> list[DtCandidate]:
 def resolve_dt(g: Graph, dt: float | None) -> tuple[float, str | None]:
     """The dt to use and an optional notice to print.
 
-    Given ``dt``, it is validated and returned (no notice). With ``dt=None``, exactly one
-    candidate from :func:`infer_dt` is used and a notice says so; zero or several candidates
-    raise :class:`UsageError` listing them (compile never guesses silently).
+    Given ``dt``, it is validated and returned (a notice only when it differs from the dt
+    recorded in the graph's metadata by nirdeploy's exporter, see
+    :mod:`nirdeploy.graph.provenance`). With ``dt=None``: the recorded dt if there is one (with a
+    notice); otherwise exactly one candidate from :func:`infer_dt` is used and a notice says so;
+    zero or several candidates raise :class:`UsageError` listing them (compile never guesses
+    silently).
     """
+    from .provenance import recorded
+
+    rec = recorded(g)
     if dt is not None:
-        return validate_dt(dt), None
+        dt = validate_dt(dt)
+        if rec.dt is not None and not math.isclose(dt, rec.dt, rel_tol=1e-9):
+            return dt, (
+                f"dt = {dt:g} s differs from the dt = {rec.dt:g} s the model was trained with "
+                f"({rec.describe()}); the network will not behave as it did in training"
+            )
+        return dt, None
+    if rec.dt is not None:
+        return rec.dt, f"dt not given; using dt = {rec.dt:g} s {rec.describe()}. Pass dt explicitly to override."
     cands = infer_dt(g)
     if len(cands) == 1:
         c = cands[0]
@@ -473,3 +488,23 @@ def resolve_dt(g: Graph, dt: float | None) -> tuple[float, str | None]:
         )
     listing = "\n".join(f"  - {c}" for c in cands)
     raise UsageError(f"dt not given and the graph's parameters suggest several values; pass one explicitly:\n{listing}")
+
+
+def resolve_reset(g: Graph, reset: str | None) -> tuple[str, str | None]:
+    """The reset mode to use and an optional notice: ``reset`` when given (a notice when it
+    differs from the mode recorded in the graph's metadata), else the recorded mode (with a
+    notice), else ``"zero"`` (NIR >= 1.0.6 semantics, no notice)."""
+    from .provenance import recorded
+
+    rec = recorded(g)
+    if reset is not None:
+        reset = validate_reset(reset)
+        if rec.reset is not None and reset != rec.reset:
+            return reset, (
+                f"reset = {reset!r} differs from the reset {rec.reset!r} the model was trained with "
+                f"({rec.describe()})"
+            )
+        return reset, None
+    if rec.reset is not None:
+        return rec.reset, f"reset not given; using reset = {rec.reset!r} {rec.describe()}"
+    return RESET_ZERO, None

@@ -44,7 +44,10 @@ def inspect_graph(graph: Graph, dt: float | None = None, scheme: str = "euler") 
                 "params": {k: _param_summary(v) for k, v in n.params.items() if k not in ("shape",)},
             }
         )
+    from .provenance import recorded
+
     cands = infer_dt(graph)
+    rec = recorded(graph)
     disc = {name: d.to_dict() for name, d in discretize(flat, dt, scheme).items()} if dt is not None else None
     counts = graph.summary_counts()
     return {
@@ -58,6 +61,8 @@ def inspect_graph(graph: Graph, dt: float | None = None, scheme: str = "euler") 
         "recurrent_loops": recurrent_loops(flat),
         "delayed_edges": sorted(list(e) for e in flat.delayed_edges),
         "dt_candidates": [c.to_dict() for c in cands],
+        "recorded": {"dt": rec.dt, "reset": rec.reset, "source": rec.source, "spike_rule": rec.spike_rule,
+                     "problems": list(rec.problems)},
         "discretization": disc,
     }
 
@@ -87,6 +92,16 @@ def render_inspection(info: dict) -> str:
         out.append("one-step delayed edges: " + ", ".join(f"{a} -> {b}" for a, b in info["delayed_edges"]))
     else:
         out.append("recurrent loops: none")
+    rec = info.get("recorded") or {}
+    if rec.get("dt") is not None or rec.get("reset") is not None:
+        src = f" (exported by nirdeploy from {rec['source']})" if rec.get("source") else " (exported by nirdeploy)"
+        out.append(
+            f"training settings recorded{src}: dt = {rec['dt']:g} s, reset = {rec.get('reset') or '-'}, "
+            f"spike rule = {rec.get('spike_rule') or '-'}" if rec.get("dt") is not None else
+            f"training settings recorded{src}: reset = {rec.get('reset')}"
+        )
+    for p in rec.get("problems") or []:
+        out.append(f"warning: {p}")
     if info["dt_candidates"]:
         for c in info["dt_candidates"]:
             out.append(f"dt candidate: {c['dt']:g} s ({c['convention']}): {c['evidence']}")
