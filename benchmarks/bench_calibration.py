@@ -73,7 +73,7 @@ def main() -> None:
     simulate(plain.artifact.payload.config, hw, x, record=True)
     t_sim = time.perf_counter() - t0
     t0 = time.perf_counter()
-    sampled = nirdeploy.compile(g, sample=x, **kw)
+    nirdeploy.compile(g, sample=x, **kw)
     t_sample = time.perf_counter() - t0
     t0 = time.perf_counter()
     cal = nirdeploy.compile(g, calibrate=x, **kw)

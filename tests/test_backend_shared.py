@@ -58,7 +58,7 @@ def test_read_json_schema(tmp_path):
         ({**good, "dt": -5}, "dt"),
         ({**good, "readout": "other"}, "readout"),
         ({k: v for k, v in good.items() if k != "shape"}, "shape"),
-        ({**good, "shape": [0]}, "shape"),
+        ({**good, "shape": [0]}, "shape[0]"),
         ({**good, "extra": 1}, "extra"),
         ({**good, "version": True}, "version"),
     ]:

@@ -16,7 +16,6 @@ from click.testing import CliRunner
 import nirdeploy
 from nirdeploy.backend.hwconfig import CONFIDENCES, load_hwconfig
 from nirdeploy.cli import main
-from nirdeploy_targets.xylo.sim import simulate
 
 from graphs import cuba, ff_graph, write
 
@@ -61,7 +60,7 @@ def test_one_input_feeding_65_hidden_neurons_fits_audio2():
     assert rep.fits, [str(v) for v in rep.errors]
     assert "max_fanout" not in {v.rule for v in rep.violations}
     res = {r.name: r for r in rep.resources}
-    assert res["input window (highest hidden id reached by an input + 1)"].used == 65
+    assert res["input window (hidden ids reached by inputs)"].used == 65
     assert rep.details["input_projection"]["per_channel"][0] == 65
 
 
@@ -74,7 +73,7 @@ def test_fanout_counts_distinct_recurrent_targets_and_names_the_layer():
         w_rec[rng.choice(n, 60, replace=False), j] = 0.2
     g = _net(rng.normal(0, 1, (n, 4)), rng.normal(0, 1, (8, n)), w_rec)
     rep = nirdeploy.check(g, target="xylo:audio2", dt=1e-4, reset="subtract")
-    assert rep.fits and {r.name: r.used for r in rep.resources}["max recurrent fan-out per hidden neuron"] == 60
+    assert rep.fits and {r.name: r.used for r in rep.resources}["max fan-out per neuron"] == 60
     # neuron 5 now drives 66 targets: one violation that names the layer and the neuron
     w_rec[:, 5] = 0.2
     rep = nirdeploy.check(_net(rng.normal(0, 1, (n, 4)), rng.normal(0, 1, (8, n)), w_rec), target="xylo:audio2", dt=1e-4)
@@ -122,7 +121,7 @@ def test_synapse_that_would_round_to_dash_0_carries_signal(variant):
 def test_compare_says_when_both_sides_are_silent():
     z = np.zeros((4, 20, 3))
     c = nirdeploy.compare_outputs(z, z, 1)
-    assert c["argmax_agreement"] is None and c["silent_chip_samples"] == c["silent_reference_samples"] == 4
+    assert np.isnan(c["argmax_agreement"]) and c["silent_chip_samples"] == c["silent_reference_samples"] == 4
     ref = z.copy()
     ref[:, 5, 1] = 1
     c = nirdeploy.compare_outputs(z, ref, 1)
@@ -304,7 +303,6 @@ def test_input_flattened_to_one_dimension_is_accepted(tmp_path):
     assert dep.artifact.input_shape == (1, 12)
     x = rng.poisson(0.5, (2, 30, 1, 12))
     y = dep.simulate(x)
-    flat = nirdeploy.compile(ff_graph(12, 8, 3), target="xylo:audio2", dt=1e-4)  # noqa: F841 (a 1-D net still compiles)
     assert y.shape == (2, 30, 3)
     # the reference takes the same (batch, time, 1, 12) input
     assert dep.simulate_reference(x).shape == (2, 30, 3)

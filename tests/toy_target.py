@@ -5,7 +5,6 @@ point by a fake installed distribution (test_registry.py)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -63,22 +62,36 @@ class ToyTarget(Target):
         return SimOutput(r.output, r.states if record else {})
 
     def export(self, artifact, folder) -> list[str]:
+        from nirdeploy.backend.folder import write_json
         from nirdeploy.graph.loading import write_nir
 
         write_nir(artifact.payload["graph"], Path(folder) / "toy_graph.nir")
-        (Path(folder) / "toy.json").write_text(json.dumps({"variant": artifact.variant, "options": artifact.payload["options"].to_dict()}))
+        write_json(Path(folder) / "toy.json", {"variant": artifact.variant, "options": artifact.payload["options"].to_dict()})
         return ["toy.json", "toy_graph.nir"]
 
     def load(self, folder) -> Artifact:
+        """The compiled-folder contract: the core has validated deployment.json; this target's
+        own file is read through backend.folder with its schema, the report with read_report."""
+        from nirdeploy.backend.compiled import read_report
+        from nirdeploy.backend.folder import read_json
         from nirdeploy.graph.loading import load
-
-        folder = Path(folder)
-        meta = json.loads((folder / "toy.json").read_text())
-        rep = FitReport.from_dict(json.loads((folder / "report.json").read_text()))
-        o = meta["options"]
-        opts = CompileOptions(dt=o["dt"], reset=o["reset"], scheme=o["scheme"])
         from nirdeploy.graph.passes import normalize
 
+        folder = Path(folder)
+        meta = read_json(folder / "toy.json", TOY_SCHEMA)
+        rep = read_report(folder)
+        o = meta["options"]
+        opts = CompileOptions(dt=o["dt"], reset=o["reset"], scheme=o["scheme"])
         g = normalize(load(folder / "toy_graph.nir"))
         return Artifact(self.name, meta["variant"], rep, {"graph": g, "options": opts},
                         tuple(g.inputs[0].output_shape), tuple(g.outputs[0].input_shape))
+
+
+def _schema():
+    from nirdeploy.backend.compiled import SETTINGS_SCHEMA
+    from nirdeploy.backend.folder import Schema, Str
+
+    return Schema({"variant": Str(), "options": SETTINGS_SCHEMA})
+
+
+TOY_SCHEMA = _schema()

@@ -18,12 +18,15 @@ from .api import (  # noqa: E402
     Deployment,
     check,
     check_all,
+    compare,
     compare_outputs,
     compile,
     inspect,
     load_deployment,
     load_graph,
     simulate_reference,
+    from_torch,  # needs the [torch] extra; torch is imported on call
+    to_torch,
 )
 from .errors import DoesNotFitError, GraphLoadError, GraphValidationError, NirDeployError, UsageError  # noqa: E402
 from .backend.intformat import IntFormat  # noqa: E402
@@ -35,6 +38,9 @@ __all__ = [
     "check",
     "check_all",
     "compare_outputs",
+    "compare",
+    "from_torch",
+    "to_torch",
     "compile",
     "inspect",
     "load_deployment",

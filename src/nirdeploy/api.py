@@ -12,9 +12,11 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import shutil
+import stat
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +24,13 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import DoesNotFitError, UsageError
+from .errors import DeploymentFolderError, DoesNotFitError, NirDeployError, TargetError, UsageError
 from .graph.ir import Graph
 from .backend.report import FitReport
 from .evaluation.compare import compare_outputs
 from .backend.target import Artifact, CompileOptions, SimOutput, Target, available_targets, get_target, parse_target_spec
+from .inputs import check_callable, check_choice, check_events, check_flag, check_path, load_npy
+from .outputs import atomic_folder, check_output_folder, signal_guard
 
 __all__ = [
     "load_graph",
@@ -38,6 +42,9 @@ __all__ = [
     "load_deployment",
     "simulate_reference",
     "compare_outputs",
+    "compare",
+    "from_torch",
+    "to_torch",
     "RESETS",
     "SCHEMES",
 ]
@@ -47,50 +54,106 @@ SCHEMES = ("euler", "exact")
 DEPLOYMENT_FILE = "deployment.json"
 GRAPH_COPY = "graph.nir"
 
+# Every public function validates its arguments with the validators of nirdeploy.inputs (the
+# CLI's) and raises only NirDeployError subclasses, each listed in its docstring:
+#   UsageError             a bad argument or input array (exit code 2)
+#   GraphLoadError         the graph file or object cannot be read
+#   GraphValidationError   the graph is not a valid NIR graph (all problems listed)
+#   UnsupportedError       a valid graph the target or the reference simulator cannot handle
+#   TargetError            a target failed to load or broke its contract
+#   DoesNotFitError        saving a network that does not fit (exit code 1)
+#   DeploymentFolderError  a compiled folder is damaged (names the file and key)
+#   OutputError            an output cannot be written (ownership rule, disk full, read-only)
+#   MissingDependencyError an optional package is missing
+
 
 def load_graph(graph_or_path) -> Graph:
-    """A validated :class:`~nirdeploy.graph.ir.Graph` from a path, a ``nir.NIRGraph`` or a Graph."""
+    """A validated :class:`~nirdeploy.graph.ir.Graph` from a path, a ``nir.NIRGraph`` or a Graph.
+
+    Raises UsageError (not a path or graph), GraphLoadError, GraphValidationError."""
     from .graph.loading import load
 
-    return load(graph_or_path)
+    if isinstance(graph_or_path, (str, bytes, os.PathLike)):
+        graph_or_path = check_path(graph_or_path, "graph")
+    with signal_guard():
+        return load(graph_or_path)
 
 
 def _check_choice(name: str, value: str, choices) -> str:
-    if value not in choices:
-        raise UsageError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-    return value
+    return check_choice(name, value, choices)
 
 
-def _options(graph: Graph, dt, reset, scheme, quantization, calibrate, notices: list[str] | None, sample=None) -> CompileOptions:
-    from .graph.discretize import resolve_dt
+def _target_options(t: Target, target_options: dict | None) -> dict:
+    """Target-specific options (``--target-option KEY=VALUE``): only names the target declares in
+    its ``options`` mapping are accepted."""
+    if not target_options:
+        return {}
+    if not isinstance(target_options, dict):
+        raise UsageError("target_options must be a mapping of option names to values")
+    known = getattr(t, "options", {}) or {}
+    bad = sorted(k for k in target_options if k not in known)
+    if bad:
+        raise UsageError(f"unknown option(s) {', '.join(bad)} for target {t.name!r}; known: {', '.join(sorted(known)) or 'none'}")
+    return dict(target_options)
 
-    _check_choice("reset", reset, RESETS)
-    _check_choice("scheme", scheme, SCHEMES)
-    if dt is not None:
-        try:
-            dt = float(dt)
-        except (TypeError, ValueError):
-            raise UsageError(f"dt must be a number of seconds, got {dt!r}") from None
-    dt, notice = resolve_dt(graph, dt)
+
+def _dt_arg(dt):
+    from .graph.discretize import validate_dt
+
+    return None if dt is None else validate_dt(dt)
+
+
+def _input_shape(graph: Graph) -> tuple[int, ...] | None:
+    ins = graph.inputs
+    if len(ins) == 1 and ins[0].output_shape is not None:
+        return tuple(int(s) for s in ins[0].output_shape)
+    return None
+
+
+def _options(graph: Graph, dt, reset, scheme, quantization, calibrate, notices: list[str] | None,
+             target: Target | None = None, extra: dict | None = None, sample=None) -> CompileOptions:
+    from .graph.discretize import check_delays, resolve_dt, resolve_reset
+
+    if reset is not None:
+        check_choice("reset", reset, RESETS)
+    reset, notice = resolve_reset(graph, reset)  # None: the reset recorded by nirdeploy's exporter, else "zero"
+    if notice and notices is not None:
+        notices.append(notice)
+    check_choice("scheme", scheme, SCHEMES)
+    check_choice("quantization", quantization, target.quantizations if target is not None else ("channel", "global"))
+    dt, notice = resolve_dt(graph, _dt_arg(dt))
+    check_delays(graph, dt)
     if notice and notices is not None:
         notices.append(notice)
     cal = None
     if calibrate is not None:
-        cal = calibrate if isinstance(calibrate, np.ndarray) else load_input_array(calibrate)
+        if isinstance(calibrate, (str, bytes, os.PathLike)):
+            calibrate = load_npy(check_path(calibrate, "calibrate"), what="calibration input")
+        cal = check_events(calibrate, _input_shape(graph), what="calibration input")
     smp = None
     if sample is not None:
-        smp = sample if isinstance(sample, np.ndarray) else load_input_array(sample)
-    return CompileOptions(dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibration=cal, sample=smp)
+        if isinstance(sample, (str, bytes, os.PathLike)):
+            sample = load_npy(check_path(sample, "sample"), what="sample input")
+        smp = check_events(sample, _input_shape(graph), what="sample input")
+    return CompileOptions(dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibration=cal, extra=dict(extra or {}),
+                          sample=smp)
 
 
 def inspect(graph_or_path, *, dt: float | None = None, scheme: str = "euler") -> dict:
     """Nodes, shapes, neuron counts, parameter summary, dt candidates and recurrent loops (data);
-    with ``dt``, also every neuron's discrete decay factors and input gains."""
-    from .graph.discretize import validate_dt
-    from .graph.inspection import inspect_graph
+    with ``dt`` (or the dt recorded by nirdeploy's exporter), also every neuron's discrete decay
+    factors and input gains.
 
-    _check_choice("scheme", scheme, SCHEMES)
-    return inspect_graph(load_graph(graph_or_path), None if dt is None else validate_dt(dt), scheme)
+    Raises UsageError (bad dt or scheme), GraphLoadError, GraphValidationError."""
+    from .graph.inspection import inspect_graph
+    from .graph.provenance import recorded
+
+    check_choice("scheme", scheme, SCHEMES)
+    dt = _dt_arg(dt)
+    graph = load_graph(graph_or_path)
+    if dt is None:
+        dt = recorded(graph).dt  # a graph nirdeploy exported knows its training dt
+    return inspect_graph(graph, dt, scheme)
 
 
 def check(
@@ -98,34 +161,52 @@ def check(
     target: str = "xylo",
     *,
     dt: float | None = None,
-    reset: str = "zero",
+    reset: str | None = None,
     scheme: str = "euler",
     quantization: str = "channel",
     calibrate=None,
+    target_options: dict | None = None,
     sample=None,
 ) -> FitReport:
-    """Fit report of a graph on ``target`` (``"name"`` or ``"name:variant"``). ``sample`` (array or
-    .npy path, (batch, time, *input_shape)) adds a fidelity report measured on it; ``calibrate``
-    calibrates on it first."""
+    """Fit report of a graph on ``target`` (``"name"`` or ``"name:variant"``). ``target_options``:
+    options the target declares (e.g. Speck's ``{"lower_bound": "-threshold"}``).
+
+    ``calibrate``: sample input, an array or a ``.npy`` path, ``(batch, time, *input_shape)``
+    event counts, to calibrate the quantization on (a guarded search, see
+    :mod:`nirdeploy.backend.calibration`); ``sample``: sample input that is only measured (the
+    fidelity report: multi-spike share, saturation, predicted agreement with the reference). Raises UsageError (bad argument, unknown target, variant or target option, dt
+    missing and not inferable), GraphLoadError, GraphValidationError (also a Delay that overflows
+    at ``dt``), UnsupportedError, TargetError."""
     graph = load_graph(graph_or_path)
     t, variant = parse_target_spec(target)
     notices: list[str] = []
-    opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices, sample)
+    opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices, t, _target_options(t, target_options), sample)
     rep = t.check(graph, variant, opts)
     rep.notes[:0] = notices
     return rep
 
 
-def check_all(graph_or_path, *, dt: float | None = None, reset: str = "zero", scheme: str = "euler") -> list[FitReport]:
-    """One report per target and variant."""
+def check_all(graph_or_path, *, dt: float | None = None, reset: str | None = None, scheme: str = "euler",
+              target_options: dict | None = None, target: str | None = None) -> list[FitReport]:
+    """One report per target and variant (``target="xylo"``: every variant of that target only).
+    Each target gets the ``target_options`` it declares; an option no target declares is an error.
+
+    Raises UsageError, GraphLoadError, GraphValidationError, UnsupportedError, TargetError."""
+    if target_options is not None and not isinstance(target_options, dict):
+        raise UsageError("target_options must be a mapping of option names to values")
     graph = load_graph(graph_or_path)
     notices: list[str] = []
     opts = _options(graph, dt, reset, scheme, "channel", None, notices)
+    targets = [get_target(name) for name in ([target] if target is not None else available_targets())]
+    unknown = sorted(set(target_options or {}) - {k for t in targets for k in (getattr(t, "options", {}) or {})})
+    if unknown:
+        raise UsageError(f"unknown target option(s) {', '.join(unknown)}")
     reports = []
-    for name in available_targets():
-        t = get_target(name)
+    for t in targets:
+        mine = {k: v for k, v in (target_options or {}).items() if k in (getattr(t, "options", {}) or {})}
+        t_opts = CompileOptions(dt=opts.dt, reset=opts.reset, scheme=opts.scheme, quantization=opts.quantization, extra=mine)
         for v in t.variants():
-            rep = t.check(graph, v, opts)
+            rep = t.check(graph, v, t_opts)
             rep.notes[:0] = notices
             reports.append(rep)
     return reports
@@ -140,6 +221,8 @@ class Deployment:
     graph: Graph | None = None
     source_path: str | None = None
     notices: list[str] = field(default_factory=list)
+    #: files this deployment was made from; an output never replaces them or a folder holding them
+    inputs: list[str] = field(default_factory=list)
 
     @property
     def report(self) -> FitReport:
@@ -150,19 +233,25 @@ class Deployment:
         return self.report.fits
 
     def simulate(self, x, *, record: bool = False, progress: Callable[[int, int], None] | None = None) -> np.ndarray | SimOutput:
-        """Chip simulation. ``x``: (batch, time, *input_shape) spike counts. Returns the output
-        spikes, or a :class:`SimOutput` with states when ``record``."""
-        x = check_input_array(x, self.artifact.input_shape)
+        """Chip simulation. ``x``: (batch, time, *input_shape) event counts (see
+        :func:`nirdeploy.inputs.check_events`). Returns the output, or a :class:`SimOutput` with
+        states when ``record``.
+
+        Raises UsageError (bad ``x``, ``record`` or ``progress``), UnsupportedError."""
+        check_flag("record", record)
+        check_callable("progress", progress)
+        x = check_events(x, self.artifact.input_shape)
         out = self.target.simulate(self.artifact, x, record=record, progress=progress)
         return out if record else out.output
 
     @property
     def readout(self) -> str:
         """How a decision is read from the outputs: ``"spikes"`` or ``"vmem"`` (the report says)."""
-        return self.report.details.get("readout", "spikes")
+        return str(self.report.details.get("readout", "spikes"))
 
     def source_graph(self) -> Graph:
-        """The NIR graph this deployment was compiled from (the copy in its folder after loading)."""
+        """The NIR graph this deployment was compiled from (the copy in its folder after loading).
+        Raises UsageError when the deployment holds no copy of its graph."""
         if self.graph is not None:
             return self.graph
         if self.source_path is None:
@@ -171,81 +260,120 @@ class Deployment:
         return self.graph
 
     def chip_semantics(self):
-        """The target's :class:`~nirdeploy.sim.reference.ChipSemantics` for this network, or None."""
+        """The target's :class:`~nirdeploy.sim.reference.ChipSemantics` for this network (its
+        spiking rule, effective decays, state range, input clipping), or None."""
         return self.target.chip_semantics(self.artifact)
 
-    def simulate_reference(self, x, *, chip_semantics: bool = False, spikes_per_step: int | None = None):
-        """Float reference of the source graph with this deployment's dt, reset and scheme.
-        ``chip_semantics=True``: with the chip's spiking rule, effective time constants and input
-        clipping (subtractive reset). Returns the output (batch, time, *output_shape)."""
+    def simulate_reference(self, x, *, chip_semantics: bool = False, spikes_per_step: int | None = None) -> np.ndarray:
+        """Float reference of the source graph with this deployment's dt, reset and scheme, on
+        ``x`` (batch, time, *input_shape). ``chip_semantics=True``: with the chip's semantics
+        (:meth:`chip_semantics`; subtractive reset). Returns (batch, time, *output_shape).
+
+        Raises UsageError (bad input, no graph copy, a target without chip semantics)."""
         from .sim.reference import simulate_reference as _sim
 
+        check_flag("chip_semantics", chip_semantics)
         s = self.report.settings
         sem = self.chip_semantics() if chip_semantics else None
         if chip_semantics and sem is None:
             raise UsageError(f"target {self.artifact.target!r} does not describe its chip semantics")
-        caps = sem is not None or spikes_per_step is not None
-        reset = "subtract" if caps else s.get("reset", "zero")
-        return _sim(self.source_graph(), np.asarray(x), s["dt"], scheme=s.get("scheme", "euler"), reset=reset,
+        reset = "subtract" if (sem is not None or spikes_per_step is not None) else s.get("reset", "zero")
+        x = check_events(x, self.artifact.input_shape)
+        return _sim(self.source_graph(), x, s["dt"], scheme=s.get("scheme", "euler"), reset=reset,
                     spikes_per_step=spikes_per_step, chip=sem).output
 
     def evaluate(self, x, labels=None, *, reference: bool = True) -> dict:
         """Chip and reference on ``x`` (batch, time, *input_shape): readout agreement and, with
-        ``labels`` (batch,) integers, accuracy. The readout is stated (``"spikes"``: spike-count
-        argmax; ``"vmem"``: maximum Vmem) and the chip is read ``latency_steps`` later than the
-        reference. Keys: ``readout``, ``latency_steps``, ``chip``, and with ``reference``:
-        ``reference``, ``reference_chip_semantics`` (when the target describes them),
-        ``agreement`` (chip vs reference decisions, silent samples counted)."""
+        ``labels`` (batch,) integer classes, accuracy. The readout is stated (``"spikes"``:
+        spike-count argmax; ``"vmem"``: maximum Vmem) and the chip is read ``latency_steps`` later
+        than the reference. Keys: ``readout``, ``latency_steps``, ``samples``, ``chip`` (with
+        labels), and with ``reference``: ``agreement`` (chip vs reference decisions, silent samples
+        counted), ``reference``, ``reference_chip_semantics`` and ``agreement_chip_semantics``
+        (when the target describes its semantics).
+
+        Raises UsageError (bad input or labels, no graph copy)."""
         from .evaluation.compare import accuracy, readout_agreement
 
-        x = check_input_array(x, self.artifact.input_shape)
+        check_flag("reference", reference)
+        x = check_events(x, self.artifact.input_shape)
         T, L = x.shape[1], min(int(self.artifact.latency_steps), x.shape[1])
+        if L >= T:
+            raise UsageError(f"the input needs more than {L} time steps (the chip's latency); it has {T}")
         chip = self.simulate(x)
         out: dict = {"readout": self.readout, "latency_steps": L, "samples": int(x.shape[0])}
-        acc = (lambda y, a, b: accuracy(y, labels, self.readout, a, b)) if labels is not None else None
-        if acc:
+
+        def acc(y, a, b):
+            return accuracy(y, labels, self.readout, a, b)
+
+        if labels is not None:
             out["chip"] = acc(chip, L, T)
         if reference:
             ref = self.simulate_reference(x)
             ag = readout_agreement(chip, ref, L, self.readout)
             out["agreement"] = {k: v for k, v in ag.items() if k not in ("chip_decisions", "reference_decisions")}
-            if acc:
+            if labels is not None:
                 out["reference"] = acc(ref, 0, T - L)
             if self.chip_semantics() is not None:
                 refc = self.simulate_reference(x, chip_semantics=True)
-                if acc:
+                if labels is not None:
                     out["reference_chip_semantics"] = acc(refc, 0, T - L)
                 out["agreement_chip_semantics"] = readout_agreement(chip, refc, L, self.readout)["decision_agreement"]
         return out
 
     def save(self, folder, *, force: bool = False) -> Path:
-        """Write report.json, the target's export files and deployment.json, atomically.
-        A network that does not fit raises :class:`DoesNotFitError` (the CLI exits 1) and
-        writes nothing."""
+        """Write the compiled folder (see :mod:`nirdeploy.backend.compiled`): the target's export
+        files, report.json, a copy of the graph and deployment.json, atomically.
+
+        ``force`` replaces an existing folder only if it is empty or a nirdeploy deployment
+        (:mod:`nirdeploy.outputs`). Raises DoesNotFitError (the CLI exits 1; nothing written),
+        UsageError (bad argument), OutputError (the folder may not be replaced, disk full,
+        read-only), TargetError (the target's export broke the contract)."""
+        from .backend.compiled import GRAPH_FILE, MARKER_FILE, REPORT_FILE, write_marker, write_report
+
+        folder = check_path(folder, "output folder")
+        check_flag("force", force)
         if not self.fits:
             raise DoesNotFitError(self.report)
-        folder = Path(folder)
-        with atomic_folder(folder, force=force) as tmp:
+        with atomic_folder(folder, force=force, inputs=self.inputs) as tmp:
             files = self.target.export(self.artifact, tmp)
-            (tmp / "report.json").write_text(self.report.to_json())
-            if self.source_path is not None:
-                shutil.copyfile(self.source_path, tmp / GRAPH_COPY)
-            elif self.graph is not None:
-                from .graph.loading import write_nir
+            if not isinstance(files, (list, tuple)) or not all(isinstance(f, str) for f in files):
+                raise TargetError(f"target {self.target.name!r}: export() must return the list of file names it wrote")
+            if set(files) & {MARKER_FILE, REPORT_FILE, GRAPH_FILE}:
+                raise TargetError(f"target {self.target.name!r}: export() wrote a file name the core owns: {sorted(set(files) & {MARKER_FILE, REPORT_FILE, GRAPH_FILE})}")
+            write_report(tmp, self.report)
+            files = list(files) + [REPORT_FILE]
+            if self._copy_graph(tmp / GRAPH_FILE):
+                files.append(GRAPH_FILE)
+            write_marker(tmp, self.artifact, files)
+            present = {p.name for p in tmp.iterdir()}
+            if present != set(files) | {MARKER_FILE}:
+                raise TargetError(
+                    f"target {self.target.name!r}: export() wrote {sorted(present - set(files) - {MARKER_FILE})} "
+                    f"but returned {sorted(set(files) - {REPORT_FILE, GRAPH_FILE})}"
+                )
+        return Path(folder)
 
-                write_nir(self.graph, tmp / GRAPH_COPY)
-            meta = {
-                "nirdeploy_deployment": 1,
-                "target": self.artifact.target,
-                "variant": self.artifact.variant,
-                "input_shape": list(self.artifact.input_shape),
-                "output_shape": list(self.artifact.output_shape),
-                "latency_steps": self.artifact.latency_steps,
-                "settings": self.report.to_dict()["settings"],
-                "files": sorted(set(files) | {"report.json", GRAPH_COPY}),
-            }
-            (tmp / DEPLOYMENT_FILE).write_text(json.dumps(meta, indent=2))
-        return folder
+    def _copy_graph(self, dst: Path) -> bool:
+        if self.source_path is not None:
+            try:
+                st = os.stat(self.source_path)
+            except OSError:
+                st = None
+            if st is not None and stat.S_ISREG(st.st_mode):
+                shutil.copyfile(self.source_path, dst)
+                return True
+        if self.graph is not None:
+            from .graph.loading import write_nir
+
+            try:
+                write_nir(self.graph, dst)
+                return True
+            except Exception as e:  # nir cannot write every graph: the folder works without a copy
+                if dst.exists():
+                    dst.unlink()
+                self.notices.append(f"no copy of the graph was saved ({type(e).__name__}: {str(e)[:200]}); "
+                                    "simulate --compare-reference will not work on this folder")
+        return False
 
 
 def compile(
@@ -253,46 +381,57 @@ def compile(
     target: str = "xylo",
     *,
     dt: float | None = None,
-    reset: str = "zero",
+    reset: str | None = None,
     scheme: str = "euler",
     quantization: str = "channel",
     calibrate=None,
     out: str | os.PathLike | None = None,
     force: bool = False,
+    target_options: dict | None = None,
     sample=None,
 ) -> Deployment:
     """Lower, discretize and quantize for ``target``; the result carries its fit report.
-    With ``out``, the deployment folder is written too (atomically). ``calibrate``: sample input
-    (array or .npy) to calibrate the quantization on (a guarded search, never worse than the
-    uncalibrated network on that sample); ``sample``: sample input that is only measured (fidelity
-    report: multi-spike share, saturation, predicted agreement with the reference)."""
+    With ``out``, the deployment folder is written too (atomically; see :meth:`Deployment.save`).
+    ``target_options``, ``calibrate`` and ``sample``: see :func:`check`.
+
+    Raises UsageError, GraphLoadError, GraphValidationError, UnsupportedError, TargetError, and
+    with ``out``: OutputError (checked before the work starts), DoesNotFitError."""
+    check_flag("force", force)
+    inputs = [os.fspath(p) for p in (graph_or_path, calibrate, sample) if isinstance(p, (str, os.PathLike))]
+    if out is not None:
+        out = check_path(out, "out")
+        check_output_folder(out, force=force, inputs=inputs)  # fail before the work, not after it
     graph = load_graph(graph_or_path)
     t, variant = parse_target_spec(target)
     notices: list[str] = []
-    opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices, sample)
+    opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices, t, _target_options(t, target_options), sample)
     art = t.compile(graph, variant, opts)
     art.report.notes[:0] = notices
-    src = str(graph_or_path) if isinstance(graph_or_path, (str, os.PathLike)) else None
-    dep = Deployment(target=t, artifact=art, graph=graph, source_path=src, notices=notices)
+    src = os.fspath(graph_or_path) if isinstance(graph_or_path, (str, os.PathLike)) else None
+    dep = Deployment(target=t, artifact=art, graph=graph, source_path=src, notices=notices, inputs=inputs)
     if out is not None:
         dep.save(out, force=force)
     return dep
 
 
 def load_deployment(folder) -> Deployment:
-    """Re-open a folder written by ``compile``/``Deployment.save``."""
-    folder = Path(folder)
-    meta_path = folder / DEPLOYMENT_FILE
-    if not meta_path.is_file():
-        raise UsageError(f"{folder} is not a compiled nirdeploy folder (no {DEPLOYMENT_FILE})")
+    """Re-open a folder written by ``compile``/``Deployment.save``.
+
+    The core validates ``deployment.json`` first (format version, keys, listed files), the target
+    then reads its own files with a schema per file, and the result must agree with the marker
+    (:mod:`nirdeploy.backend.compiled`). Raises UsageError (not a path), DeploymentFolderError
+    (naming the damaged file and key)."""
+    from .backend.compiled import GRAPH_FILE, MARKER_FILE, load_with_target, read_marker
+
+    folder = Path(check_path(folder, "folder"))
+    marker = read_marker(folder)
     try:
-        meta = json.loads(meta_path.read_text())
-        t = get_target(meta["target"])
-    except (ValueError, KeyError) as e:
-        raise UsageError(f"{meta_path} is damaged: {e}") from None
-    art = t.load(folder)
-    graph_path = folder / GRAPH_COPY
-    return Deployment(target=t, artifact=art, source_path=str(graph_path) if graph_path.is_file() else None)
+        t = get_target(marker.target)
+    except NirDeployError as e:
+        raise DeploymentFolderError(folder / MARKER_FILE, "target", str(e)) from None
+    art = load_with_target(t, folder, marker)
+    src = str(folder / GRAPH_FILE) if GRAPH_FILE in marker.files else None
+    return Deployment(target=t, artifact=art, source_path=src, inputs=[str(folder)])
 
 
 def simulate_reference(
@@ -307,105 +446,200 @@ def simulate_reference(
     spikes_per_step: int | None = None,
     full: bool = False,
 ):
-    """Float64 reference simulation of the NIR graph itself. Returns the output array, or the
-    full result (``.output``, ``.states``, ``.notes`` such as divergence or the dt notice) when
-    ``record`` (states recorded) or ``full`` (no states).
+    """Float64 reference simulation of the NIR graph itself. ``x``: (batch, time, *input_shape)
+    event counts. Returns the output array, or the full result (``.output``, ``.states``,
+    ``.notes`` such as divergence and the dt/reset notices, ``.reset``) when ``record`` (states
+    recorded) or ``full`` (no states).
 
-    ``reset``: ``"zero"`` or ``"subtract"``; None is ``"zero"`` (``"subtract"`` with
-    ``spikes_per_step``); the result's ``.reset`` says which was used. ``spikes_per_step=N``:
-    the chip spiking rule (floor(v / threshold) spikes, at most N per step, subtractive reset)."""
-    from .graph.discretize import resolve_dt
+    ``reset`` None: the reset recorded in the graph, else ``"zero"`` (``"subtract"`` with
+    ``spikes_per_step``). ``spikes_per_step=N``: the chip spiking rule, floor(v / threshold)
+    spikes per step, at most N, subtractive reset.
+
+    Raises UsageError (bad argument or input, ``reset="zero"`` with ``spikes_per_step``),
+    GraphLoadError, GraphValidationError (also a Delay that overflows at ``dt``),
+    UnsupportedError."""
+    from .graph.discretize import check_delays, resolve_dt, resolve_reset
     from .sim.reference import simulate_reference as _sim
 
+    check_choice("scheme", scheme, SCHEMES)
+    check_flag("record", record)
+    check_flag("full", full)
+    check_callable("progress", progress)
+    dt = _dt_arg(dt)
     graph = load_graph(graph_or_path)
     if reset is not None:
-        _check_choice("reset", reset, RESETS)
-    _check_choice("scheme", scheme, SCHEMES)
-    dt, notice = resolve_dt(graph, None if dt is None else float(dt))
-    res = _sim(graph, np.asarray(x), dt, scheme=scheme, reset=reset, record=record, progress=progress, spikes_per_step=spikes_per_step)
-    if notice:
-        res.notes.insert(0, notice)
+        check_choice("reset", reset, RESETS)
+    notices = []
+    if spikes_per_step is None or reset is not None:
+        reset, r_notice = resolve_reset(graph, reset)
+        notices += [r_notice] if r_notice else []
+    x = check_events(x, _input_shape(graph))
+    dt, dt_notice = resolve_dt(graph, dt)
+    notices[:0] = [dt_notice] if dt_notice else []
+    check_delays(graph, dt)
+    res = _sim(graph, x, dt, scheme=scheme, reset=reset, record=record, progress=progress, spikes_per_step=spikes_per_step)
+    res.notices = notices  # what the caller should say (dt inferred, reset recorded); res.notes: what happened
     return res if (record or full) else res.output
 
 
-# -- arrays and folders ----------------------------------------------------------------------------
+# -- arrays and folders (kept for callers of the earlier names) ----------------------------------
 MAX_INPUT_ELEMENTS = 500_000_000
 
 
 def load_input_array(path) -> np.ndarray:
-    p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"input file {p} does not exist")
-    try:
-        arr = np.load(p, allow_pickle=False, mmap_mode="r")
-    except Exception as e:
-        raise UsageError(f"{p} is not a readable .npy array: {type(e).__name__}: {e}") from None
-    if not isinstance(arr, np.ndarray):
-        raise UsageError(f"{p} must hold a single array (.npy), not an archive")
-    if arr.size > MAX_INPUT_ELEMENTS:
-        raise UsageError(f"{p} is too large ({arr.size} elements)")
-    return np.asarray(arr)
+    """A ``.npy`` array read safely (:func:`nirdeploy.inputs.load_npy`)."""
+    return load_npy(path)
 
 
 def check_input_array(x, input_shape: tuple[int, ...]) -> np.ndarray:
-    x = np.asarray(x)
-    if x.dtype.kind not in "biuf":
-        raise UsageError(f"input must be numeric, got dtype {x.dtype}")
-    want = tuple(int(s) for s in input_shape)
-    if x.ndim != 2 + len(want) or tuple(x.shape[2:]) != want:
-        raise UsageError(
-            f"input has shape {tuple(x.shape)}; expected (batch, time, {', '.join(map(str, want))})"
-        )
-    if x.dtype.kind == "f":
-        if not np.all(np.isfinite(x)):
-            raise UsageError("input contains NaN or inf")
-        if np.any(x != np.round(x)) or np.any(x < 0):
-            raise UsageError("chip input must be non-negative integer spike counts")
-        x = x.astype(np.int64)
-    elif np.any(x < 0):
-        raise UsageError("chip input must be non-negative integer spike counts")
-    return x.astype(np.int64, copy=False)
+    """The event-input validator (:func:`nirdeploy.inputs.check_events`)."""
+    return check_events(x, input_shape)
 
 
-def check_output_folder(folder, force: bool = False) -> None:
-    """An output folder may be written: its parent exists, and it does not (or ``force``)."""
-    folder = Path(folder)
-    if folder.exists() and not force:
-        if not folder.is_dir() or any(folder.iterdir()):
-            raise UsageError(f"output folder {folder} already exists; use --force to replace it")
-    if folder.exists() and force and not folder.is_dir():
-        raise UsageError(f"{folder} exists and is not a folder")
-    anc = folder.parent
-    while not anc.exists() and anc != anc.parent:
-        anc = anc.parent
-    if not anc.is_dir():
-        raise UsageError(f"cannot create {folder}: {anc} is not a folder")
+# -- torch frontends and the multi-way comparison (torch imported only when called) -------------
+COMPARE_LIBRARIES = ("snntorch", "norse", "sinabs")
 
 
-class atomic_folder:
-    """Context manager: yields a temporary folder next to ``folder`` and renames it into place on
-    success; on any error the temporary folder is removed and ``folder`` is left as it was."""
+def from_torch(model, sample, *, library: str, dt: float | None = None, strict: bool = True,
+               fold_batchnorm: bool = False, path=None) -> Graph:
+    """A trained snnTorch / Norse / Sinabs model as a Graph that reproduces it; needs the
+    ``[torch]`` extra. See :func:`nirdeploy.frontends.from_torch`."""
+    from .frontends import from_torch as _from_torch
 
-    def __init__(self, folder: Path, force: bool = False):
-        self.folder = Path(folder)
-        self.force = force
+    return _from_torch(model, sample, library=library, dt=dt, strict=strict, fold_batchnorm=fold_batchnorm, path=path)
 
-    def __enter__(self) -> Path:
-        check_output_folder(self.folder, self.force)
-        parent = self.folder.parent
-        parent.mkdir(parents=True, exist_ok=True)  # only once the work has succeeded
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.folder.name}.tmp-", dir=parent))
-        return self.tmp
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return False
-        old = None
-        if self.folder.exists():
-            old = self.folder.with_name(f".{self.folder.name}.old-{os.getpid()}")
-            os.rename(self.folder, old)
-        os.rename(self.tmp, self.folder)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        return False
+def to_torch(graph_or_path, *, library: str | None = None, dt: float | None = None, reset: str | None = None,
+             scheme: str = "euler", dtype=None):
+    """``graph`` as a runnable torch module: nirdeploy's reference semantics (no library), or a
+    snnTorch / Norse / Sinabs model with dt, reset and r handled; needs the ``[torch]`` extra."""
+    from .frontends import to_torch as _to_torch
+
+    return _to_torch(graph_or_path, library=library, dt=dt, reset=reset, scheme=scheme, dtype=dtype)
+
+
+def compare(graph_or_path, x, *, runs=("reference",), dt: float | None = None, reset: str | None = None,
+            scheme: str = "euler", labels=None, min_agreement: float | None = None) -> dict:
+    """Run one graph several ways on ``x`` (batch, time, *input_shape) and compare each run
+    with the reference. ``runs``: ``"reference"``, ``"torch"`` (nirdeploy's torch module),
+    ``"snntorch"`` / ``"norse"`` / ``"sinabs"`` (nirdeploy's dt-aware conversion into the
+    library), ``"snntorch:native"`` / ``"norse:native"`` / ``"sinabs:native"`` (the library's own
+    importer with its defaults, what a naive trip gives), or a compiled folder. A row is
+    flagged (``row["flag"]``) when its run failed or its spike agreement is below
+    ``min_agreement`` (a fraction in [0, 1]; default 0.99, and then ``"below_min"`` is False: the
+    comparison is a report). Returns ``{"rows", "explanations", "dt", "reset", "text",
+    "min_agreement", "below_min"}``; ``below_min`` is True when ``min_agreement`` was given and a
+    row is flagged. See :mod:`nirdeploy.evaluation.crosscheck`."""
+    from .evaluation.crosscheck import compare_columns, explain, render_comparison
+    from .graph.discretize import resolve_dt, resolve_reset
+    from .graph.provenance import recorded
+
+    from .evaluation.crosscheck import AGREEMENT_FLAG
+
+    if min_agreement is not None:
+        try:
+            min_agreement = float(min_agreement)
+        except (TypeError, ValueError):
+            raise UsageError(f"min_agreement must be a fraction in [0, 1], got {min_agreement!r}") from None
+        if not 0.0 <= min_agreement <= 1.0:
+            raise UsageError(f"min_agreement must be a fraction in [0, 1] (0.99 = 99 %), got {min_agreement:g}")
+    flag_below = AGREEMENT_FLAG if min_agreement is None else min_agreement
+    graph = load_graph(graph_or_path)
+    if reset is not None:
+        check_choice("reset", reset, RESETS)
+    check_choice("scheme", scheme, SCHEMES)
+    reset, _ = resolve_reset(graph, reset)
+    dt, _ = resolve_dt(graph, _dt_arg(dt))
+    x = check_events(x, _input_shape(graph))
+    runs = list(dict.fromkeys(runs))
+    if "reference" not in runs:
+        runs.insert(0, "reference")
+    cols = [_run_column(graph, graph_or_path, spec, x, dt, reset, scheme) for spec in runs]
+    lab = None if labels is None else np.asarray(labels)
+    if lab is not None and lab.shape[:1] != x.shape[:1]:
+        raise UsageError(f"labels must have one entry per sample ({x.shape[0]}); got shape {lab.shape}")
+    rows = compare_columns(cols, lab, flag_below=flag_below)
+    rec = recorded(graph)
+    facts = {"dt": dt, "reset": reset, "recorded_dt": rec.dt, "recorded_reset": rec.reset, "source": rec.source,
+             "spike_rule": rec.spike_rule, **_r_facts(graph)}
+    expl = explain(cols, rows, facts)
+    below = min_agreement is not None and any(r.get("flag") for r in rows)
+    return {"rows": rows, "explanations": expl, "dt": dt, "reset": reset, "min_agreement": min_agreement,
+            "below_min": below, "text": render_comparison(rows, expl, flag_below=flag_below)}
+
+
+def _r_facts(graph: Graph) -> dict:
+    from .graph.discretize import infer_dt
+    from .graph.passes import normalize
+
+    flat = normalize(graph)
+    leaky = [n for n in flat.nodes.values() if n.type in ("LIF", "LI", "CubaLIF", "CubaLI")]
+    facts = {"leaky": bool(leaky)}
+    cands = infer_dt(graph)
+    if cands and cands[0].convention == "snntorch":
+        r = np.concatenate([np.ravel(n.params["r"]) for n in leaky])
+        facts.update(r_convention="snntorch", r_typical=float(np.median(r)), r_dt=cands[0].dt)
+    elif leaky and all(np.allclose(n.params["r"], 1.0) for n in leaky):
+        facts["r_convention"] = "unit"
+    return facts
+
+
+def _run_column(graph: Graph, source, spec: str, x: np.ndarray, dt: float, reset: str, scheme: str):
+    from .evaluation.crosscheck import Column
+    from .errors import NirDeployError
+
+    if spec == "reference":
+        y = simulate_reference(graph, x, dt=dt, reset=reset, scheme=scheme)
+        return Column("reference", "reference", output=y, dt=dt)
+    lib, _, mode = spec.partition(":")
+    if lib == "torch" or lib in COMPARE_LIBRARIES:
+        kind = "native" if mode == "native" else ("torch" if lib == "torch" else "library")
+        if mode not in ("", "native") or (lib == "torch" and mode):
+            raise UsageError(f"unknown run {spec!r}: use LIBRARY or LIBRARY:native")
+        try:
+            # the libraries print to stdout (snnTorch's importer: "replace rnn subgraph ..."): keep stdout for our output
+            with contextlib.redirect_stdout(sys.stderr):
+                out = _run_library(graph, source, lib, mode, x, dt, reset, scheme)
+            return Column(spec, kind, output=out, library=lib, dt=dt)
+        except NirDeployError as e:
+            if getattr(e, "install", None):
+                raise
+            return Column(spec, kind, error=str(e).splitlines()[0], library=lib, dt=dt)
+        except Exception as e:  # a library's own importer failing is a finding, not a crash
+            return Column(spec, kind, error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300], library=lib, dt=dt)
+    if os.path.isdir(spec):
+        dep = load_deployment(spec)
+        y = dep.simulate(x)
+        s = dep.report.settings
+        # the compile report's warnings are the chip's known differences from the reference (one per rule)
+        warned = {}
+        for v in dep.report.violations:
+            if v.severity == "warning" and v.rule not in warned:
+                warned[v.rule] = f"{v.rule}{' (' + v.node + ')' if v.node else ''}: {v.message}"
+        return Column(os.path.basename(os.path.normpath(spec)) or spec, "chip", output=y, latency_steps=int(dep.artifact.latency_steps),
+                      dt=s.get("dt"), info={"dt": s.get("dt"), "reset": s.get("reset"), "warnings": list(warned.values())})
+    raise UsageError(f"unknown run {spec!r}: use reference, torch, {', '.join(COMPARE_LIBRARIES)}, LIBRARY:native, or a compiled folder")
+
+
+def _run_library(graph: Graph, source, lib: str, mode: str, x: np.ndarray, dt: float, reset: str, scheme: str) -> np.ndarray:
+    import torch
+
+    from .frontends import library_module, to_torch as _to_torch
+
+    if lib == "torch":
+        m = _to_torch(graph, dt=dt, reset=reset, scheme=scheme)
+        with torch.no_grad():
+            return m(torch.as_tensor(x, dtype=torch.float64)).numpy()
+    mod = library_module(lib)
+    if mode == "native":
+        if isinstance(source, (str, os.PathLike)):
+            return mod.native_import(str(source))(x)
+        from .graph.loading import write_nir
+
+        with tempfile.TemporaryDirectory() as d:
+            p = os.path.join(d, "graph.nir")
+            write_nir(graph, p)
+            return mod.native_import(p)(x)
+    m = mod.build(graph, dt=dt, reset=reset, scheme=scheme, dtype=torch.float32)
+    with torch.no_grad():
+        return m(torch.as_tensor(x, dtype=torch.float32)).double().numpy()

@@ -11,28 +11,60 @@ import sys
 
 import click
 
+from .ci.command import FORMATS as CHECK_FORMATS
+
 EXIT_OK, EXIT_NOFIT, EXIT_INVALID, EXIT_INTERNAL = 0, 1, 2, 3
 PROGRESS_MIN_WORK = 2_000_000  # batch * time * neurons above which a progress bar is shown
 
 
+def _echo(text: str = "", *, err: bool = False, nl: bool = True) -> None:
+    """Print to the terminal with control and escape characters made visible (node names and
+    paths come from files)."""
+    from .render import terminal_safe
+
+    click.echo(terminal_safe(str(text)), err=err, nl=nl)
+
+
 def _err(msg: str) -> None:
-    click.echo(f"error: {msg}", err=True)
+    _echo(f"error: {msg}", err=True)
 
 
 def _run(fn):
-    """Run a command body, turning nirdeploy errors into a message and an exit code."""
+    """Run a command body, turning nirdeploy errors into a message and an exit code.
+
+    The body runs under :func:`nirdeploy.outputs.signal_guard`: SIGTERM, SIGHUP and SIGINT
+    remove every temporary file and folder and end every child process first; the exit code is
+    then 128 + the signal number."""
     from .errors import NirDeployError
+    from .outputs import Terminated, signal_guard
+
+    import warnings
 
     try:
-        code = fn()
+        with signal_guard(redeliver=False), warnings.catch_warnings():
+            # numpy's overflow warnings are noise here: what matters is in the report
+            warnings.simplefilter("ignore", RuntimeWarning)
+            code = fn()
     except NirDeployError as e:
         _err(str(e))
         sys.exit(e.exit_code)
+    except Terminated as e:
+        _err(f"{e}; nothing was left behind")
+        sys.exit(128 + e.signum)
     except KeyboardInterrupt:
-        _err("interrupted")
+        _err("interrupted; nothing was left behind")
         sys.exit(130)
     except MemoryError:
         _err("out of memory: the graph or input is too large")
+        sys.exit(EXIT_INVALID)
+    except RecursionError:
+        _err("the input is nested too deeply to be processed")
+        sys.exit(EXIT_INVALID)
+    except OSError as e:  # the environment, not nirdeploy: a file vanished, a device failed...
+        if os.environ.get("NIRDEPLOY_DEBUG"):
+            raise
+        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        _err(f"{e.strerror or e}{where}")
         sys.exit(EXIT_INVALID)
     except Exception as e:  # never a traceback for users; NIRDEPLOY_DEBUG=1 shows it
         if os.environ.get("NIRDEPLOY_DEBUG"):
@@ -43,7 +75,10 @@ def _run(fn):
 
 
 def _echo_json(data) -> None:
-    click.echo(json.dumps(data, indent=2, allow_nan=False))
+    """RFC 8259 JSON: non-finite numbers are written as the strings "inf", "-inf", "nan"."""
+    from .backend.report import json_safe
+
+    click.echo(json.dumps(json_safe(data), indent=2, allow_nan=False))
 
 
 class _Progress:
@@ -97,11 +132,12 @@ def targets_cmd(as_json: bool) -> None:
             t = get_target(name)
             for v in t.variants():
                 hw = t.hwconfig(v)
-                data.append({"target": name, "variant": v, "name": hw.name, "summary": t.summary(v), "limits": hw.limits})
+                data.append({"target": name, "variant": v, "name": hw.name, "summary": t.summary(v), "limits": hw.limits,
+                             "options": dict(getattr(t, "options", {}) or {})})
         if as_json:
             _echo_json(data)
         else:
-            click.echo(render_rows("Targets", ["target:variant", "chip", "main limits"], [[f"{d['target']}:{d['variant']}", d["name"], d["summary"]] for d in data]), nl=False)
+            _echo(render_rows("Targets", ["target:variant", "chip", "main limits"], [[f"{d['target']}:{d['variant']}", d["name"], d["summary"]] for d in data]), nl=False)
         return EXIT_OK
 
     _run(body)
@@ -123,67 +159,111 @@ def inspect_cmd(graph: str, dt, scheme, as_json: bool) -> None:
         if as_json:
             _echo_json(info)
         else:
-            click.echo(render_inspection(info), nl=False)
-            click.echo()
+            _echo(render_inspection(info), nl=False)
+            _echo()
         return EXIT_OK
 
     _run(body)
 
 
-_dt_opt = click.option("--dt", type=float, default=None, help="time step in seconds (inferred with a notice when unambiguous)")
-_reset_opt = click.option("--reset", type=click.Choice(["zero", "subtract"]), default="zero", show_default=True,
-                          help="reset semantics: zero = jump to v_reset (NIR >= 1.0.6), subtract = v -= threshold")
+_dt_opt = click.option("--dt", type=float, default=None,
+                       help="time step in seconds (default: the dt nirdeploy recorded when it exported the graph, "
+                            "else inferred with a notice when unambiguous)")
+_reset_opt = click.option("--reset", type=click.Choice(["zero", "subtract"]), default=None,
+                          help="reset semantics: zero = jump to v_reset (NIR >= 1.0.6), subtract = v -= threshold "
+                               "[default: the reset nirdeploy recorded when it exported the graph, else zero]")
 _scheme_opt = click.option("--scheme", type=click.Choice(["euler", "exact"]), default="euler", show_default=True,
                            help="discretization: forward Euler or exact exponential")
 _quant_opt = click.option("--quantization", type=click.Choice(["channel", "global"]), default="channel", show_default=True,
                           help="weight scaling: one scale per post-neuron or one per matrix")
+
+_topt_opt = click.option("--target-option", "-T", "target_options", multiple=True, metavar="KEY=VALUE",
+                         help="a target-specific option (repeatable), e.g. -T lower_bound=-threshold for speck; `nirdeploy targets --json` lists them")
+
+
+_max_chips_opt = click.option("--max-chips", type=click.IntRange(min=1), default=None,
+                              help="multi-chip targets (loihi2): refuse a network that needs more chips (default: count them); "
+                                   "the same as -T max_chips=N")
+
+
+def _parse_target_options(items, max_chips: int | None = None) -> dict:
+    """KEY=VALUE pairs; integers become ints. ``--max-chips N`` adds ``max_chips``."""
+    from .errors import UsageError
+
+    out: dict = {}
+    for it in items or ():
+        key, sep, value = it.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--target-option takes KEY=VALUE, got {it!r}")
+        v = value.strip()
+        out[key.strip()] = int(v) if v.lstrip("-").isdigit() else v
+    if max_chips is not None:
+        out["max_chips"] = max_chips
+    return out
+
+
 _sample_opt = click.option("--sample", type=click.Path(dir_okay=False), default=None,
                            help="sample input .npy (batch, time, *input_shape) that is only measured: fidelity report (multi-spike share, "
                                 "saturation, predicted agreement with the reference)")
-_calibrate_opt = click.option("--calibrate", type=click.Path(dir_okay=False), default=None,
+_calibrate_opt = click.option("--calibrate", type=click.Path(), default=None,
                               help="sample input .npy (batch, time, *input_shape) to calibrate the quantization on (guarded: never worse than "
                                    "uncalibrated on that sample), then measured like --sample")
 
 
 def _notices(notices) -> None:
     for n in notices:
-        click.echo(f"notice: {n}", err=True)
+        if n:
+            _echo(f"notice: {n}", err=True)
 
 
 @main.command("check")
 @click.argument("graph", type=click.Path(dir_okay=False))
-@click.option("--target", "-t", "target", required=True, help="TARGET[:VARIANT], or 'all'")
+@click.option("--target", "-t", "target", required=True, help="TARGET[:VARIANT], TARGET:all (every variant of one target), or all (every target and variant)")
 @_dt_opt
 @_reset_opt
 @_scheme_opt
 @_quant_opt
+@_topt_opt
+@_max_chips_opt
 @_sample_opt
 @_calibrate_opt
-@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-def check_cmd(graph, target, dt, reset, scheme, quantization, sample, calibrate, as_json) -> None:
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON (same as --format json)")
+@click.option("--format", "output_format", type=click.Choice(CHECK_FORMATS), default=None,
+              help="text (default), json, junit (JUnit XML for CI test reports) or github (workflow-command annotations)")
+@click.option("--budget", type=click.Path(dir_okay=False), default=None,
+              help="budget.toml: share of each resource to keep free, agreement floors; over budget exits 1")
+def check_cmd(graph, target, dt, reset, scheme, quantization, target_options, max_chips, sample, calibrate, as_json, output_format,
+              budget) -> None:
     """Does GRAPH fit TARGET? Exit 0 if it fits, 1 if not, 2 on invalid input."""
 
     def body():
         from . import api
-        from .render import render_rows
+        from .ci.command import check_command, output_format as _format
+        from .backend.target import multi_target
+        from .render import render_fit_table
 
-        if target == "all":
-            if dt is None:  # the inferred dt is shared by every target: say it once
+        fmt = _format(output_format, as_json)
+        topts = _parse_target_options(target_options, max_chips)
+        many, only = multi_target(target)
+        if many and (sample is not None or calibrate is not None):
+            from .errors import UsageError
+
+            raise UsageError("--sample and --calibrate measure one target: give TARGET[:VARIANT]")
+        if fmt != "text" or budget is not None:
+            return check_command(graph, target, fmt=fmt, budget=budget, echo=_echo, echo_json=_echo_json, dt=dt,
+                                 reset=reset, scheme=scheme, quantization=quantization, target_options=topts,
+                                 sample=sample, calibrate=calibrate)
+        if many:
+            if dt is None:  # the dt every target uses, said once (single reports carry it in their notes)
                 from .graph.discretize import resolve_dt
 
-                _notices([n for n in [resolve_dt(api.load_graph(graph), None)[1]] if n])
-            reps = api.check_all(graph, dt=dt, reset=reset, scheme=scheme)
-            if as_json:
-                _echo_json([r.to_dict() for r in reps])
-            else:
-                rows = [[f"{r.target}:{r.variant}", "yes" if r.fits else "no", r.first_blocking_reason() or "-"] for r in reps]
-                click.echo(render_rows("Fit on every target", ["target", "fits", "first blocking reason"], rows), nl=False)
+                _notices([resolve_dt(api.load_graph(graph), None)[1]])
+            reps = api.check_all(graph, dt=dt, reset=reset, scheme=scheme, target_options=topts, target=only)
+            _echo(render_fit_table(reps), nl=False)
             return EXIT_OK if any(r.fits for r in reps) else EXIT_NOFIT
-        rep = api.check(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization, sample=sample, calibrate=calibrate)
-        if as_json:
-            _echo_json(rep.to_dict())
-        else:
-            click.echo(rep.render())
+        rep = api.check(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization, target_options=topts,
+                        sample=sample, calibrate=calibrate)
+        _echo(rep.render())
         return EXIT_OK if rep.fits else EXIT_NOFIT
 
     _run(body)
@@ -198,30 +278,35 @@ def check_cmd(graph, target, dt, reset, scheme, quantization, sample, calibrate,
 @_quant_opt
 @_calibrate_opt
 @_sample_opt
-@click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False), help="output folder (written atomically)")
-@click.option("--force", is_flag=True, help="replace OUT if it exists")
+@click.option("-o", "--out", "out", required=True, type=click.Path(), help="output folder (written atomically; never replaces what nirdeploy did not write)")
+@click.option("--force", is_flag=True, help="replace OUT if it is a folder nirdeploy wrote (its deployment.json lists every file in it)")
+@_topt_opt
+@_max_chips_opt
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, sample, out, force, as_json) -> None:
+def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, sample, out, force, target_options, max_chips, as_json) -> None:
     """Lower GRAPH for TARGET and write OUT/report.json, the vendor export and what `simulate` needs.
 
     A network that does not fit still gets its report printed, but no folder (exit 1)."""
 
     def body():
         from . import api
+        from .outputs import check_output_folder
 
-        api.check_output_folder(out, force=force)  # fail before the work, not after it
-        dep = api.compile(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibrate=calibrate, sample=sample)
-        _notices(dep.notices)
+        check_output_folder(out, force=force, inputs=[graph, calibrate, sample])  # fail before the work, not after it
+        dep = api.compile(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibrate=calibrate,
+                          target_options=_parse_target_options(target_options, max_chips), sample=sample)
+        for n in dep.notices:
+            _echo(f"notice: {n}", err=True)
         rep = dep.report
         if as_json:
             _echo_json(rep.to_dict())
         else:
-            click.echo(rep.render())
+            _echo(rep.render())
         if not rep.fits:
             _err(f"not written: the network does not fit {rep.target}:{rep.variant}")
             return EXIT_NOFIT
         dep.save(out, force=force)
-        click.echo(f"wrote {out}", err=True)
+        _echo(f"wrote {out}", err=True)
         return EXIT_OK
 
     _run(body)
@@ -229,67 +314,212 @@ def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, sampl
 
 @main.command("simulate")
 @click.argument("source", type=click.Path())
-@click.option("--input", "-i", "input_path", required=True, type=click.Path(dir_okay=False), help="X.npy: (batch, time, *input_shape) spike counts")
-@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="Y.npy: (batch, time, *output_shape)")
+@click.option("--input", "-i", "input_path", required=True, type=click.Path(), help="X.npy: (batch, time, *input_shape) spike counts")
+@click.option("-o", "--out", "out", required=True, type=click.Path(), help="Y.npy: (batch, time, *output_shape); a new or regular file")
 @click.option("--reference", is_flag=True, help="SOURCE is a .nir graph: run the float64 reference simulator")
 @_dt_opt
-@click.option("--reset", type=click.Choice(["zero", "subtract"]), default=None,
-              help="reference reset: zero = jump to v_reset (NIR >= 1.0.6; the default), subtract = v -= threshold (snnTorch's default); "
-                   "a compiled folder uses its own")
+@_reset_opt
 @_scheme_opt
 @click.option("--spikes-per-step", "spikes_per_step", type=click.IntRange(min=1), default=None,
               help="reference with a chip's spiking rule: floor(v / threshold) spikes per step, at most N, subtractive reset (Xylo: 31)")
 @click.option("--compare-reference", is_flag=True, help="also run the reference on the compiled graph and print agreement")
 @click.option("--labels", "labels_path", type=click.Path(dir_okay=False), default=None,
-              help="y.npy: one integer label per sample; prints chip and reference accuracy (implies the reference run)")
+              help="y.npy: one integer label per sample; prints the accuracy of the chip, the reference and the reference with the "
+                   "chip's semantics (runs the reference)")
 def simulate_cmd(source, input_path, out, reference, dt, reset, scheme, spikes_per_step, compare_reference, labels_path) -> None:
-    """Chip simulation of a compiled folder, or (--reference) float simulation of a .nir graph."""
+    """Chip simulation of a compiled folder, or (--reference) float simulation of a .nir graph.
+
+    Every check and comparison happens before Y.npy is written: a command that fails writes
+    nothing. OUT must be a new path or a regular file (not a device, FIFO, folder or link)."""
 
     def body():
         import numpy as np
 
         from . import api
         from .errors import UsageError
+        from .inputs import load_npy
+        from .outputs import check_output_file
 
-        x = api.load_input_array(input_path)
-        labels = api.load_input_array(labels_path) if labels_path is not None else None
+        check_output_file(out, inputs=[input_path, source] + ([labels_path] if labels_path else []))
+        x = load_npy(input_path)
+        labels = load_npy(labels_path, what="labels") if labels_path is not None else None
         if reference:
             if os.path.isdir(source):
                 raise UsageError("--reference takes a .nir graph, not a compiled folder")
             if labels is not None:
                 raise UsageError("--labels needs a compiled folder (chip and reference accuracy); use it without --reference")
+            g = api.load_graph(source)
             with _Progress(int(np.prod(x.shape)) * 8, "reference") as prog:
-                res = api.simulate_reference(source, x, dt=dt, reset=reset, scheme=scheme, progress=prog, spikes_per_step=spikes_per_step, full=True)
-            _notices(res.notes[:1] if dt is None and res.notes and res.notes[0].startswith("dt not given") else [])
+                res = api.simulate_reference(g, x, dt=dt, reset=reset, scheme=scheme, progress=prog, spikes_per_step=spikes_per_step, full=True)
+            _notices(res.notices)
             _notices([_reset_notice(res.reset, reset, spikes_per_step)])
-            for n in (res.notes[1:] if dt is None and res.notes and res.notes[0].startswith("dt not given") else res.notes):
-                click.echo(f"warning: {n}", err=True)
-            _save_npy(out, res.output)
-            click.echo(f"wrote {out} {tuple(res.output.shape)}", err=True)
+            for n in res.notes:
+                _echo(f"warning: {n}", err=True)
+            _save_npy(out, res.output, [input_path, source])
+            _echo(f"wrote {out} {tuple(res.output.shape)}", err=True)
             return EXIT_OK
         if spikes_per_step is not None:
             raise UsageError("--spikes-per-step applies to the reference (--reference); a compiled folder simulates the chip itself")
         if not os.path.isdir(source):
             raise UsageError(f"{source} is not a compiled folder (use --reference to simulate a .nir graph)")
         dep = api.load_deployment(source)
+        if labels is not None and dep.source_path is None:
+            raise UsageError("this folder holds no copy of its graph; --labels needs the reference")
+        if compare_reference:
+            if dep.source_path is None:
+                raise UsageError("this folder holds no copy of its graph; cannot compare")
+            lat = dep.artifact.latency_steps
+            if x.ndim >= 2 and x.shape[1] <= lat:
+                raise UsageError(f"--compare-reference needs more than {lat} time steps (the chip's latency); the input has {x.shape[1]}")
         with _Progress(int(np.prod(x.shape)) * 64, "chip simulation") as prog:
             y = dep.simulate(x, progress=prog)
-        _save_npy(out, y)
-        click.echo(f"wrote {out} {tuple(y.shape)}", err=True)
+        cmp = ev = None
         if compare_reference or labels is not None:
-            if dep.source_path is None:
-                raise UsageError("this folder holds no copy of its graph; cannot run the reference")
             s = dep.report.settings
             _notices([f"reference: dt = {s['dt']:g} s, reset = {s.get('reset', 'zero')}, scheme = {s.get('scheme', 'euler')} (the compiled settings)"])
         if compare_reference:
             ref = dep.simulate_reference(x)
             cmp = api.compare_outputs(y, ref, dep.artifact.latency_steps, dep.readout)
-            _print_compare(cmp)
         if labels is not None:
-            _print_accuracy(dep.evaluate(x, labels))
+            ev = dep.evaluate(x, labels)  # validates the labels before anything is written
+        _save_npy(out, y, [input_path, source])
+        _echo(f"wrote {out} {tuple(y.shape)}", err=True)
+        if cmp is not None:
+            _print_compare(cmp)
+        if ev is not None:
+            _print_accuracy(ev)
         return EXIT_OK
 
     _run(body)
+
+
+@main.command("export")
+@click.argument("factory", metavar="MODEL.py:FUNCTION")
+@click.option("--library", "-l", required=True, type=click.Choice(["snntorch", "norse", "sinabs"]), help="library the model is built with")
+@click.option("--weights", "-w", type=click.Path(dir_okay=False), default=None, help="state_dict saved with torch.save (loaded with weights_only=True)")
+@click.option("--sample", type=click.Path(dir_okay=False), default=None, help="X.npy (batch, time, *input_shape) to trace and verify with")
+@click.option("--input-shape", default=None, help="e.g. 2,34,34: verify on random Poisson spikes of this shape instead of --sample")
+@click.option("--dt", type=float, default=None, help="time step the model was trained with, in seconds (recorded in the graph)")
+@click.option("--fold-batchnorm", is_flag=True, help="fold BatchNorm into the preceding Conv/Linear")
+@click.option("--no-strict", is_flag=True, help="write the graph even when it does not reproduce the model (with a warning)")
+@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="G.nir to write")
+@click.option("--force", is_flag=True, help="replace OUT if it exists")
+def export_cmd(factory, library, weights, sample, input_shape, dt, fold_batchnorm, no_strict, out, force) -> None:
+    """Export a trained torch model to NIR. MODEL.py:FUNCTION builds the model (no arguments);
+    the graph reproduces it (verified on the sample) and records its dt and reset."""
+
+    def body():
+        import warnings
+
+        from . import api
+        from .errors import UsageError
+        from .frontends.loader import load_model, sample_input
+        from .graph.loading import save_nir
+        from .outputs import check_output_file
+
+        inputs = [factory.rpartition(":")[0], weights, sample]
+        if os.path.lexists(out) and not force:
+            raise UsageError(f"{out} already exists; use --force to replace it")
+        check_output_file(out, inputs)  # before the work: a device, FIFO, folder, link or input is refused
+        model = load_model(factory, weights)
+        x = sample_input(sample, input_shape)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            g = api.from_torch(model, x, library=library, dt=dt, strict=not no_strict, fold_batchnorm=fold_batchnorm)
+        for w in caught:
+            if "nirdeploy" in type(w.message).__module__:
+                _echo(f"warning: {w.message}", err=True)
+        save_nir(g, out, inputs=inputs)
+        from .graph.provenance import recorded
+
+        rec = recorded(g)
+        _echo(f"wrote {out}: {len(g.nodes)} nodes; dt = {rec.dt:g} s, reset = {rec.reset}, spike rule = {rec.spike_rule} "
+                   f"(recorded in the graph; inspect/check/compile use them without --dt)", err=True)
+        return EXIT_OK
+
+    _run(body)
+
+
+@main.command("compare")
+@click.argument("graph", type=click.Path(dir_okay=False))
+@click.option("--input", "-i", "input_path", required=True, type=click.Path(dir_okay=False), help="X.npy: (batch, time, *input_shape)")
+@click.option("--with", "runs", default="reference,torch", show_default=True,
+              help="comma-separated runs: reference, torch, snntorch, norse, sinabs (nirdeploy's dt-aware conversions), "
+                   "LIBRARY:native (the library's own importer), or compiled folders (OUT_FOLDER)")
+@_dt_opt
+@_reset_opt
+@_scheme_opt
+@click.option("--labels", type=click.Path(dir_okay=False), default=None, help="Y.npy (batch,) class labels: adds accuracy (most active output)")
+@click.option("--min-agreement", type=float, default=None, metavar="X",
+              help="exit 1 when a run failed or its spike agreement with the reference is below X (a fraction, "
+                   "e.g. 0.99); runs below X are marked DIFFERS [default: no threshold, exit 0; DIFFERS below 0.99]")
+@click.option("--json", "as_json", is_flag=True, help="print data instead of a table")
+def compare_cmd(graph, input_path, runs, dt, reset, scheme, labels, min_agreement, as_json) -> None:
+    """Run GRAPH several ways on the same input and compare every run with the reference.
+
+    A report: exit 0 whatever the agreement, unless --min-agreement X is given, then exit 1 when
+    a run failed or agrees on fewer than X of the spikes (CI gates). Exit 2 on invalid input."""
+
+    def body():
+        from . import api
+
+        x = api.load_input_array(input_path)
+        lab = api.load_input_array(labels) if labels else None
+        specs = [s.strip() for s in runs.split(",") if s.strip()]
+        res = api.compare(graph, x, runs=specs, dt=dt, reset=reset, scheme=scheme, labels=lab, min_agreement=min_agreement)
+        if as_json:
+            _echo_json({k: v for k, v in res.items() if k != "text"})
+        else:
+            _echo(f"dt = {res['dt']:g} s, reset = {res['reset']}")
+            _echo(res["text"], nl=False)
+        return EXIT_NOFIT if res["below_min"] else EXIT_OK
+
+    _run(body)
+
+
+@main.command("nmnist")
+@click.argument("root", type=click.Path(file_okay=False))
+@click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
+@click.option("--dt", type=float, default=1e-3, show_default=True, help="bin width = network time step, in seconds")
+@click.option("--steps", type=int, default=None, help="steps per sample (default: enough for the longest sample)")
+@click.option("--limit", type=int, default=None, help="at most this many samples, round-robin over the digits")
+@click.option("--first-saccade", is_flag=True, help="keep only the first saccade (events before 100 ms)")
+@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="X.npy to write: (samples, steps, 2, 34, 34)")
+@click.option("--labels-out", type=click.Path(dir_okay=False), default=None, help="Y.npy to write: (samples,) digit labels")
+@click.option("--force", is_flag=True, help="replace existing output files")
+def nmnist_cmd(root, split, dt, steps, limit, first_saccade, out, labels_out, force) -> None:
+    """Bin N-MNIST recordings already on disk (ROOT/NMNIST/Test/<digit>/*.bin, tonic's layout)
+    into X.npy for simulate/compare (--labels Y.npy). Needs tonic; never downloads."""
+
+    def body():
+        from .data.nmnist import load_nmnist
+        from .errors import UsageError
+
+        from .outputs import check_output_file
+
+        data_dir = os.path.join(root, "NMNIST")
+        targets = [out] + ([labels_out] if labels_out else [])
+        if labels_out and os.path.abspath(labels_out) == os.path.abspath(out):
+            raise UsageError("-o and --labels-out name the same file")
+        for t in targets:
+            if os.path.lexists(t) and not force:
+                raise UsageError(f"{t} already exists; use --force to replace it")
+            check_output_file(t, [data_dir])  # before the work; never inside the recordings
+        x, y = load_nmnist(root, split=split, dt=dt, n_steps=steps, limit=limit, first_saccade_only=first_saccade)
+        _save_npy(out, x, [data_dir])
+        if labels_out:
+            _save_npy(labels_out, y, [data_dir])
+        _echo(f"wrote {out}: {x.shape[0]} samples x {x.shape[1]} steps of dt = {dt:g} s, {int(x.sum())} events"
+                   + (f"; {labels_out}: labels" if labels_out else ""), err=True)
+        return EXIT_OK
+
+    _run(body)
+
+
+def _print_compare(cmp: dict) -> None:
+    from .render import render_comparison
+
+    _echo(render_comparison(cmp), nl=False)
 
 
 def _reset_notice(used: str, given, spikes_per_step) -> str:
@@ -297,30 +527,8 @@ def _reset_notice(used: str, given, spikes_per_step) -> str:
         return f"reference reset: {used}"
     if spikes_per_step is not None:
         return f"reference reset: {used} (implied by --spikes-per-step)"
-    return (f"reference reset: {used} (the default: NIR's v_reset semantics; graphs trained with subtractive reset, snnTorch's default, "
-            "need --reset subtract)")
-
-
-def _print_compare(cmp: dict) -> None:
-    from .evaluation.compare import describe_readout
-    from .render import render_rows
-
-    unit = "spikes" if cmp.get("readout", "spikes") == "spikes" else "sum of Vmem"
-    rows = [[i, f"{c:g}", f"{r:g}"] for i, (c, r) in enumerate(zip(cmp["chip_counts"], cmp["reference_counts"]))]
-    click.echo(render_rows(f"Chip vs reference (chip shifted by {cmp['latency_steps']} steps of latency)", ["output", f"chip {unit}", f"reference {unit}"], rows), nl=False)
-    n = cmp["samples"]
-    sc, sr = cmp["silent_chip_samples"], cmp["silent_reference_samples"]
-    if sc == n or sr == n:
-        who = " and ".join(w for w, k in (("the chip's", sc), ("the reference's", sr)) if k == n)
-        click.echo(f"{who} output is silent on all {n} samples (no output activity): no agreement figures are meaningful")
-        return
-    corr = cmp["count_correlation"]
-    click.echo(
-        f"readout: {describe_readout(cmp.get('readout', 'spikes'))}; {'spike-count' if unit == 'spikes' else 'Vmem-sum'} correlation "
-        f"{'n/a' if corr is None else f'{corr:.3f}'}; element-wise agreement {cmp['elementwise_agreement']:.3f}; "
-        f"same decision in {100 * cmp['argmax_agreement']:.1f} % of the {n - sr} samples the reference decides"
-        + (f" (silent samples: chip {sc}, reference {sr})" if sc or sr else "")
-    )
+    return (f"reference reset: {used} (the default: the reset recorded in the graph, else NIR's v_reset semantics; graphs trained "
+            "with subtractive reset, snnTorch's default, need --reset subtract)")
 
 
 def _print_accuracy(ev: dict) -> None:
@@ -335,31 +543,20 @@ def _print_accuracy(ev: dict) -> None:
         rows.append(row("reference (float NIR graph)", ev["reference"]))
     if "reference_chip_semantics" in ev:
         rows.append(row("reference with the chip's spiking rule and time constants", ev["reference_chip_semantics"]))
-    click.echo(render_rows(f"Accuracy on {ev['samples']} labelled samples; readout: {describe_readout(ev['readout'])}; "
-                           f"chip read {ev['latency_steps']} step(s) later (latency)",
-                           ["network", "accuracy", "silent samples", "steps read"], rows), nl=False)
+    _echo(render_rows(f"Accuracy on {ev['samples']} labelled samples; readout: {describe_readout(ev['readout'])}; "
+                      f"chip read {ev['latency_steps']} step(s) later (latency)",
+                      ["network", "accuracy", "silent samples", "steps read"], rows), nl=False)
 
 
-def _save_npy(path: str, y) -> None:
-    """Write atomically: a temp file in the same folder, then rename."""
-    import tempfile
-
+def _save_npy(path: str, y, inputs) -> None:
+    """Write a regular file atomically (nirdeploy.outputs.atomic_file): never a device, FIFO,
+    folder, link or one of the command's inputs."""
     import numpy as np
 
-    from .errors import UsageError
+    from .outputs import atomic_file
 
-    d = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(d):
-        raise UsageError(f"folder {d} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".nirdeploy-", suffix=".npy", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, np.asarray(y))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path, inputs=inputs) as f:
+        np.save(f, np.asarray(y))
 
 
 if __name__ == "__main__":  # pragma: no cover

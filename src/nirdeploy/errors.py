@@ -21,6 +21,7 @@ __all__ = [
     "DoesNotFitError",
     "MissingDependencyError",
     "DeploymentFolderError",
+    "OutputError",
 ]
 
 
@@ -122,6 +123,12 @@ class DeploymentFolderError(UsageError):
         self.problem = problem
         where = f"{self.path}" + (f": {key!r}" if key else "")
         super().__init__(f"damaged compiled folder: {where} {problem}")
+
+
+class OutputError(UsageError):
+    """An output cannot be written: it exists and nirdeploy did not create it (ownership rule),
+    it is not a regular file or folder, something appeared at its place while writing, or the
+    file system refused (disk full, read-only, permission denied). Nothing is left behind."""
 
 
 def _jsonable(x):

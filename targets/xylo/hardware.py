@@ -14,39 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
+from nirdeploy.backend.vendor import SAMNA_INSTALL, require_samna as _require_samna, samna_status  # noqa: F401 (re-exported)
 from nirdeploy.errors import MissingDependencyError
 
 __all__ = ["samna_status", "require_samna", "samna_config", "import_rockpool_xylo"]
 
-SAMNA_INSTALL = "install SynSense's real samna for your platform (see SynSense's samna documentation); the 'samna' package on PyPI is only an installer stub"
 ROCKPOOL_INSTALL = "pip install rockpool==3.1.0 xylosim==0.1.3"
 
 
-def samna_status() -> str:
-    """'missing', 'stub' or 'real', found without importing samna."""
-    spec = importlib.util.find_spec("samna")
-    if spec is None:
-        return "missing"
-    init = spec.origin
-    if init and init.endswith("__init__.py"):
-        try:
-            text = Path(init).read_text(errors="replace")
-        except OSError:
-            text = ""
-        if "PYPI_SAMNA" in text and "PYPI_SAMNA = True" in text.replace("  ", " "):
-            return "stub"
-    return "real"
-
-
 def require_samna() -> None:
-    st = samna_status()
-    if st == "missing":
-        raise MissingDependencyError("samna", SAMNA_INSTALL, "needed to build a Xylo hardware configuration")
-    if st == "stub":
-        raise MissingDependencyError(
-            "samna", SAMNA_INSTALL + "; then `pip uninstall samna` the stub first",
-            "the installed 'samna' is the PyPI installer stub (PYPI_SAMNA = True), not the real SDK",
-        )
+    _require_samna("needed to build a Xylo hardware configuration")
 
 
 def samna_config(folder, variant: str | None = None):

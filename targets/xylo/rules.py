@@ -123,7 +123,7 @@ def fit_rules(cfg: XyloConfig, hw: HWConfig, report: FitReport, layers: LayerMap
     outside = reached[reached >= win]
     chan = np.nonzero(nz_in[:, win:].any(axis=1))[0] if outside.size else np.zeros(0, int)
     spans_all = win >= int(lim["hidden_neurons"])  # Audio 2: the hidden-neuron rule already covers it
-    _window_rule(chk, report, "input_window", ien, spans_all, what="input window (highest hidden id reached by an input + 1)",
+    _window_rule(chk, report, "input_window", ien, spans_all, what="input window (hidden ids reached by inputs)",
                  node=named(", ".join(layers.layers_in(outside)) or layers.input),
                  hint=(f"input weights may only reach the first {win} hidden neurons (input channel(s) {_neuron_list(chan)} reach further): "
                        f"make the input-fed layers at most {win} neurons wide together"))
@@ -134,7 +134,8 @@ def fit_rules(cfg: XyloConfig, hw: HWConfig, report: FitReport, layers: LayerMap
     fan = recurrent_fanout(cfg)
     fmax = int(fan.max(initial=0))
     src = hw.limit_source("max_fanout")
-    report.resources.append(Resource("max recurrent fan-out per hidden neuron", fmax, src.value, "targets", src.confidence, src.source))
+    # (the resource keeps its name for budget files; it counts recurrent targets, see the module docstring)
+    report.resources.append(Resource("max fan-out per neuron", fmax, src.value, "targets", src.confidence, src.source))
     if src.value is not None and fmax > src.value:
         for name, typ, off, n in layers.hidden:
             f = fan[off:off + n]
@@ -157,7 +158,7 @@ def fit_rules(cfg: XyloConfig, hw: HWConfig, report: FitReport, layers: LayerMap
     wout = int(lim["output_window"])
     early = rows[rows < cfg.n_hidden - wout]
     _window_rule(chk, report, "output_window", oen, wout >= int(lim["hidden_neurons"]),
-                 what="output window (hidden neurons from the first one read by an output to the last)",
+                 what="output window (hidden ids feeding outputs)",
                  node=named(", ".join(layers.layers_in(early)) or out_name),
                  hint=f"output weights may only come from the last {wout} hidden neurons: make the layers that feed {out_name!r} at most {wout} neurons wide together")
 

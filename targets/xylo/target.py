@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,6 @@ from .calibrate import calibrate_xylo, skip
 from .config import XyloConfig
 from .cycles import real_time_rule
 from .lower import SUPPORTED_NODES, Lowered, lower
-from .sim import simulate
 
 __all__ = ["XyloTarget"]
 
@@ -63,6 +61,8 @@ class XyloTarget(Target):
                     low, cal, res = calibrate_xylo(graph, hw, options, low, x_chip, ref, ref_chip_out=ref_chip)
                     cal.add_to_report(low.report)
                 else:
+                    from .sim import simulate
+
                     res = simulate(low.config, hw, x_chip, record=True)
                 fid = fidelity_report(low, hw, low.report, x_chip, res, ref, ref_chip, measured_only=options.calibration is None)
                 activity = fid["activity"]
@@ -88,6 +88,8 @@ class XyloTarget(Target):
         )
 
     def simulate(self, artifact: Artifact, x: np.ndarray, *, record: bool = False, progress=None) -> SimOutput:
+        from .sim import simulate  # looked up at call time (tests pause it there)
+
         low: Lowered = artifact.payload
         if low.config is None:
             raise UsageError("this network did not lower onto Xylo; see its report")
@@ -113,34 +115,61 @@ class XyloTarget(Target):
         return xylo_chip_semantics(low.config, artifact.report, self.hwconfig(artifact.variant))
 
     def export(self, artifact: Artifact, folder: Path) -> list[str]:
+        """Write xylo_config.npz (what ``load`` rebuilds the network from), rockpool_spec.npz
+        (what Rockpool's XyloSim / samna take) and xylo_meta.json; returns their names."""
+        from nirdeploy.backend.folder import write_json, write_npz
+
         low: Lowered = artifact.payload
         if low.config is None:
             raise UsageError("nothing to export: the network did not lower onto Xylo")
         folder = Path(folder)
-        np.savez(folder / CONFIG_FILE, **low.config.to_arrays())
+        write_npz(folder / CONFIG_FILE, low.config.to_arrays())
         spec = rockpool_spec(low.config, self.hwconfig(artifact.variant), artifact.report.settings["dt"])
-        np.savez(folder / SPEC_FILE, **spec)
+        write_npz(folder / SPEC_FILE, spec)
         meta = {
             "variant": artifact.variant,
             "input_shape": list(low.input_shape),
             "output_shape": list(low.output_shape),
             "latency_steps": low.latency_steps,
             "readout": low.readout,
-            "output_scale": None if low.output_scale is None else np.asarray(low.output_scale).tolist(),
+            "output_scale": None if low.output_scale is None else np.asarray(low.output_scale, dtype=np.float64).reshape(-1).tolist(),
         }
-        (folder / META_FILE).write_text(json.dumps(meta, indent=2))
+        write_json(folder / META_FILE, meta)
         return [CONFIG_FILE, SPEC_FILE, META_FILE]
 
     def load(self, folder: Path) -> Artifact:
+        """Rebuild the artifact from a compiled folder (the core has validated deployment.json).
+
+        Every file is read through nirdeploy.backend.folder with its schema (:data:`META_SCHEMA`,
+        :func:`config_specs`); array shapes must agree with each other, values must fit the
+        variant's integer formats and sizes its limits. Raises DeploymentFolderError naming the
+        file and key."""
+        from nirdeploy.backend.compiled import read_report
+        from nirdeploy.backend.folder import read_json, read_npz
+        from nirdeploy.errors import DeploymentFolderError
+
         folder = Path(folder)
-        try:
-            meta = json.loads((folder / META_FILE).read_text())
-            with np.load(folder / CONFIG_FILE, allow_pickle=False) as z:
-                cfg = XyloConfig.from_arrays(z)
-            report = FitReport.from_dict(json.loads((folder / "report.json").read_text()))
-        except (OSError, ValueError, KeyError) as e:
-            raise UsageError(f"{folder} is not a complete Xylo deployment: {e}") from None
-        scale = None if meta["output_scale"] is None else np.asarray(meta["output_scale"], dtype=np.float64)
+        mp, cp = folder / META_FILE, folder / CONFIG_FILE
+        meta = read_json(mp, META_SCHEMA)
+        if meta["variant"] not in self.variants():
+            raise DeploymentFolderError(mp, "variant", f"{meta['variant']!r} is not a Xylo variant ({', '.join(self.variants())})")
+        hw = self.hwconfig(meta["variant"])
+        arrays = read_npz(cp, config_specs(hw))
+        _check_config_shapes(arrays, hw, cp)
+        cfg = XyloConfig.from_arrays(arrays)
+        n_in, n_out = cfg.n_in, cfg.n_out
+        if int(np.prod(meta["input_shape"])) != n_in:
+            raise DeploymentFolderError(mp, "input_shape", f"{meta['input_shape']} does not match the {n_in} input channels of {CONFIG_FILE}")
+        if int(np.prod(meta["output_shape"])) != n_out:
+            raise DeploymentFolderError(mp, "output_shape", f"{meta['output_shape']} does not match the {n_out} output neurons of {CONFIG_FILE}")
+        scale = meta["output_scale"]
+        if meta["readout"] == "vmem":
+            if scale is None or len(scale) != n_out:
+                raise DeploymentFolderError(mp, "output_scale", f"a Vmem readout needs {n_out} positive scales, got {scale!r}")
+            scale = np.asarray(scale, dtype=np.float64)
+        else:
+            scale = None
+        report = read_report(folder)
         low = Lowered(cfg, report, tuple(meta["input_shape"]), tuple(meta["output_shape"]), int(meta["latency_steps"]), meta["readout"], scale)
         return Artifact(self.name, meta["variant"], report, low, low.input_shape, low.output_shape, low.latency_steps)
 
@@ -219,6 +248,91 @@ def xylo_chip_semantics(cfg: XyloConfig, report: FitReport, hw) -> ChipSemantics
             elif kind != "added":  # an LI node acting as this layer's synapse
                 sem.decay.setdefault(kind, {})["alpha_v"] = alpha(syns[k])
     return sem
+
+
+def _schemas():
+    from nirdeploy.backend.folder import Float, Int, ListOf, Nullable, Schema, Str
+
+    shape = ListOf(Int(1, 2**31 - 1), min_len=1, max_len=8)
+    return Schema(
+        {
+            "variant": Str(max_len=100),
+            "input_shape": shape,
+            "output_shape": shape,
+            "latency_steps": Int(0, 2**31 - 1),
+            "readout": Str(("spikes", "vmem")),
+            "output_scale": Nullable(ListOf(Float(0.0, exclusive_min=True), max_len=2**16)),
+        }
+    )
+
+
+#: the schema of xylo_meta.json
+META_SCHEMA = _schemas()
+
+
+def config_specs(hw) -> dict:
+    """ArraySpecs of xylo_config.npz for one variant: dtype kinds, dimensions, value ranges from
+    the variant's integer formats (hw_configs/xylo-*.toml)."""
+    from nirdeploy.backend.folder import ArraySpec
+
+    def within(fmt_name: str):
+        f = hw.fmt(fmt_name)
+
+        def check(a):
+            if a.size and (a.min() < f.min or a.max() > f.max):
+                return f"holds values outside the {fmt_name} format {f.min}..{f.max} (found {a.min()}..{a.max()})"
+            return None
+
+        return check
+
+    ints = "iu"
+    return {
+        "weights_in": ArraySpec(ints, 3, within("weight")),
+        "weights_rec": ArraySpec(ints, 3, within("weight")),
+        "weights_out": ArraySpec(ints, 2, within("weight")),
+        "dash_mem": ArraySpec(ints, 1, within("dash")),
+        "dash_syn": ArraySpec(ints, 1, within("dash")),
+        "dash_syn_2": ArraySpec(ints, 1, within("dash")),
+        "dash_mem_out": ArraySpec(ints, 1, within("dash")),
+        "dash_syn_out": ArraySpec(ints, 1, within("dash")),
+        "threshold": ArraySpec(ints, 1, within("threshold")),
+        "threshold_out": ArraySpec(ints, 1, within("threshold")),
+        "bias": ArraySpec(ints, 1, within("bias")),
+        "bias_out": ArraySpec(ints, 1, within("bias")),
+        "weight_shift_in": ArraySpec(ints, 0, within("weight_shift")),
+        "weight_shift_rec": ArraySpec(ints, 0, within("weight_shift")),
+        "weight_shift_out": ArraySpec(ints, 0, within("weight_shift")),
+        "bias_enable": ArraySpec("biu", 0, lambda a: None if int(a) in (0, 1) else "must be 0 or 1"),
+        "aliases": ArraySpec(ints, 1),
+    }
+
+
+def _check_config_shapes(a: dict, hw, path: Path) -> None:
+    """Cross-array shapes of xylo_config.npz, and sizes within the variant's limits."""
+    from nirdeploy.errors import DeploymentFolderError
+
+    lim = hw.limits
+    n_in, n_hid, n_syn = a["weights_in"].shape
+    n_out = a["weights_out"].shape[1]
+    for key, n, limit in (("weights_in", n_in, "input_channels"), ("weights_in", n_hid, "hidden_neurons"),
+                          ("weights_out", n_out, "output_neurons")):
+        if not 1 <= n <= int(lim[limit]):
+            raise DeploymentFolderError(path, key, f"has {n} {limit.replace('_', ' ')}; {hw.name} has 1..{lim[limit]}")
+    if not 1 <= n_syn <= int(lim.get("synapses_per_hidden", 2)):
+        raise DeploymentFolderError(path, "weights_in", f"has {n_syn} synapses per neuron; {hw.name} has {lim.get('synapses_per_hidden', 2)}")
+    want = {
+        "weights_rec": (n_hid, n_hid, n_syn),
+        "weights_out": (n_hid, n_out),
+        "dash_mem": (n_hid,), "dash_syn": (n_hid,), "dash_syn_2": (n_hid,), "threshold": (n_hid,), "bias": (n_hid,),
+        "aliases": (n_hid,),
+        "dash_mem_out": (n_out,), "dash_syn_out": (n_out,), "threshold_out": (n_out,), "bias_out": (n_out,),
+    }
+    for key, shape in want.items():
+        if tuple(a[key].shape) != shape:
+            raise DeploymentFolderError(path, key, f"has shape {tuple(a[key].shape)}; weights_in and weights_out imply {shape}")
+    al = a["aliases"]
+    if al.size and (al.min() < -1 or al.max() >= n_hid):
+        raise DeploymentFolderError(path, "aliases", f"holds neuron indices outside -1..{n_hid - 1}")
 
 
 def rockpool_spec(cfg: XyloConfig, hw, dt: float) -> dict[str, np.ndarray]:

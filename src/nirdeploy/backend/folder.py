@@ -22,6 +22,7 @@ import math
 import os
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -53,6 +54,7 @@ __all__ = [
 MAX_JSON_BYTES = 64 * 1024 * 1024
 MAX_JSON_DEPTH = 64
 MAX_NPZ_BYTES = 512 * 1024 * 1024  # uncompressed, all members together
+MAX_NPZ_MEMBERS = 1000
 
 
 # -- raw bytes ------------------------------------------------------------------------------------
@@ -98,14 +100,17 @@ def read_regular_file(path: str | os.PathLike, max_bytes: int) -> bytes:
 
 
 # -- JSON -----------------------------------------------------------------------------------------
-def _depth(x: Any, limit: int, d: int = 0) -> int:
-    if d > limit:
-        return d
-    if isinstance(x, dict):
-        return max([_depth(v, limit, d + 1) for v in x.values()], default=d + 1)
-    if isinstance(x, list):
-        return max([_depth(v, limit, d + 1) for v in x], default=d + 1)
-    return d
+def _data_depth(x: Any) -> int:
+    """Deepest nesting of lists and dicts in parsed JSON (iterative: no recursion limit)."""
+    deepest, stack = 0, [(x, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            v = list(v.values())
+        if isinstance(v, list):
+            deepest = max(deepest, d)
+            stack.extend((c, d + 1) for c in v if isinstance(c, (list, dict)))
+    return deepest
 
 
 def read_json(path, schema: "Schema | None" = None, *, max_bytes: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH) -> Any:
@@ -114,34 +119,24 @@ def read_json(path, schema: "Schema | None" = None, *, max_bytes: int = MAX_JSON
     Non-finite numbers (``NaN``, ``Infinity``) are refused: nirdeploy never writes them."""
     p = Path(path)
     raw = read_regular_file(p, max_bytes)
-    # nesting is checked on the text first, so a deeply nested file cannot exhaust the parser
-    depth = cur = 0
-    in_str = esc = False
-    for ch in raw.decode("utf-8", errors="replace"):
-        if in_str:
-            if esc:
-                esc = False
-            elif ch == "\\":
-                esc = True
-            elif ch == '"':
-                in_str = False
-        elif ch == '"':
-            in_str = True
-        elif ch in "[{":
-            cur += 1
-            depth = max(depth, cur)
-            if depth > max_depth:
-                raise DeploymentFolderError(p, "", f"JSON nested deeper than {max_depth} levels")
-        elif ch in "]}":
-            cur -= 1
 
     def bad_constant(c: str):
         raise ValueError(f"non-finite number {c} is not allowed")
 
+    def finite_float(text: str) -> float:
+        v = float(text)
+        if not math.isfinite(v):  # 1e400 overflows to inf
+            raise ValueError(f"number {text[:40]} is out of the float range")
+        return v
+
     try:
-        data = json.loads(raw.decode("utf-8"), parse_constant=bad_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise DeploymentFolderError(p, "", f"is not valid JSON: {e}") from None
+        data = json.loads(raw.decode("utf-8"), parse_constant=bad_constant, parse_float=finite_float)
+    except RecursionError:  # the C parser stops at Python's recursion limit, safely
+        raise DeploymentFolderError(p, "", f"JSON nested deeper than {max_depth} levels") from None
+    except (UnicodeDecodeError, ValueError, OverflowError) as e:
+        raise DeploymentFolderError(p, "", f"is not valid JSON: {str(e)[:200]}") from None
+    if _data_depth(data) > max_depth:
+        raise DeploymentFolderError(p, "", f"JSON nested deeper than {max_depth} levels")
     if schema is not None:
         schema.validate(data, p)
     return data
@@ -188,6 +183,8 @@ def read_npz(
     out: dict[str, np.ndarray] = {}
     with zf:
         infos = zf.infolist()
+        if len(infos) > MAX_NPZ_MEMBERS:
+            raise DeploymentFolderError(p, "", f"holds {len(infos)} members, more than the {MAX_NPZ_MEMBERS} allowed")
         total = sum(max(0, i.file_size) for i in infos)
         if total > max_uncompressed_bytes:
             raise DeploymentFolderError(p, "", f"would decompress to {total} bytes, more than the {max_uncompressed_bytes} allowed")
@@ -196,16 +193,16 @@ def read_npz(
             key = name[:-4] if name.endswith(".npy") else name
             if specs is not None and key not in specs and not allow_extra:
                 raise DeploymentFolderError(p, key, "unexpected array in the archive")
+            if key in out:
+                raise DeploymentFolderError(p, key, "appears twice in the archive")
             try:
                 with zf.open(info) as f:
                     data = f.read(info.file_size + 1)
                 if len(data) != info.file_size:
                     raise ValueError("member size differs from the archive directory")
-                arr = np.load(io.BytesIO(data), allow_pickle=False)
-            except (ValueError, OSError, zipfile.BadZipFile, EOFError, RuntimeError) as e:
-                raise DeploymentFolderError(p, key, f"cannot be read: {e}") from None
-            if not isinstance(arr, np.ndarray):
-                raise DeploymentFolderError(p, key, "is not an array")
+                arr = _npy_from_bytes(data)
+            except (ValueError, OSError, zipfile.BadZipFile, EOFError, RuntimeError, TypeError, SyntaxError, zlib.error) as e:
+                raise DeploymentFolderError(p, key, f"cannot be read: {str(e)[:200]}") from None
             out[key] = arr
     if specs is not None:
         for key, spec in specs.items():
@@ -223,10 +220,31 @@ def read_npz(
             if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
                 raise DeploymentFolderError(p, key, "holds NaN or infinite values")
             if spec.check is not None:
-                msg = spec.check(a)
+                try:
+                    msg = spec.check(a)
+                except (ValueError, TypeError, IndexError, OverflowError) as e:
+                    msg = f"cannot be checked: {str(e)[:200]}"
                 if msg:
                     raise DeploymentFolderError(p, key, msg)
     return out
+
+
+def _npy_from_bytes(data: bytes) -> np.ndarray:
+    """One ``.npy`` member: the header's dtype and size are checked against the bytes present
+    before the array is built (a header may claim far more than the member holds)."""
+    import io
+
+    from ..inputs import npy_header
+
+    f = io.BytesIO(data)
+    shape, fortran, dtype = npy_header(f)
+    if dtype.hasobject:
+        raise ValueError("holds Python objects (pickles are never loaded)")
+    n = math.prod(shape) if shape else 1
+    if n * dtype.itemsize != len(data) - f.tell():
+        raise ValueError(f"header announces {n * dtype.itemsize} bytes of data, the member holds {len(data) - f.tell()}")
+    arr = np.frombuffer(data, dtype=dtype, count=n, offset=f.tell())
+    return arr.reshape(shape, order="F" if fortran else "C").copy()
 
 
 def write_npz(path, arrays: dict[str, Any]) -> None:
@@ -243,6 +261,10 @@ def write_npz(path, arrays: dict[str, Any]) -> None:
 class _Spec:
     def check(self, v: Any) -> str | None:  # message if bad
         raise NotImplementedError
+
+    def _first_error(self, v: Any, prefix: str) -> tuple[str, str] | None:
+        m = self.check(v)
+        return None if m is None else (prefix, m)
 
     def describe(self) -> str:
         raise NotImplementedError
@@ -277,14 +299,20 @@ class Int(_Spec):
 
 @dataclass(frozen=True)
 class Float(_Spec):
+    """A finite number in ``[min, max]``. With ``nonfinite_strings``, also the strings ``"inf"``,
+    ``"-inf"`` and ``"nan"``: how nirdeploy writes non-finite numbers into JSON."""
+
     min: float | None = None
     max: float | None = None
     exclusive_min: bool = False
+    nonfinite_strings: bool = False
 
     def check(self, v):
+        if self.nonfinite_strings and v in ("inf", "-inf", "nan"):
+            return None
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             return f"expected a number, got {type(v).__name__}"
-        if not math.isfinite(v):
+        if isinstance(v, float) and not math.isfinite(v):
             return "expected a finite number"
         if self.min is not None and (v < self.min or (self.exclusive_min and v == self.min)):
             return f"{v} is below the minimum {self.min}"
@@ -330,6 +358,9 @@ class Nullable(_Spec):
     def check(self, v):
         return None if v is None else self.inner.check(v)
 
+    def _first_error(self, v, prefix):
+        return None if v is None else self.inner._first_error(v, prefix)
+
     def describe(self):
         return f"{self.inner.describe()} or null"
 
@@ -341,14 +372,18 @@ class ListOf(_Spec):
     max_len: int = 1_000_000
 
     def check(self, v):
+        err = self._first_error(v, "")
+        return None if err is None else (f"{err[0]}: {err[1]}" if err[0] else err[1])
+
+    def _first_error(self, v, prefix):
         if not isinstance(v, list):
-            return f"expected a list, got {type(v).__name__}"
+            return prefix, f"expected a list, got {type(v).__name__}"
         if not (self.min_len <= len(v) <= self.max_len):
-            return f"list of length {len(v)}; expected {self.min_len}..{self.max_len}"
+            return prefix, f"list of length {len(v)}; expected {self.min_len}..{self.max_len}"
         for i, x in enumerate(v):
-            m = self.item.check(x)
-            if m:
-                return f"item {i}: {m}"
+            e = self.item._first_error(x, f"{prefix}[{i}]")
+            if e:
+                return e
         return None
 
     def describe(self):
@@ -375,13 +410,13 @@ class Schema(_Spec):
             key = f"{prefix}.{k}" if prefix else k
             if k not in v:
                 return key, "key is missing"
-            e = spec._first_error(v[k], key) if isinstance(spec, Schema) else (None if spec.check(v[k]) is None else (key, spec.check(v[k])))
+            e = spec._first_error(v[k], key)
             if e:
                 return e
         for k, spec in self.optional.items():
             if k in v:
                 key = f"{prefix}.{k}" if prefix else k
-                e = spec._first_error(v[k], key) if isinstance(spec, Schema) else (None if spec.check(v[k]) is None else (key, spec.check(v[k])))
+                e = spec._first_error(v[k], key)
                 if e:
                     return e
         if not self.allow_extra:

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import _jsonable
 
-__all__ = ["Resource", "Violation", "NodeUsage", "FitReport"]
+__all__ = ["Resource", "Violation", "NodeUsage", "FitReport", "json_safe"]
 
 SEVERITIES = ("error", "warning", "info")
 
@@ -32,7 +32,7 @@ class Resource:
         return self.limit is None or self.used <= self.limit
 
     def to_dict(self) -> dict:
-        d = {"name": self.name, "used": _jsonable(self.used), "limit": _jsonable(self.limit), "unit": self.unit, "fits": self.fits}
+        d = {"name": self.name, "used": json_safe(self.used), "limit": json_safe(self.limit), "unit": self.unit, "fits": self.fits}
         if self.confidence:
             d["confidence"] = self.confidence
         if self.source:
@@ -56,7 +56,7 @@ class Violation:
             raise ValueError(f"severity must be one of {SEVERITIES}")
 
     def to_dict(self) -> dict:
-        return {k: _jsonable(v) for k, v in asdict(self).items()}
+        return {k: json_safe(v) for k, v in asdict(self).items()}
 
     def __str__(self) -> str:
         where = (f"{self.node} ({self.node_type}): " if self.node_type else f"{self.node}: ") if self.node else ""
@@ -73,7 +73,7 @@ class NodeUsage:
     usage: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"node": self.node, "node_type": self.node_type, "usage": {k: _jsonable(v) for k, v in self.usage.items()}}
+        return {"node": self.node, "node_type": self.node_type, "usage": {k: json_safe(v) for k, v in self.usage.items()}}
 
 
 @dataclass
@@ -109,12 +109,12 @@ class FitReport:
             "target": self.target,
             "variant": self.variant,
             "fits": self.fits,
-            "settings": _deep_jsonable(self.settings),
+            "settings": json_safe(self.settings),
             "resources": [r.to_dict() for r in self.resources],
             "nodes": [n.to_dict() for n in self.nodes],
             "violations": [v.to_dict() for v in self.violations],
             "notes": list(self.notes),
-            "details": _deep_jsonable(self.details),
+            "details": json_safe(self.details),
         }
 
     def to_json(self, indent: int = 2) -> str:
@@ -145,14 +145,20 @@ class FitReport:
         return render_report(self)
 
 
-def _deep_jsonable(x):
+def json_safe(x):
+    """``x`` as RFC 8259 JSON data: numpy values become Python ones, tuples lists, and the
+    non-finite floats (which JSON cannot hold) the strings ``"inf"``, ``"-inf"`` and ``"nan"``.
+    Every JSON nirdeploy prints or writes goes through this."""
     if isinstance(x, dict):
-        return {str(k): _deep_jsonable(v) for k, v in x.items()}
+        return {str(k): json_safe(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_deep_jsonable(v) for v in x]
+        return [json_safe(v) for v in x]
     x = _jsonable(x)
     if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
         return str(x)
     if isinstance(x, list):
-        return [_deep_jsonable(v) for v in x]
+        return [json_safe(v) for v in x]
     return x
+
+
+_deep_jsonable = json_safe  # the earlier private name, kept for callers written against it

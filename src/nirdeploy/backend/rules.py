@@ -36,10 +36,12 @@ class LimitChecker:
         return f"{self.hw.target}:{self.hw.variant}"
 
     def check(self, key: str, used, *, what: str | None = None, unit: str = "", rule: str | None = None, node: Any = None,
-              hint: str = "", severity: str = "error", record: bool = True) -> bool:
-        """Record ``used`` against limit ``key``; add a violation if it exceeds it. True if within."""
+              hint: str = "", severity: str = "error", record: bool = True, index: int | None = None) -> bool:
+        """Record ``used`` against limit ``key``; add a violation if it exceeds it. True if within.
+
+        ``index`` selects one entry of a per-unit list limit (e.g. the memory of core ``index``)."""
         src = self.hw.limit_source(key)
-        limit = src.value
+        limit = src.value if index is None else src.value[index]
         what = what or key.replace("_", " ")
         if record:
             self.report.resources.append(Resource(what, used, limit, unit, src.confidence, src.source))

@@ -8,7 +8,22 @@ A target is one chip backend behind four calls:
 * ``simulate(artifact, x, record=False, progress=None) -> SimOutput``: the chip's behaviour
   (bit-accurate for the built-in targets), inputs ``(batch, time, *input_shape)``;
 * ``export(artifact, folder) -> list[str]``: the files the vendor stack loads, plus whatever
-  ``load(folder)`` needs to rebuild the artifact for ``simulate``.
+  ``load(folder)`` needs to rebuild the artifact for ``simulate``; returns their names. Write
+  them with :func:`nirdeploy.backend.folder.write_json` / ``write_npz``; the names
+  ``deployment.json``, ``report.json`` and ``graph.nir`` belong to the core, and every file in
+  the folder must be listed;
+* ``load(folder) -> Artifact``: the compiled-folder contract (:mod:`nirdeploy.backend.compiled`).
+  The core has already validated ``deployment.json`` (format version, target, variant, shapes,
+  latency, settings, files: every listed file is a regular file) when ``load`` is called. Read
+  your files only through :mod:`nirdeploy.backend.folder` (``read_json`` with a ``Schema``,
+  ``read_npz`` with ``ArraySpec``s: regular files only, size caps, JSON depth, npz sizes before
+  decompression), the report with :func:`nirdeploy.backend.compiled.read_report`, and raise
+  :class:`~nirdeploy.errors.DeploymentFolderError` naming the file and key for anything else
+  wrong (cross-array shapes, ranges). The core checks the returned Artifact against the marker
+  and turns any other exception into a DeploymentFolderError, but a precise message is yours.
+
+``quantizations`` lists the values the target accepts for ``CompileOptions.quantization``; the
+core refuses others with a UsageError before calling the target.
 
 Targets are found through the entry-point group ``nirdeploy.targets`` (built-in ones too), so a
 third-party package registers with one line in its pyproject. ``register_target`` adds one
@@ -40,6 +55,7 @@ __all__ = [
     "available_targets",
     "register_target",
     "parse_target_spec",
+    "multi_target",
     "ENTRY_POINT_GROUP",
 ]
 
@@ -93,6 +109,8 @@ class Target(abc.ABC):
     supported_nodes: frozenset[str] = frozenset()
     #: where its hw_config files live (None: the built-in hw_configs package)
     hwconfig_dir: str | Path | None = None
+    #: values accepted for CompileOptions.quantization (checked by the core)
+    quantizations: tuple[str, ...] = ("channel", "global")
 
     # -- variants --------------------------------------------------------------------------------
     def variants(self) -> list[str]:
@@ -144,7 +162,12 @@ _EXTRA: dict[str, Callable[[], Target] | type] = {}
 
 
 def register_target(name: str, factory: Callable[[], Target] | type) -> None:
-    """Register a target in this process (entry points are the persistent way)."""
+    """Register a target in this process (entry points are the persistent way).
+    Raises UsageError for a name that is not a plain word or a factory that is not callable."""
+    if not isinstance(name, str) or not name.strip() or ":" in name or name != name.strip():
+        raise UsageError(f"a target name must be a non-empty string without ':' or spaces around it, got {name!r}")
+    if not callable(factory):
+        raise UsageError(f"the factory of target {name!r} must be a Target class or a function returning a Target")
     _EXTRA[name] = factory
     _clear_caches()
 
@@ -178,21 +201,32 @@ def _instantiate(name: str) -> Target:
 
 
 def get_target(name: str) -> Target:
-    if name not in _entry_points():
+    """The target registered as ``name``. Raises UsageError (unknown), TargetError (broken)."""
+    if not isinstance(name, str) or name not in _entry_points():
         raise UsageError(f"unknown target {name!r}; available: {', '.join(available_targets()) or 'none'}")
     return _instantiate(name)
 
 
 def parse_target_spec(spec: str) -> tuple[Target, str]:
     """``"xylo"`` or ``"xylo:audio2"`` -> (target, variant)."""
-    if not spec or not isinstance(spec, str):
-        raise UsageError("a target is required, e.g. --target xylo:audio2")
+    if not isinstance(spec, str) or not spec:
+        raise UsageError(f"a target is required as a string, e.g. 'xylo:audio2'; got {spec!r}")
     name, _, variant = spec.partition(":")
     t = get_target(name.strip())
     variant = variant.strip() or t.default_variant
     if variant not in t.variants():
         raise UsageError(f"unknown variant {variant!r} for target {t.name!r}; known: {', '.join(t.variants())}")
     return t, variant
+
+
+def multi_target(spec: str) -> tuple[bool, str | None]:
+    """``"all"`` -> (True, None): every target and variant; ``"xylo:all"`` -> (True, "xylo"):
+    every variant of one target; anything else -> (False, None)."""
+    if spec == "all":
+        return True, None
+    if isinstance(spec, str) and spec.endswith(":all"):
+        return True, get_target(spec[:-4].strip()).name
+    return False, None
 
 
 def _clear_caches() -> None:  # for tests

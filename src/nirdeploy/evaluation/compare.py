@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UsageError
+from ..inputs import check_int, check_real_array
 
 __all__ = ["READOUTS", "readout_values", "decisions", "readout_agreement", "accuracy", "compare_outputs", "describe_readout"]
 
@@ -77,13 +78,19 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float | None:
 
 
 def _aligned(chip, ref, latency_steps) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """(chip, ref as float arrays of one shape, steps T, latency L clipped to [0, T])."""
-    chip = np.asarray(chip, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
+    """(chip, ref as float arrays of one shape, steps T, latency L).
+
+    Raises UsageError for arrays that are not real, finite, of equal shape (batch, time, ...) with
+    batch and time >= 1, or a latency that is not an integer in ``[0, time)``."""
+    chip = check_real_array(chip, what="chip output").astype(np.float64, copy=False)
+    ref = check_real_array(ref, what="reference output").astype(np.float64, copy=False)
     if chip.shape != ref.shape:
         raise UsageError(f"chip output {chip.shape} and reference output {ref.shape} differ in shape")
     T = chip.shape[1]
-    return chip, ref, T, min(max(int(latency_steps), 0), T)
+    L = check_int("latency_steps", latency_steps, 0)
+    if L >= T:
+        raise UsageError(f"latency_steps = {L} leaves nothing to compare in {T} time step(s); give more than {L} steps of input")
+    return chip, ref, T, L
 
 
 def readout_agreement(chip: np.ndarray, ref: np.ndarray, latency_steps: int = 0, readout: str = "spikes") -> dict:
@@ -134,9 +141,13 @@ def compare_outputs(chip: np.ndarray, ref: np.ndarray, latency_steps: int = 0, r
     """Agreement between chip and reference outputs (batch, time, *shape), after shifting the chip
     output back by its latency: per-output sums over time, the correlation of those sums, the
     fraction of equal (time, neuron) entries, and the readout decisions (see
-    :func:`readout_agreement`). ``argmax_agreement`` is the decision agreement; it is None when
-    the reference's output is silent on every sample, and the silent counts say how often each
-    side was silent."""
+    :func:`readout_agreement`). ``argmax_agreement`` is the decision agreement; it is NaN (not a
+    figure: it fails every floor) when the reference's output is silent on every sample, as is
+    ``count_correlation`` when either side's sums are constant; the silent counts say how often
+    each side was silent.
+
+    Raises UsageError for arrays that are not real, finite, of equal shape (batch, time, ...) with
+    batch and time >= 1, or a latency that is not an integer in ``[0, time)``."""
     chip, ref, T, L = _aligned(chip, ref, latency_steps)
     c, r = _window(chip, L, T), _window(ref, 0, T - L)
     cc, rc = c.sum(axis=1), r.sum(axis=1)
@@ -148,9 +159,9 @@ def compare_outputs(chip: np.ndarray, ref: np.ndarray, latency_steps: int = 0, r
         "samples": int(chip.shape[0]),
         "chip_counts": cc.sum(axis=0).tolist(),
         "reference_counts": rc.sum(axis=0).tolist(),
-        "count_correlation": corr,
+        "count_correlation": float("nan") if corr is None else corr,
         "elementwise_agreement": float(np.mean(c == r)) if c.size else 1.0,
-        "argmax_agreement": ag["decision_agreement"],
+        "argmax_agreement": float("nan") if ag["decision_agreement"] is None else ag["decision_agreement"],
         "silent_chip_samples": ag["silent_chip_samples"],
         "silent_reference_samples": ag["silent_reference_samples"],
     }

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import GraphValidationError, Problem, UsageError
 from .ir import Graph, Node
 
 __all__ = [
@@ -55,12 +55,15 @@ __all__ = [
     "validate_scheme",
     "validate_reset",
     "validate_dt",
+    "check_delays",
+    "MAX_DELAY_STEPS",
     "NeuronDiscretization",
     "discretize",
     "discretize_node",
     "DtCandidate",
     "infer_dt",
     "resolve_dt",
+    "resolve_reset",
 ]
 
 SCHEME_EULER = "euler"
@@ -91,8 +94,9 @@ def validate_reset(reset: str) -> str:
 
 
 def validate_dt(dt: Any) -> float:
-    """``dt`` as a positive finite float (seconds), else :class:`UsageError`."""
-    if isinstance(dt, bool):
+    """``dt`` as a positive finite float (seconds), else :class:`UsageError` (also for a bool,
+    None, a list or an array; a numeric string such as ``"1e-4"`` is accepted)."""
+    if isinstance(dt, (bool, np.bool_, bytes, list, tuple, dict, set, np.ndarray)) or dt is None:
         raise UsageError(f"dt must be a positive number of seconds, got {dt!r}")
     try:
         f = float(dt)
@@ -101,6 +105,37 @@ def validate_dt(dt: Any) -> float:
     if not math.isfinite(f) or f <= 0.0:
         raise UsageError(f"dt must be a positive finite number of seconds, got {dt!r}")
     return f
+
+
+#: the longest Delay nirdeploy accepts, in steps of dt (a 32-bit step counter)
+MAX_DELAY_STEPS = 2**31 - 1
+
+
+def check_delays(g: Graph, dt: float) -> None:
+    """Every Delay's delay must be at most :data:`MAX_DELAY_STEPS` steps of ``dt``; raise one
+    :class:`GraphValidationError` listing every Delay that overflows at this ``dt``."""
+    probs: list[Problem] = []
+    for name, n in g.iter_nodes_recursive():
+        if n.type != "Delay":
+            continue
+        try:
+            d = np.asarray(n.params.get("delay", 0.0), dtype=np.float64)
+        except (TypeError, ValueError):
+            continue  # the graph validator reports a non-numeric delay
+        if d.size == 0:
+            continue
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            steps = np.abs(d) / dt
+        worst = float(np.max(np.where(np.isfinite(steps), steps, np.inf)))
+        if worst > MAX_DELAY_STEPS:
+            dmax = float(np.max(np.abs(d)))
+            probs.append(Problem(
+                name, "Delay", "delay",
+                f"a delay of {dmax:g} s is {worst:.3g} steps of dt = {dt:g} s; at most {MAX_DELAY_STEPS} steps are supported",
+                f"<= {MAX_DELAY_STEPS * dt:g} s", dmax,
+            ))
+    if probs:
+        raise GraphValidationError(probs)
 
 
 # -- per-node discretization -------------------------------------------------------------------
@@ -451,12 +486,26 @@ def infer_dt(g: Graph) -> list[DtCandidate]:
 def resolve_dt(g: Graph, dt: float | None) -> tuple[float, str | None]:
     """The dt to use and an optional notice to print.
 
-    Given ``dt``, it is validated and returned (no notice). With ``dt=None``, exactly one
-    candidate from :func:`infer_dt` is used and a notice says so; zero or several candidates
-    raise :class:`UsageError` listing them (compile never guesses silently).
+    Given ``dt``, it is validated and returned (a notice only when it differs from the dt
+    recorded in the graph's metadata by nirdeploy's exporter, see
+    :mod:`nirdeploy.graph.provenance`). With ``dt=None``: the recorded dt if there is one (with a
+    notice); otherwise exactly one candidate from :func:`infer_dt` is used and a notice says so;
+    zero or several candidates raise :class:`UsageError` listing them (compile never guesses
+    silently).
     """
+    from .provenance import recorded
+
+    rec = recorded(g)
     if dt is not None:
-        return validate_dt(dt), None
+        dt = validate_dt(dt)
+        if rec.dt is not None and not math.isclose(dt, rec.dt, rel_tol=1e-9):
+            return dt, (
+                f"dt = {dt:g} s differs from the dt = {rec.dt:g} s the model was trained with "
+                f"({rec.describe()}); the network will not behave as it did in training"
+            )
+        return dt, None
+    if rec.dt is not None:
+        return rec.dt, f"dt not given; using dt = {rec.dt:g} s {rec.describe()}. Pass dt explicitly to override."
     cands = infer_dt(g)
     if len(cands) == 1:
         c = cands[0]
@@ -473,3 +522,23 @@ def resolve_dt(g: Graph, dt: float | None) -> tuple[float, str | None]:
         )
     listing = "\n".join(f"  - {c}" for c in cands)
     raise UsageError(f"dt not given and the graph's parameters suggest several values; pass one explicitly:\n{listing}")
+
+
+def resolve_reset(g: Graph, reset: str | None) -> tuple[str, str | None]:
+    """The reset mode to use and an optional notice: ``reset`` when given (a notice when it
+    differs from the mode recorded in the graph's metadata), else the recorded mode (with a
+    notice), else ``"zero"`` (NIR >= 1.0.6 semantics, no notice)."""
+    from .provenance import recorded
+
+    rec = recorded(g)
+    if reset is not None:
+        reset = validate_reset(reset)
+        if rec.reset is not None and reset != rec.reset:
+            return reset, (
+                f"reset = {reset!r} differs from the reset {rec.reset!r} the model was trained with "
+                f"({rec.describe()})"
+            )
+        return reset, None
+    if rec.reset is not None:
+        return rec.reset, f"reset not given; using reset = {rec.reset!r} {rec.describe()}"
+    return RESET_ZERO, None

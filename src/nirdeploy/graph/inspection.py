@@ -17,7 +17,11 @@ def _param_summary(v) -> object:
             lo, hi = float(np.min(v)), float(np.max(v))
             d = {"shape": list(v.shape), "min": lo, "max": hi}
             if v.size > 1 and lo != hi:
-                d["mean"] = float(np.mean(v))
+                with np.errstate(over="ignore", invalid="ignore"):
+                    mean = float(np.mean(v))
+                if not np.isfinite(mean):  # the sum of finite extremes (1e308) overflows
+                    mean = float(np.sum(v / v.size))
+                d["mean"] = mean
             return d
         return {"shape": list(v.shape), "dtype": str(v.dtype)}
     if isinstance(v, (tuple, list)):
@@ -34,7 +38,9 @@ def inspect_graph(graph: Graph, dt: float | None = None, scheme: str = "euler") 
     through unchanged are listed with ``"identity": True`` - the simulators skip them), with
     ``dt`` also every neuron's discrete decay factors, input gains and effective time constants
     (``"discretization"``). ``"subgraphs"`` names the inlined NIRGraph containers, so that the
-    listed nodes plus the containers add up to ``node_counts``."""
+    listed nodes plus the containers add up to ``node_counts``. Values may be non-finite (a decay
+    of 1e300 s has an infinite effective time constant); ``nirdeploy inspect --json`` writes those
+    as the strings ``"inf"``, ``"-inf"`` and ``"nan"`` (:func:`nirdeploy.backend.report.json_safe`)."""
     from .discretize import discretize, infer_dt
     from .passes import PASSES, check, is_identity, recurrent_loops
 
@@ -56,7 +62,10 @@ def inspect_graph(graph: Graph, dt: float | None = None, scheme: str = "euler") 
             }
         )
     subgraphs = [full for full, n in graph.iter_nodes_recursive() if n.type == "NIRGraph"]
+    from .provenance import recorded
+
     cands = infer_dt(graph)
+    rec = recorded(graph)
     disc = {name: d.to_dict() for name, d in discretize(flat, dt, scheme).items()} if dt is not None else None
     counts = graph.summary_counts()
     return {
@@ -71,6 +80,8 @@ def inspect_graph(graph: Graph, dt: float | None = None, scheme: str = "euler") 
         "recurrent_loops": recurrent_loops(flat),
         "delayed_edges": sorted(list(e) for e in flat.delayed_edges),
         "dt_candidates": [c.to_dict() for c in cands],
+        "recorded": {"dt": rec.dt, "reset": rec.reset, "source": rec.source, "spike_rule": rec.spike_rule,
+                     "problems": list(rec.problems)},
         "discretization": disc,
     }
 
@@ -104,6 +115,16 @@ def render_inspection(info: dict) -> str:
         out.append("one-step delayed edges: " + ", ".join(f"{a} -> {b}" for a, b in info["delayed_edges"]))
     else:
         out.append("recurrent loops: none")
+    rec = info.get("recorded") or {}
+    if rec.get("dt") is not None or rec.get("reset") is not None:
+        src = f" (exported by nirdeploy from {rec['source']})" if rec.get("source") else " (exported by nirdeploy)"
+        out.append(
+            f"training settings recorded{src}: dt = {rec['dt']:g} s, reset = {rec.get('reset') or '-'}, "
+            f"spike rule = {rec.get('spike_rule') or '-'}" if rec.get("dt") is not None else
+            f"training settings recorded{src}: reset = {rec.get('reset')}"
+        )
+    for p in rec.get("problems") or []:
+        out.append(f"warning: {p}")
     if info["dt_candidates"]:
         for c in info["dt_candidates"]:
             out.append(f"dt candidate: {c['dt']:g} s ({c['convention']}): {c['evidence']}")

@@ -60,6 +60,7 @@ __all__ = [
     "DEFAULT_LIMITS",
     "DEFAULTED_KEY",
     "READ_TIMEOUT_BASE_S",
+    "READ_TIMEOUT_PER_NODE_S",
     "LEGACY_TYPE_NAMES",
     "defaulted_fields",
 ]
@@ -127,9 +128,14 @@ def load(source: Any, *, validate: bool = True) -> Graph:
     return g
 
 
-#: a child process reading a file gets this many seconds, plus one per 20 MB of file
+#: the isolated read's time budget: this many seconds, plus one per 20 MB of file, plus
+#: READ_TIMEOUT_PER_NODE_S for every node read so far (the child reports its progress), so a
+#: graph within the limits (ReadLimits.max_nodes nodes, max_total_elements elements) always
+#: loads, while a read stuck inside the HDF5 library (no progress) is stopped after the base
 READ_TIMEOUT_BASE_S = 4.0
 READ_TIMEOUT_PER_BYTE_S = 1 / 20e6
+READ_TIMEOUT_PER_NODE_S = 0.05
+PROGRESS_INTERVAL_S = 0.1
 
 
 def read_nir_file(
@@ -145,9 +151,12 @@ def read_nir_file(
     collection size doubled by one flipped byte makes reading any variable-length string loop,
     in h5py and in ``nir.read`` alike), and C code cannot be interrupted from Python. So by
     default (``isolate=None``: where ``fork`` exists) the file is parsed in a forked child
-    process that is killed after ``timeout`` seconds (default :data:`READ_TIMEOUT_BASE_S` plus
-    one second per 20 MB); a hang or a crash of the child becomes a :class:`GraphLoadError`.
-    ``isolate=False`` reads in this process.
+    process that is killed when its time budget is spent: ``timeout`` seconds (default
+    :data:`READ_TIMEOUT_BASE_S` plus one second per 20 MB) plus
+    :data:`READ_TIMEOUT_PER_NODE_S` per node the child reports as read. A hang or a crash of the
+    child becomes a :class:`GraphLoadError`. The child dies with this process (Linux
+    ``PR_SET_PDEATHSIG``), and SIGTERM, SIGHUP or SIGINT here kill it first
+    (:func:`nirdeploy.outputs.signal_guard`). ``isolate=False`` reads in this process.
     """
     p = Path(path)
     if not p.exists():
@@ -180,10 +189,40 @@ def _can_fork() -> bool:
         return False
 
 
-def _child_read(conn, path: str, limits: ReadLimits) -> None:
+def _die_with_parent(parent: int) -> None:
+    """In the reader child: default signal actions, and SIGKILL when the parent dies (Linux)."""
+    import signal
+
+    for name in ("SIGTERM", "SIGHUP", "SIGINT"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _child_read(conn, path: str, limits: ReadLimits, parent: int) -> None:
+    import time
+
+    _die_with_parent(parent)
+    last = [0.0]
+
+    def progress(n: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_INTERVAL_S:
+            last[0] = now
+            conn.send(("progress", n))
+
     try:
         try:
-            res = ("ok", _read_file(Path(path), limits))
+            res = ("ok", _read_file(Path(path), limits, progress))
         except GraphLoadError as e:
             res = ("err", e)
         except BaseException as e:  # pragma: no cover - _read_file converts everything
@@ -195,46 +234,63 @@ def _child_read(conn, path: str, limits: ReadLimits) -> None:
 
 def _read_file_isolated(p: Path, limits: ReadLimits, timeout: float) -> Graph:
     import multiprocessing as mp
+    import time
+
+    from ..outputs import register_child, signal_guard, unregister_child
 
     ctx = mp.get_context("fork")
-    recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child_read, args=(send, str(p), limits), name="nirdeploy-read")
-    try:
-        proc.start()
-    except Exception:  # cannot fork here: read in this process
-        recv.close()
-        send.close()
-        return _read_file(p, limits)
-    send.close()
-    try:
-        if not recv.poll(timeout):
-            proc.kill()
-            raise GraphLoadError(
-                f"{p}: reading the file did not finish within {timeout:.0f} s: the HDF5 library is stuck on "
-                "corrupt data (a damaged or hostile file)"
-            )
+    with signal_guard():
+        recv, send = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_child_read, args=(send, str(p), limits, os.getpid()), name="nirdeploy-read")
         try:
-            status, payload = recv.recv()
-        except (EOFError, OSError):
-            proc.join(2)
-            raise GraphLoadError(
-                f"{p}: the HDF5 library crashed while reading this file (child exit code {proc.exitcode}): "
-                "corrupt or hostile file"
-            ) from None
-    finally:
-        recv.close()
-        if proc.is_alive():
-            proc.join(0.5)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
+            proc.start()
+        except Exception:  # cannot fork here: read in this process
+            recv.close()
+            send.close()
+            return _read_file(p, limits)
+        register_child(proc.pid, proc.kill)
+        send.close()
+        start = time.monotonic()
+        nodes = 0
+        status = None
+        try:
+            while True:
+                budget = timeout + nodes * READ_TIMEOUT_PER_NODE_S
+                remaining = start + budget - time.monotonic()
+                if remaining <= 0 or not recv.poll(remaining):
+                    proc.kill()
+                    raise GraphLoadError(
+                        f"{p}: reading the file did not finish within {budget:.0f} s ({nodes} nodes read): the HDF5 "
+                        "library is stuck on corrupt data (a damaged or hostile file)"
+                    )
+                try:
+                    msg = recv.recv()
+                except (EOFError, OSError):
+                    proc.join(2)
+                    raise GraphLoadError(
+                        f"{p}: the HDF5 library crashed while reading this file (child exit code {proc.exitcode}): "
+                        "corrupt or hostile file"
+                    ) from None
+                if msg[0] == "progress":
+                    nodes = int(msg[1])
+                    continue
+                status, payload = msg
+                break
+        finally:
+            recv.close()
+            if status is not None and proc.is_alive():
+                proc.join(0.5)  # it has sent its result and is exiting
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+            unregister_child(proc.pid)
     if status == "ok":
         return payload
     raise payload
 
 
-def _read_file(p: Path, limits: ReadLimits) -> Graph:
-    """The reader proper (no process isolation)."""
+def _read_file(p: Path, limits: ReadLimits, progress=None) -> Graph:
+    """The reader proper (no process isolation); ``progress(nodes_read)`` is called per node."""
     import h5py
 
     try:
@@ -247,7 +303,7 @@ def _read_file(p: Path, limits: ReadLimits) -> Graph:
         f = h5py.File(str(p), "r")
     except Exception as e:
         raise GraphLoadError(f"{p}: cannot open the HDF5 file (truncated or corrupt?): {_short(e)}") from None
-    r = _Reader(limits, str(p))
+    r = _Reader(limits, str(p), progress)
     try:
         with f:
             g = r.read_file(f)
@@ -303,6 +359,26 @@ def write_nir(g: Graph, path: str | os.PathLike) -> None:
             [Problem(b, "", "name", "node names must be non-empty and must not contain '/' to be written") for b in bad]
         )
     nir.write(str(path), to_nir(g))
+
+
+def save_nir(g: Graph, path: str | os.PathLike, *, inputs=()) -> None:
+    """Write ``g`` to ``path`` as a user-facing output: atomically, a regular file only, never one
+    of ``inputs`` (:class:`nirdeploy.outputs.atomic_file`). Raises OutputError, GraphValidationError."""
+    import io
+
+    import nir
+
+    from ..outputs import atomic_file
+
+    buf = io.BytesIO()
+    bad = [name for name, _ in g.iter_nodes_recursive() if "/" in name or name == ""]
+    if bad:
+        raise GraphValidationError(
+            [Problem(b, "", "name", "node names must be non-empty and must not contain '/' to be written") for b in bad]
+        )
+    nir.write(buf, to_nir(g))
+    with atomic_file(path, inputs=inputs) as f:
+        f.write(buf.getvalue())
 
 
 # ================================================================================================
@@ -460,9 +536,11 @@ class _Fatal(Exception):
 
 
 class _Reader:
-    def __init__(self, limits: ReadLimits, path: str):
+    def __init__(self, limits: ReadLimits, path: str, progress=None):
         self.limits = limits
         self.path = path
+        self.progress = progress
+        self.nodes_read = 0
         self.problems: list[Problem] = []
         self.total_elements = 0
         self.n_nodes = 0
@@ -626,6 +704,9 @@ class _Reader:
                 node = self.read_node(obj, key, full, depth)
                 if node is not None:
                     g.nodes[key] = node
+                self.nodes_read += 1
+                if self.progress is not None:
+                    self.progress(self.nodes_read)
         g.edges = self.read_edges(group, gname)
         if "metadata" in group:
             g.metadata = self.read_metadata(self._child(group, "metadata", "metadata"), gname, "NIRGraph", 0)

@@ -57,6 +57,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..graph.discretize import (
+    check_delays,
     DISCRETIZED_TYPES,
     RESET_SUBTRACT,
     RESET_ZERO,
@@ -68,11 +69,12 @@ from ..graph.discretize import (
     validate_scheme,
 )
 from ..errors import UnsupportedError, UsageError
+from ..inputs import check_real_array
 from ..graph.passes import evaluation_order
 from ..graph.ir import Graph, Node
 
-__all__ = ["ReferenceResult", "ChipSemantics", "simulate_reference", "prepare_graph", "conv_nd", "pool2d", "DELAY_STEP_TOLERANCE",
-           "SPARSE_MAX_DENSITY", "SPARSE_MIN_WEIGHTS", "DIVERGENCE_LIMIT"]
+__all__ = ["ReferenceResult", "ChipSemantics", "simulate_reference", "prepare_graph", "conv_nd", "pool2d", "apply_stateless",
+           "DELAY_STEP_TOLERANCE", "SPARSE_MAX_DENSITY", "SPARSE_MIN_WEIGHTS", "DIVERGENCE_LIMIT"]
 
 DELAY_STEP_TOLERANCE = 1e-3  # in steps: how far delay/dt may be from an integer
 SPARSE_MAX_DENSITY = 0.5  # Affine/Linear: when at most this share of the inputs is active in the batch, only their rows are used
@@ -111,7 +113,8 @@ class ReferenceResult:
     order: list[str] = field(default_factory=list)
     delayed_edges: list[tuple[str, str]] = field(default_factory=list)
     discretization: dict[str, NeuronDiscretization] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what happened (discretization findings, divergence)
+    notices: list[str] = field(default_factory=list)  # how settings were chosen (set by nirdeploy.simulate_reference)
 
 
 # -- graph preparation ---------------------------------------------------------------------------
@@ -283,6 +286,15 @@ class _Dense:
         return y + self.bias if self.bias is not None else y
 
 
+def apply_stateless(node: Node, x: np.ndarray) -> np.ndarray:
+    """One stateless node (Affine, Linear, Scale, Conv, pooling, Flatten, Threshold) applied to a
+    batch ``x`` (B, *input_shape), with exactly the semantics of this simulator. Targets use it to
+    compose linear paths into their synapse operators."""
+    if node.type in DISCRETIZED_TYPES or node.type == "Delay":
+        raise UnsupportedError(f"{node.name} ({node.type}) has state; apply_stateless takes stateless nodes only")
+    return _eval(node, np.asarray(x, dtype=np.float64), None, None)
+
+
 # -- per-node runtime ----------------------------------------------------------------------------
 
 
@@ -350,7 +362,7 @@ class _Neuron:
 
 
 class _Delay:
-    def __init__(self, node: Node, dt: float, notes: list[str]):
+    def __init__(self, node: Node, dt: float, notes: list[str], T: int):
         d = np.asarray(node.params["delay"], dtype=np.float64)
         if np.any(~np.isfinite(d)) or np.any(d < 0):
             raise UnsupportedError(f"{node.name} (Delay): delays must be finite and >= 0")
@@ -362,7 +374,9 @@ class _Delay:
                 f"{node.name} (Delay): delay {d.ravel()[np.argmax(off.ravel())]:g} s is not a whole number "
                 f"of steps of dt = {dt:g} s (off by {np.max(off):.3g} steps)"
             )
-        self.k = k.astype(np.int64)
+        # a delay of T steps or more outputs zeros for the whole run: the line never needs more
+        # than T + 1 slots (check_delays has bounded k, so the cast cannot overflow)
+        self.k = np.minimum(k, T).astype(np.int64)
         self.K = int(self.k.max()) if self.k.size else 0
         self.name = node.name
         self.buf: np.ndarray | None = None
@@ -455,18 +469,11 @@ def simulate_reference(
         raise UnsupportedError(f"the reference simulator needs exactly one Input and one Output node, got {len(ins)} and {len(outs)}")
     in_name, out_name = ins[0], outs[0]
     in_shape = _static_out_shape(g.nodes[in_name])
-    x = np.asarray(x)
-    if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-        raise UsageError(f"input must be a numeric array, got dtype {x.dtype}")
-    expected = ("batch", "time") + tuple(in_shape or ())
-    if x.ndim != 2 + len(in_shape or ()) or (in_shape is not None and tuple(x.shape[2:]) != tuple(in_shape)):
-        raise UsageError(
-            f"input array must have shape (batch, time, {', '.join(map(str, in_shape or ()))}) = {expected}; got {x.shape}"
-        )
-    x = x.astype(np.float64, copy=False)
-    if not np.all(np.isfinite(x)):
-        raise UsageError(f"input array contains {int(np.count_nonzero(~np.isfinite(x)))} NaN/inf value(s)")
+    # real, finite, (batch, time, *input_shape) with batch, time >= 1: the shared validator
+    # (without the event-count rule: this float simulator also takes currents)
+    x = check_real_array(x, in_shape if in_shape is not None else (), what="input").astype(np.float64, copy=False)
     B, T = x.shape[:2]
+    check_delays(g, dt)
 
     delayed = set(g.delayed_edges)
     preds: dict[str, list[tuple[str, bool]]] = {k: [] for k in g.nodes}
@@ -501,7 +508,7 @@ def simulate_reference(
         elif n.type in ("Affine", "Linear"):
             runtimes[k] = _Dense(n)
         elif n.type == "Delay":
-            runtimes[k] = _Delay(n, dt, notes)
+            runtimes[k] = _Delay(n, dt, notes, T)
         elif n.type not in (
             "Input", "Output", "Affine", "Linear", "Scale", "Conv1d", "Conv2d",
             "SumPool2d", "AvgPool2d", "Flatten", "Threshold",

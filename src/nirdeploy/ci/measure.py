@@ -1,0 +1,106 @@
+"""Chip against reference on sample input: a thin layer over the public API (``compile``,
+``Deployment.simulate``, ``simulate_reference``, ``compare_outputs``) shared by the pytest
+plugin's assertions and ``nirdeploy check --budget``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DoesNotFitError, UsageError
+
+__all__ = ["ChipRun", "run_chip_and_reference", "accuracy", "silent_sides"]
+
+
+@dataclass
+class ChipRun:
+    """One compiled network simulated on the chip and in the float reference on the same input.
+    ``chip`` and ``reference``: (batch, time, *output_shape); ``comparison``: the
+    :func:`nirdeploy.compare_outputs` result (chip shifted back by its latency)."""
+
+    deployment: object  # nirdeploy.Deployment
+    chip: np.ndarray
+    reference: np.ndarray
+    comparison: dict
+
+    @property
+    def latency_steps(self) -> int:
+        return int(self.deployment.artifact.latency_steps)
+
+    @property
+    def report(self):
+        return self.deployment.report
+
+
+def run_chip_and_reference(graph, target: str, x, *, dt=None, reset: str = "zero", scheme: str = "euler",
+                           quantization: str = "channel", calibrate=None, target_options: dict | None = None) -> ChipRun:
+    """Compile ``graph`` for ``target``, simulate ``x`` (batch, time, *input_shape) spike counts on
+    the chip and in the reference with the same dt, reset and scheme, and compare.
+
+    Raises :class:`~nirdeploy.errors.DoesNotFitError` (carrying the fit report) when the network
+    does not fit, and :class:`~nirdeploy.errors.UsageError` for a bad input array."""
+    import nirdeploy
+
+    g = nirdeploy.load_graph(graph)
+    dep = nirdeploy.compile(g, target, dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibrate=calibrate,
+                            target_options=target_options)
+    if not dep.fits:
+        raise DoesNotFitError(dep.report)
+    chip = dep.simulate(x)
+    s = dep.report.settings
+    ref = nirdeploy.simulate_reference(g, np.asarray(x), dt=s["dt"], reset=s["reset"], scheme=s["scheme"])
+    return ChipRun(dep, chip, ref, nirdeploy.compare_outputs(chip, ref, dep.artifact.latency_steps))
+
+
+def _aligned(run: ChipRun) -> tuple[np.ndarray, np.ndarray]:
+    T = run.chip.shape[1]
+    L = run.latency_steps
+    b = run.chip.shape[0]
+    return run.chip[:, L:].reshape(b, T - L, -1), run.reference[:, : T - L].reshape(b, T - L, -1)
+
+
+def _scores(out: np.ndarray, readout: str) -> np.ndarray:
+    """Per-sample, per-output score: spike count, or maximum Vmem for a membrane readout."""
+    if out.shape[1] == 0:
+        return np.zeros((out.shape[0], out.shape[2]))
+    return out.max(axis=1) if readout == "vmem" else out.sum(axis=1)
+
+
+def silent_sides(run: ChipRun) -> list[str]:
+    """Which sides (``"chip"``, ``"reference"``) produce no output at all on the whole input: a
+    comparison with a silent side measures nothing (both argmaxes are 0)."""
+    c, r = _aligned(run)
+    return [name for name, a in (("chip", c), ("reference", r)) if not np.any(a)]
+
+
+def accuracy(run: ChipRun, labels) -> dict:
+    """Chip and reference accuracy against ``labels`` (batch,) class indices, aligned for latency.
+
+    The readout is the spike-count argmax over time, or the maximum-Vmem argmax for a membrane
+    readout (``report.details["readout"] == "vmem"``). A sample whose outputs are all zero has no
+    prediction and counts as wrong; the counts of such silent samples are returned.
+    Raises :class:`UsageError` for labels of the wrong shape or out of range."""
+    y = np.asarray(labels)
+    b = run.chip.shape[0]
+    if y.dtype.kind not in "iu" and not (y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y))):
+        raise UsageError(f"labels must be integer class indices, got dtype {y.dtype}")
+    if y.shape != (b,):
+        raise UsageError(f"labels have shape {tuple(y.shape)}; expected ({b},): one class index per sample")
+    y = y.astype(np.int64)
+    c, r = _aligned(run)
+    n_out = c.shape[2]
+    if y.size and (y.min() < 0 or y.max() >= n_out):
+        raise UsageError(f"labels must be class indices in [0, {n_out - 1}] (the network has {n_out} outputs); "
+                         f"got values in [{y.min()}, {y.max()}]")
+    readout = str(run.report.details.get("readout", "spikes"))
+    out = {"readout": "maximum Vmem argmax" if readout == "vmem" else "spike-count argmax", "samples": int(b),
+           "latency_steps": run.latency_steps}
+    for side, a in (("chip", c), ("reference", r)):
+        s = _scores(a, readout)
+        silent = ~np.any(s != 0, axis=1)
+        correct = (s.argmax(axis=1) == y) & ~silent
+        out[f"{side}_accuracy"] = float(correct.mean()) if b else 0.0
+        out[f"{side}_silent_samples"] = int(silent.sum())
+    out["drop"] = out["reference_accuracy"] - out["chip_accuracy"]
+    return out

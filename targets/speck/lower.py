@@ -1,0 +1,694 @@
+"""Lower a NIR graph onto Speck: structure, quantization, memory, core mapping and fit rules.
+
+Structure (speck.md sections 2 and 5). A core is ``[Conv2d | Affine | Linear] -> IF`` followed,
+per destination, by sum pooling:
+
+* every IF (or, with ``lif_leak="bias"``, LIF) node is one layer, fed by exactly one weight node;
+* the path from a layer's spikes (or from the Input) to a weight node may hold SumPool2d /
+  AvgPool2d nodes (merged into one sum pooling per destination; an AvgPool's 1/(kh*kw) is folded
+  into the destination's weights, exactly, and reported) and, just before an Affine/Linear, a
+  Flatten: the Affine/Linear then becomes a convolution whose kernel is its whole input map;
+* several paths into one weight node add their spikes (sinabs' Merge); one layer may feed at most
+  ``max_destinations`` weight nodes; the Output reads one layer's spikes (host-side pooling).
+
+Discretization: an IF integrates ``v += r*dt*x`` (graph.discretize), so ``r*dt`` multiplies the
+incoming weights and bias. Speck has one threshold per core: thresholds (and ``r``) that differ
+between channels are folded into each channel's weights (exact for an integrate-and-fire neuron);
+differences inside a channel cannot be (the weights are shared over space) and are rejected.
+
+Quantization follows sinabs' ``discretize_conv_spike_`` (speck.md section 3), in float32 as sinabs
+computes it, so the integers equal sinabs' ones: one scale per layer, the smallest of the weights'
+8-bit range scale, the bias's 8-bit scale and the 16-bit scale of (lower bound, threshold); values
+rounded half to even. The difference is the lower bound: with ``lower_bound="none"`` (default; NIR's
+IF has no lower bound) it is the state format's minimum and takes no part in the scale, which
+avoids sinabs' trap where ``min_v_mem=None`` puts -32768 into the scale and rounds small weights to
+zero (sinabs #128). ``lower_bound="-threshold"`` is sinabs' ``from_nir`` convention.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nirdeploy.backend.hwconfig import HWConfig
+from nirdeploy.backend.report import FitReport, NodeUsage, Resource
+from nirdeploy.backend.rules import LimitChecker, violation
+from nirdeploy.backend.target import CompileOptions
+from nirdeploy.errors import UsageError
+from nirdeploy.graph.discretize import discretize_node
+from nirdeploy.graph.ir import Graph, Node
+
+from .config import INPUT, SpeckLayer, SpeckNetwork
+from .mapping import LayerMemory, assign_cores, candidate_cores, memory
+
+__all__ = ["lower", "Lowered", "SUPPORTED_NODES", "OPTIONS", "resolve_options", "range_scale"]
+
+WEIGHT_TYPES = ("Conv2d", "Affine", "Linear")
+NEURON_TYPES = ("IF", "LIF")
+POOL_TYPES = ("SumPool2d", "AvgPool2d")
+SUPPORTED_NODES = frozenset(("Input", "Output", "NIRGraph", "Flatten", "IF") + WEIGHT_TYPES + POOL_TYPES)
+
+#: target options (``CompileOptions.extra``): name -> (allowed values or type, default, meaning)
+OPTIONS: dict[str, tuple[Any, Any, str]] = {
+    "lower_bound": (("none", "-threshold"), "none",
+                    "threshold_low: 'none' = the 16-bit state minimum (NIR's IF has no lower bound); "
+                    "'-threshold' = minus the threshold (sinabs from_nir's min_v_mem)"),
+    "lif_leak": (("error", "bias"), "error",
+                 "LIF layers: 'error' rejects them; 'bias' approximates the leak by a constant negative bias "
+                 "(the decay at half the threshold), the only leak Speck has"),
+    "sim_mode": (("event", "binned"), "event",
+                 "what simulate runs: 'event' = event-driven chip semantics, 'binned' = sinabs' time-binned forward"),
+    "binned_spikes": (("multi", "single"), "multi", "binned mode: sinabs MultiSpike (default) or SingleSpike"),
+    "spike_test": ((">=", ">"), ">=",
+                   "event mode: fire when v >= threshold_high (sinabs' convention; unconfirmed on silicon) or v > it"),
+    "state_overflow": (("saturate", "wrap"), None,
+                       "event mode: what the 16-bit state does at its limits (default: the hw_config's state format; unconfirmed)"),
+    "slow_clock_ticks_per_step": (int, 1,
+                                  "event mode: bias (leak) updates per time step; each is applied before the step's "
+                                  "events and may make a neuron fire (timing unconfirmed)"),
+}
+
+
+def resolve_options(extra: dict | None, hw: HWConfig | None = None) -> dict[str, Any]:
+    """Target options with defaults filled in; unknown names or bad values raise UsageError."""
+    extra = dict(extra or {})
+    out: dict[str, Any] = {}
+    for k, v in extra.items():
+        if k not in OPTIONS:
+            continue  # core options (CompileOptions.extra may carry others); target_options are checked in the API
+        allowed = OPTIONS[k][0]
+        if allowed is int:
+            try:
+                iv = int(v)
+            except (TypeError, ValueError):
+                raise UsageError(f"speck option {k} must be an integer >= 0, got {v!r}") from None
+            if iv < 0 or (isinstance(v, float) and v != iv):
+                raise UsageError(f"speck option {k} must be an integer >= 0, got {v!r}")
+            out[k] = iv
+        else:
+            if v not in allowed:
+                raise UsageError(f"speck option {k} must be one of {', '.join(allowed)}; got {v!r}")
+            out[k] = v
+    for k, (_, default, _) in OPTIONS.items():
+        out.setdefault(k, default)
+    if out["state_overflow"] is None:
+        out["state_overflow"] = hw.fmt("state").overflow if hw is not None else "saturate"
+    return out
+
+
+@dataclass
+class Lowered:
+    network: SpeckNetwork | None
+    report: FitReport
+    options: dict[str, Any] = field(default_factory=dict)
+    input_shape: tuple[int, ...] = ()
+    output_shape: tuple[int, ...] = ()
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+def _pair(v, default: int) -> tuple[int, int]:
+    if v is None:
+        return (default, default)
+    a = np.asarray(v).ravel()
+    if a.size == 1:
+        return (int(a[0]), int(a[0]))
+    return (int(a[0]), int(a[1]))
+
+
+def range_scale(t: np.ndarray, bits: int) -> float:
+    """sinabs' ``determine_discretization_scale`` (speck.md section 3) in float32: the factor that
+    brings the larger side of ``t`` to the edge of the signed ``bits`` range (inf for all zeros)."""
+    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    t = np.asarray(t, dtype=np.float32)
+    mn, mx = np.float32(t.min()), np.float32(t.max())
+    ratio = np.float32(abs(lo / hi))
+    with np.errstate(divide="ignore"):
+        if abs(mn) <= abs(mx) * ratio:
+            return float(np.abs(np.float32(hi) / mx))
+        return float(np.abs(np.float32(lo) / mn))
+
+
+def _round32(x: np.ndarray, s: float) -> np.ndarray:
+    """round(x * s) half to even, computed in float32 like torch.round in sinabs."""
+    return np.rint(np.asarray(x, dtype=np.float32) * np.float32(s)).astype(np.int64)
+
+
+@dataclass
+class _Path:
+    src: str  # INPUT or neuron node name
+    pool: int = 1
+    avg_factor: float = 1.0  # product of AvgPool 1/(kh*kw) on the path
+    flatten: bool = False
+    nodes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Layer:
+    node: Node  # IF / LIF
+    wnode: Node  # Conv2d / Affine / Linear
+    paths: list[_Path] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# structure
+# ---------------------------------------------------------------------------------------------
+def _trace_back(g: Graph, start: str, viol: list, consumer: Node) -> list[_Path]:
+    """Paths from the neuron layers / Input to ``start`` (a predecessor of ``consumer``) through
+    pooling and Flatten nodes."""
+    n = g.nodes[start]
+    if n.type in NEURON_TYPES or n.type == "Input":
+        return [_Path(INPUT if n.type == "Input" else start)]
+    if n.type in POOL_TYPES or n.type == "Flatten":
+        preds = g.predecessors(start)
+        if len(preds) != 1:
+            viol.append(violation("structure", f"{n.type} with {len(preds)} inputs: on Speck pooling and Flatten take one source", n,
+                                  hint="sum the sources with a convolution layer first"))
+            return []
+        out = []
+        for p in _trace_back(g, preds[0], viol, consumer):
+            p = _Path(p.src, p.pool, p.avg_factor, p.flatten, p.nodes + [start])
+            if n.type == "Flatten":
+                p.flatten = True
+            else:
+                if p.flatten:
+                    viol.append(violation("structure", "pooling after a Flatten", n, hint="pool before flattening"))
+                k = _pair(n.params.get("kernel_size"), 1)
+                s = _pair(n.params.get("stride"), k[0]) if n.params.get("stride") is not None else k
+                pad = _pair(n.params.get("padding"), 0)
+                if k[0] != k[1] or s != k or pad != (0, 0):
+                    viol.append(violation("pooling_shape", f"pooling kernel {k}, stride {s}, padding {pad}: Speck pools with square "
+                                          "kernels, stride = kernel and no padding", n, limit="square, stride = kernel, padding 0",
+                                          actual={"kernel": list(k), "stride": list(s), "padding": list(pad)},
+                                          hint="use SumPool2d(k, stride=k) with k in 1, 2, 4"))
+                p.pool *= k[0]
+                if n.type == "AvgPool2d":
+                    p.avg_factor /= float(k[0] * k[1])
+            out.append(p)
+        return out
+    return []  # anything else: reported by the caller as a structural violation
+
+
+def _structure(g: Graph, hw: HWConfig, opts: dict, viol: list):
+    inputs, outputs = g.inputs, g.outputs
+    if len(inputs) != 1 or len(outputs) != 1:
+        viol.append(violation("single_input_output", f"Speck takes one Input and one Output node; the graph has {len(inputs)} and {len(outputs)}",
+                              limit=1, actual=max(len(inputs), len(outputs)), hint="split the graph"))
+        return None
+    ok = True
+    for n in g.nodes.values():
+        if n.type in SUPPORTED_NODES or (n.type == "LIF" and opts["lif_leak"] == "bias"):
+            continue
+        ok = False
+        if n.type == "LIF":
+            viol.append(violation("unsupported_node", "LIF: Speck neurons do not leak (integrate-and-fire only)", n,
+                                  hint="train with IF neurons, or compile with the target option lif_leak=bias to approximate the leak "
+                                       "by a constant bias (-T lif_leak=bias)"))
+        elif "maxpool" in n.type.lower():
+            viol.append(violation("unsupported_node", f"{n.type}: Speck has no max pooling", n,
+                                  hint="use SumPool2d (sum pooling, 1, 2 or 4) or a strided convolution"))
+        elif n.type in ("LI", "CubaLI", "CubaLIF", "I"):
+            viol.append(violation("unsupported_node", f"{n.type}: Speck neurons are non-leaky integrate-and-fire with no synaptic current", n,
+                                  hint="use IF neurons"))
+        else:
+            viol.append(violation("unsupported_node", f"{n.type} has no Speck equivalent", n,
+                                  hint="Speck runs Conv2d / Affine / Linear into IF neurons, with SumPool2d / AvgPool2d and Flatten between layers"))
+    if not ok:
+        return None
+    layers: dict[str, _Layer] = {}
+    for n in g.nodes.values():
+        if n.type not in NEURON_TYPES:
+            continue
+        preds = g.predecessors(n.name)
+        wn = [g.nodes[p] for p in preds]
+        if len(wn) != 1 or wn[0].type not in WEIGHT_TYPES:
+            viol.append(violation("structure", f"a Speck neuron layer is fed by exactly one Conv2d / Affine / Linear node; {n.name} is fed by "
+                                  f"{', '.join(f'{w.name} ({w.type})' for w in wn) or 'nothing'}", n,
+                                  hint="sum convolutions before their neurons by merging them into one convolution"))
+            ok = False
+            continue
+        layers[n.name] = _Layer(n, wn[0])
+    # weight nodes: fed through pooling / flatten paths; each feeds one neuron layer
+    for w in g.nodes.values():
+        if w.type not in WEIGHT_TYPES:
+            continue
+        succ = g.successors(w.name)
+        if len(succ) != 1 or g.nodes[succ[0]].type not in NEURON_TYPES:
+            viol.append(violation("structure", f"on Speck a weight layer feeds exactly one IF layer; {w.name} feeds "
+                                  f"{', '.join(succ) or 'nothing'}", w, hint="put IF neurons after every Conv2d / Affine / Linear"))
+            ok = False
+            continue
+        layer = layers.get(succ[0])
+        if layer is None:
+            continue
+        for p in g.predecessors(w.name):
+            pt = g.nodes[p].type
+            paths = _trace_back(g, p, viol, w)
+            if not paths:
+                ok = False
+                if pt in WEIGHT_TYPES:
+                    viol.append(violation("structure", f"{g.nodes[p].name} ({pt}) feeds {w.name} ({w.type}) directly: two weight layers "
+                                          "in a row cannot share a core", w, hint="fold the two weight matrices into one, or put IF neurons between them"))
+                elif pt not in SUPPORTED_NODES:
+                    pass  # already named as unsupported
+                else:
+                    viol.append(violation("structure", f"{w.name} is fed by {g.nodes[p].name} ({pt}), which is not a neuron layer or the input", w))
+            for path in paths:
+                if path.flatten and w.type == "Conv2d":
+                    viol.append(violation("structure", "Flatten before a Conv2d", w, hint="Flatten may only precede an Affine / Linear layer"))
+                    ok = False
+                if path.src == INPUT and path.pool != 1:
+                    viol.append(violation("input_pooling", f"pooling ({path.pool}) between the input and {w.name}: pooling on Speck happens "
+                                          "on the way out of a core (or in the DVS layer, which nirdeploy does not configure)", w,
+                                          hint="pool the input events before sending them, or use a strided convolution"))
+                    ok = False
+                layer.paths.append(path)
+        srcs = [p.src for p in layer.paths]
+        if len(srcs) != len(set(srcs)):
+            dup = sorted({s for s in srcs if srcs.count(s) > 1})
+            viol.append(violation("structure", f"{w.name} receives {', '.join(dup)} along two paths: one core sends one event stream to a "
+                                  "destination, with one pooling", w, hint="merge the two paths"))
+            ok = False
+    # the output
+    out = outputs[0]
+    opreds = g.predecessors(out.name)
+    out_paths = []
+    for p in opreds:
+        out_paths += _trace_back(g, p, viol, out)
+    if len(out_paths) != 1 or out_paths[0].src == INPUT or any(g.nodes[p].type in WEIGHT_TYPES for p in opreds):
+        viol.append(violation("output", "the Output must read the spikes of one neuron layer (optionally pooled / flattened)", out,
+                              hint="end the network with an IF layer"))
+        ok = False
+    if not layers:
+        viol.append(violation("structure", "the graph has no IF layer", hint="Speck runs Conv2d / Affine / Linear into IF neurons"))
+        ok = False
+    if not ok:
+        return None
+    return layers, out_paths[0]
+
+
+def _order(layers: dict[str, _Layer], viol: list) -> list[str] | None:
+    deps = {k: {p.src for p in l.paths if p.src != INPUT} for k, l in layers.items()}
+    order: list[str] = []
+    done: set[str] = set()
+    names = list(layers)
+    while len(order) < len(names):
+        ready = [k for k in names if k not in done and deps[k] <= done]
+        if not ready:
+            rest = [k for k in names if k not in done]
+            viol.append(violation("recurrence", f"layers {', '.join(rest)} form a loop: nirdeploy maps feed-forward networks onto Speck",
+                                  hint="remove the recurrent connection"))
+            return None
+        order.append(ready[0])
+        done.add(ready[0])
+    return order
+
+
+# ---------------------------------------------------------------------------------------------
+# per-layer lowering
+# ---------------------------------------------------------------------------------------------
+def _conv_geometry(w: Node, in_shape, viol) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], int]:
+    """(stride, padding, dilation, groups) of a Conv2d."""
+    stride = _pair(w.params.get("stride"), 1)
+    dil = _pair(w.params.get("dilation"), 1)
+    groups = int(np.asarray(w.params.get("groups", 1) if w.params.get("groups") is not None else 1).ravel()[0])
+    pad = w.params.get("padding", 0)
+    if isinstance(pad, bytes):
+        pad = pad.decode()
+    if isinstance(pad, np.ndarray) and pad.dtype.kind in "USO":
+        pad = str(pad.ravel()[0])
+    k = np.asarray(w.params["weight"]).shape[2:]
+    if isinstance(pad, str):
+        if pad == "valid":
+            padding = (0, 0)
+        else:  # "same", stride 1 (validated by the loader)
+            tot = [d * (kk - 1) for kk, d in zip(k, dil)]
+            if any(t % 2 for t in tot):
+                viol.append(violation("padding", f"padding='same' with an even kernel {tuple(k)} pads unevenly; Speck pads both sides equally", w,
+                                      hint="use an odd kernel or explicit padding"))
+            padding = (tot[0] // 2, tot[1] // 2)
+    else:
+        padding = _pair(pad, 0)
+    return stride, padding, dil, groups
+
+
+def _layer_params(l: _Layer, opts: CompileOptions, topts: dict, viol: list, usage: dict):
+    """Float weights (c_out, c_in, kh, kw) with r*dt, AvgPool factors and threshold folding applied,
+    the float bias, the layer threshold, and the conv geometry. None when the layer cannot map."""
+    n, w = l.node, l.wnode
+    ok = True
+    disc = discretize_node(n, opts.dt, opts.scheme, name=n.name)
+    shape = tuple(int(s) for s in (n.output_shape or disc.shape))
+    W = np.asarray(w.params["weight"], dtype=np.float64)
+    if w.type == "Conv2d":
+        in_shape = tuple(int(s) for s in w.input_shape)
+        stride, padding, dil, groups = _conv_geometry(w, in_shape, viol)
+        b = w.params.get("bias")
+        bias = np.zeros(W.shape[0]) if b is None else np.broadcast_to(np.asarray(b, dtype=np.float64).ravel(), (W.shape[0],)).copy()
+        neuron_shape = shape
+        kind = "conv"
+    else:
+        flat_in = int(W.shape[-1])
+        # the Linear's input map: the shape before the Flatten (or (N, 1, 1) for a vector)
+        pre = w.input_shape
+        fl = [p for p in l.paths if p.flatten]
+        in_shape = None
+        if fl and fl[0].nodes:
+            # the node that feeds the first Flatten on the path
+            in_shape = usage.get("_flatten_in_shape")
+        if in_shape is None:
+            in_shape = (flat_in, 1, 1) if pre is None or len(pre) == 1 else tuple(pre)
+        in_shape = tuple(int(s) for s in in_shape)
+        if len(in_shape) == 1:
+            in_shape = (in_shape[0], 1, 1)
+        if int(np.prod(in_shape)) != flat_in:
+            viol.append(violation("structure", f"{w.type} input map {in_shape} does not have {flat_in} elements", w))
+            return None
+        W = W.reshape((W.shape[-2],) + in_shape)
+        stride, padding, dil, groups = (1, 1), (0, 0), (1, 1), 1
+        bias = np.asarray(w.params.get("bias"), dtype=np.float64).ravel() if w.type == "Affine" else np.zeros(W.shape[0])
+        bias = np.broadcast_to(bias, (W.shape[0],)).copy()
+        neuron_shape = (int(W.shape[0]), 1, 1)
+        kind = "linear"
+    c_out = W.shape[0]
+    # per-neuron gain and threshold must be uniform inside each channel
+    def per_channel(a, what):
+        a = np.broadcast_to(np.asarray(a, dtype=np.float64), shape).reshape(c_out, -1)
+        if np.any(a != a[:, :1]):
+            bad = int(np.sum(np.any(a != a[:, :1], axis=1)))
+            viol.append(violation("per_neuron_" + what, f"{what} differs between neurons of the same channel in {bad} channel(s); Speck shares "
+                                  "weights over space and has one threshold per core, so this cannot be folded into the weights", n,
+                                  hint=f"use one {what} per channel (or one per layer)"))
+            return None
+        return a[:, 0].copy()
+
+    gain = per_channel(disc.gain_v, "input gain r*dt")
+    thr = per_channel(disc.threshold, "threshold")
+    if gain is None or thr is None:
+        return None
+    if np.any(~(thr > 0)):
+        viol.append(violation("threshold_not_positive", f"{int(np.sum(~(thr > 0)))} channel(s) have v_threshold <= 0", n,
+                              limit="> 0", actual=float(thr.min()), hint="Speck thresholds must be positive"))
+        return None
+    if np.any(gain == 0):
+        viol.append(violation("zero_gain", "r*dt is 0 for some channels: their input is ignored", n, severity="warning"))
+    theta = float(thr.max())
+    fold = gain * theta / thr  # exact for IF: v_c * theta/thr_c has the same spikes
+    if np.any(thr != theta):
+        viol.append(violation("threshold_folded", f"thresholds differ between channels ({thr.min():g} .. {thr.max():g}); folded into each channel's "
+                              f"weights and bias (exact for integrate-and-fire; one threshold {theta:g} per core)", n, severity="info"))
+    Wf = W * fold[:, None, None, None]
+    # AvgPool factors on the input paths: exact only if all sources share one factor
+    factors = {p.avg_factor for p in l.paths}
+    if len(factors) > 1:
+        viol.append(violation("avgpool_rescale", f"sources of {w.name} carry different AvgPool factors {sorted(factors)}: one weight layer "
+                              "cannot rescale them differently", w, hint="use SumPool2d and rescale the weights in training"))
+        return None
+    f = factors.pop() if factors else 1.0
+    if f != 1.0:
+        Wf = Wf * f
+        usage["avgpool_rescale"] = f
+        viol.append(violation("avgpool_rescale", f"AvgPool lowered to sum pooling; its 1/{round(1 / f):d} is folded into {w.name}'s weights", w,
+                              severity="info"))
+    bf = bias * gain * theta / thr
+    leak = 0.0
+    if n.type == "LIF":
+        # the chip has no multiplicative decay: a constant leak current approximates it
+        alpha = np.broadcast_to(disc.alpha_v, shape).reshape(c_out, -1)[:, 0]
+        bias_v = np.broadcast_to(disc.bias_v, shape).reshape(c_out, -1)[:, 0]
+        leak_c = -(1.0 - alpha) * thr / 2.0
+        bf = bf + (bias_v + leak_c) * theta / thr
+        leak = float(np.min(leak_c))
+        viol.append(violation("lif_leak_approximation", f"LIF leak approximated by a constant bias (the decay at half the threshold, "
+                              f"{leak:.4g} per step; exact bias v_leak*dt/tau added): the chip's leak is linear, not exponential, and runs "
+                              "on the slow clock", n, severity="warning", hint="train with IF neurons for an exact deployment"))
+    v_reset = np.asarray(disc.v_reset if disc.v_reset is not None else 0.0)
+    if opts.reset == "zero" and np.any(v_reset != 0):
+        viol.append(violation("v_reset", "v_reset != 0: Speck resets to zero (return_to_zero) or subtracts the threshold", n,
+                              limit=0, actual=float(np.max(np.abs(v_reset))), hint="use v_reset = 0, or compile with --reset subtract"))
+        ok = False
+    if not ok:
+        return None
+    return dict(W=Wf, bias=bf, theta=theta, stride=stride, padding=padding, dilation=dil, groups=groups,
+                in_shape=tuple(int(s) for s in in_shape), neuron_shape=tuple(int(s) for s in neuron_shape), kind=kind)
+
+
+def _quantize(p: dict, hw: HWConfig, topts: dict) -> dict:
+    """One scale per layer (see the module docstring); integers and statistics."""
+    wfmt, bfmt, tfmt, sfmt = hw.fmt("weight"), hw.fmt("bias"), hw.fmt("threshold"), hw.fmt("state")
+    W32 = np.asarray(p["W"], dtype=np.float32)
+    b32 = np.asarray(p["bias"], dtype=np.float32)
+    theta = np.float32(p["theta"])
+    s_w = range_scale(W32, wfmt.bits)
+    s_b = range_scale(b32, bfmt.bits)
+    if topts["lower_bound"] == "-threshold":
+        s_t = range_scale(np.array([-theta, theta], dtype=np.float32), tfmt.bits)
+    else:
+        s_t = range_scale(np.array([theta], dtype=np.float32), tfmt.bits)
+    s = min(s_w, s_b, s_t)
+    if not math.isfinite(s):
+        s = 1.0
+    Wq_raw = _round32(W32, s)
+    bq_raw = _round32(b32, s)
+    th_raw = int(_round32(np.array([theta]), s)[0])
+    Wq, bq = wfmt.apply(Wq_raw), bfmt.apply(bq_raw)
+    th = int(tfmt.apply(np.array([th_raw]))[0])
+    if topts["lower_bound"] == "-threshold":
+        low = int(tfmt.apply(_round32(np.array([-theta]), s))[0])
+    else:
+        low = sfmt.min
+    nz = W32 != 0
+    return dict(
+        weight=Wq, bias=bq, threshold_high=th, threshold_low=low, scale=float(s),
+        clipped=int(np.sum(Wq != Wq_raw) + np.sum(bq != bq_raw) + (th != th_raw)),
+        zeroed=int(np.sum(nz & (Wq == 0))), nonzero=int(np.sum(nz)),
+        bias_zeroed=int(np.sum((b32 != 0) & (bq == 0))),
+        scale_parts={"weight": s_w, "bias": s_b, "threshold": s_t},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# main entry point
+# ---------------------------------------------------------------------------------------------
+def lower(graph: Graph, hw: HWConfig, opts: CompileOptions) -> Lowered:
+    from nirdeploy.graph.passes import normalize
+
+    topts = resolve_options(opts.extra, hw)
+    g = normalize(graph)
+    report = FitReport(target=hw.target, variant=hw.variant, settings=opts.to_dict())
+    for k in OPTIONS:
+        report.settings.pop(k, None)  # recorded once, with defaults, as speck.<option>
+    report.settings.update({f"speck.{k}": v for k, v in topts.items()})
+    viol = report.violations
+    chk = LimitChecker(hw, report)
+    lim = hw.limits
+    st = _structure(g, hw, topts, viol)
+    if st is None:
+        n_layers = len(g.by_type(*NEURON_TYPES))
+        chk.check("cores", n_layers, what="cores (one per neuron layer)", unit="cores", hint=f"Speck has {lim['cores']} cores")
+        return Lowered(None, report, topts)
+    layers, out_path = st
+    order = _order(layers, viol)
+    if order is None:
+        return Lowered(None, report, topts)
+
+    # -- reset / semantics notes ------------------------------------------------------------------
+    if opts.reset == "zero":
+        report.notes.append("reset: return_to_zero (NIR >= 1.0.6 semantics: v -> v_reset = 0 after a spike)")
+    else:
+        report.notes.append("reset: subtract the threshold (sinabs' default MembraneSubtract)")
+    if opts.quantization != "channel":
+        report.notes.append("Speck has one threshold per core: weights always use one scale per layer (the quantization option is ignored)")
+    report.notes.append(
+        "Speck fires when v >= threshold_high (NIR: v > threshold; option spike_test) and emits at most one spike per input event, so "
+        "a step can carry several spikes where the reference emits one; the input events of a step are processed in raster order "
+        "(channel, y, x)")
+
+    # -- per layer -------------------------------------------------------------------------------
+    usage: dict[str, dict] = {}
+    ok = True
+    built: dict[str, SpeckLayer] = {}
+    mems: dict[str, LayerMemory] = {}
+    for name in order:
+        l = layers[name]
+        u: dict[str, Any] = {"weight_node": l.wnode.name}
+        # the map a Flatten flattens: the shape of the node the first Flatten reads
+        if l.wnode.type != "Conv2d":
+            for p in l.paths:
+                if p.flatten:
+                    first = next(x for x in p.nodes if g.nodes[x].type == "Flatten")
+                    prev = g.predecessors(first)[0]
+                    u["_flatten_in_shape"] = g.nodes[prev].output_shape
+                    break
+        p = _layer_params(l, opts, topts, viol, u)
+        u.pop("_flatten_in_shape", None)
+        usage[name] = u
+        if p is None:
+            ok = False
+            continue
+        q = _quantize(p, hw, topts)
+        sources = [(pa.src, pa.pool) for pa in l.paths]
+        c_out, c_in, kh, kw = q["weight"].shape
+        has_bias = bool(np.any(p["bias"] != 0))
+        sl = SpeckLayer(name=name, weight=q["weight"], bias=q["bias"], threshold_high=q["threshold_high"],
+                        threshold_low=q["threshold_low"], return_to_zero=(opts.reset == "zero"), stride=p["stride"], padding=p["padding"],
+                        input_shape=p["in_shape"], neuron_shape=p["neuron_shape"], sources=sources, kind=p["kind"],
+                        has_bias=has_bias, scale=q["scale"], weight_node=l.wnode.name)
+        built[name] = sl
+        mem = memory(c_out, c_in, kh, kw, p["neuron_shape"][1], p["neuron_shape"][2], has_bias)
+        mems[name] = mem
+        u.update({
+            "kind": p["kind"], "input_shape": list(p["in_shape"]), "neuron_shape": list(p["neuron_shape"]),
+            "kernel": [kh, kw], "stride": list(p["stride"]), "padding": list(p["padding"]),
+            "sources": [[s if s != INPUT else "input", pool] for s, pool in sources],
+            "memory": mem.to_dict(), "scale": q["scale"], "threshold_high": q["threshold_high"], "threshold_low": q["threshold_low"],
+            "zeroed_weights": q["zeroed"], "nonzero_weights": q["nonzero"], "clipped_values": q["clipped"],
+        })
+        _layer_rules(sl, l, p, q, hw, chk, viol)
+    if not ok:
+        chk.check("cores", len(order), what="cores (one per neuron layer)", unit="cores")
+        report.nodes = [NodeUsage(k, layers[k].node.type, {kk: vv for kk, vv in usage[k].items()}) for k in order]
+        return Lowered(None, report, topts)
+
+    net = SpeckNetwork([built[k] for k in order], _input_shape(g), out_path.src,
+                       out_path.pool, tuple(int(s) for s in (g.outputs[0].input_shape or g.outputs[0].output_shape or ())))
+    # destinations
+    for name in [INPUT] + order:
+        dests = net.destinations(name)
+        if name != INPUT:
+            chk.check("max_destinations", len(dests), what=f"destinations of {name}", unit="cores", node=layers[name].node,
+                      hint="a core sends its spikes to at most two cores: restructure the branches", record=len(dests) > lim["max_destinations"])
+        for d, pool in dests:
+            if pool not in lim["pooling_sizes"]:
+                viol.append(violation("pooling_sizes", f"sum pooling {pool} from {name if name != INPUT else 'the input'} to {d}: Speck pools by "
+                                      f"{', '.join(map(str, lim['pooling_sizes']))}", layers[d].node, limit=lim["pooling_sizes"], actual=pool,
+                                      hint="use pooling 1, 2 or 4 (chain poolings multiply) or a strided convolution"))
+    if out_path.pool != 1:
+        report.notes.append(f"the output layer {out_path.src} is read before pooling (monitored events are not pooled); the simulator sum-pools "
+                            f"them by {out_path.pool} on the host side")
+    # input map size for every layer
+    for sl in net.layers:
+        h, w = sl.input_shape[1:]
+        if max(h, w) > lim["max_input_size"]:
+            chk.check("max_input_size", max(h, w), what=f"input map side of {sl.name}", unit="pixels", node=layers[sl.name].node,
+                      hint="crop or pool the input to 128x128")
+
+    # -- mapping -----------------------------------------------------------------------------
+    _map(net, mems, layers, hw, chk, viol, usage, report)
+    report.nodes = [NodeUsage(k, layers[k].node.type, usage[k]) for k in order]
+    report.details["quantization"] = {k: {"scale": usage[k]["scale"], "threshold_high": usage[k]["threshold_high"],
+                                          "threshold_low": usage[k]["threshold_low"], "zeroed_weights": usage[k]["zeroed_weights"],
+                                          "clipped_values": usage[k]["clipped_values"]} for k in order}
+    report.details["cores"] = {k: built[k].core for k in order}
+    in_shape = tuple(int(s) for s in (g.inputs[0].output_shape or ()))
+    return Lowered(net, report, topts, input_shape=in_shape, output_shape=net.output_shape)
+
+
+def _input_shape(g: Graph) -> tuple[int, int, int]:
+    s = tuple(int(v) for v in (g.inputs[0].output_shape or ()))
+    if len(s) == 1:
+        return (s[0], 1, 1)
+    if len(s) == 2:
+        return (s[0], s[1], 1)
+    return s  # type: ignore[return-value]
+
+
+def _layer_rules(sl: SpeckLayer, l: _Layer, p: dict, q: dict, hw: HWConfig, chk: LimitChecker, viol: list) -> None:
+    lim = hw.limits
+    node = l.node
+    kh, kw = sl.kernel
+    if kh != kw:
+        viol.append(violation("square_kernel", f"kernel {kh}x{kw} is not square" + (" (a Linear layer's kernel is its whole input map)"
+                              if sl.kind == "linear" else ""), l.wnode, limit="square", actual=[kh, kw],
+                              hint="use square kernels; for a Linear layer, pool or reshape its input to a square map"))
+    chk.check("max_kernel_size", max(kh, kw), what=f"kernel size of {l.wnode.name}", unit="px", node=l.wnode,
+              hint="kernels up to 16x16 (a Linear layer's kernel is its whole input map: pool more before it)", record=False)
+    for ax, s in zip("yx", sl.stride):
+        if s not in lim["strides"]:
+            viol.append(violation("strides", f"stride {s} (in {ax}) is not one of {', '.join(map(str, lim['strides']))}", l.wnode,
+                                  limit=lim["strides"], actual=s, hint="use stride 1, 2, 4 or 8"))
+    chk.check("max_padding", max(sl.padding), what=f"padding of {l.wnode.name}", unit="px", node=l.wnode, record=False,
+              hint="padding up to 7 in each direction")
+    chk.check("dilation", max(p["dilation"]), what=f"dilation of {l.wnode.name}", node=l.wnode, record=False,
+              hint="Speck has no dilated convolutions")
+    chk.check("groups", p["groups"], what=f"groups of {l.wnode.name}", node=l.wnode, record=False,
+              hint="Speck has no grouped convolutions: expand the weights to a dense kernel")
+    chk.check("max_output_channels", sl.c_out, what=f"output channels of {l.wnode.name}", unit="channels", node=l.wnode, record=False,
+              hint="at most 1024 features per layer")
+    chk.check("max_output_size", max(sl.neuron_shape[1:]), what=f"output map side of {node.name}", unit="px", node=node, record=False,
+              hint="output maps up to 64x64: use a larger stride")
+    # quantization findings
+    if q["nonzero"] and q["zeroed"] == q["nonzero"]:
+        viol.append(violation("weights_all_zero", f"all {q['nonzero']} non-zero weights quantize to 0 (scale {q['scale']:.4g})", l.wnode,
+                              actual=q["zeroed"], hint="the bias or threshold dominates the scale: reduce the bias or raise the weights"))
+    elif q["zeroed"]:
+        frac = q["zeroed"] / max(q["nonzero"], 1)
+        viol.append(violation("weights_rounded_to_zero", f"{q['zeroed']} of {q['nonzero']} non-zero weights ({100 * frac:.1f} %) quantize to 0 "
+                              f"(scale {q['scale']:.4g})", l.wnode, actual=q["zeroed"], severity="warning" if frac > 0.01 else "info",
+                              hint="weights far below the largest one lose their 8-bit resolution"))
+    if q["bias_zeroed"]:
+        viol.append(violation("bias_rounded_to_zero", f"{q['bias_zeroed']} non-zero bias value(s) quantize to 0", l.wnode, severity="warning"))
+    if q["threshold_high"] < 1:
+        viol.append(violation("threshold_rounds_to_zero", f"threshold quantizes to {q['threshold_high']} (scale {q['scale']:.4g}): every "
+                              "event would fire", node, limit=">= 1", actual=q["threshold_high"],
+                              hint="the weights are more than 254x the threshold: lower them"))
+    big = int(np.sum(np.abs(sl.weight) > sl.threshold_high)) if q["threshold_high"] >= 1 else 0
+    if big:
+        viol.append(violation("weight_above_threshold", f"{big} weight(s) exceed threshold_high {sl.threshold_high}: one input event crosses the "
+                              "threshold more than once, but Speck emits at most one spike per event (sinabs' MultiSpike emits several)", node,
+                              actual=big, severity="warning", hint="raise the threshold or train with weights below it"))
+
+
+def _map(net: SpeckNetwork, mems: dict[str, LayerMemory], layers, hw: HWConfig, chk: LimitChecker, viol: list, usage, report) -> None:
+    lim = hw.limits
+    K, N, B = lim["kernel_memory"], lim["neuron_memory"], lim["bias_memory"]
+    n_cores = int(lim["cores"])
+    names = [l.name for l in net.layers]
+    chk.check("cores", len(names), what="cores (one per neuron layer)", unit="cores",
+              hint=f"Speck has {n_cores} cores: merge or remove layers")
+    cands = [candidate_cores(mems[k], K, N, B) for k in names]
+    for k, c in zip(names, cands):
+        usage[k]["candidate_cores"] = c
+        if not c:
+            m = mems[k]
+            why = []
+            if m.kernel > max(K):
+                why.append(f"kernel memory {m.kernel} > {max(K)} (largest core)")
+            if m.neuron > max(N):
+                why.append(f"neuron memory {m.neuron} > {max(N)} (largest core)")
+            if m.bias > max(B):
+                why.append(f"bias memory {m.bias} > {max(B)}")
+            if not why:
+                kc = [i for i, x in enumerate(K) if m.kernel <= x]
+                nc = [i for i, x in enumerate(N) if m.neuron <= x]
+                why.append(f"kernel memory {m.kernel} fits cores {kc} and neuron memory {m.neuron} fits cores {nc}: no core holds both")
+            viol.append(violation("core_memory", f"{k} fits no core: " + "; ".join(why), layers[k].node,
+                                  limit={"kernel": max(K), "neuron": max(N)}, actual=m.to_dict(),
+                                  hint="fewer channels, a smaller kernel, or a larger stride / pooling before this layer"))
+    res = assign_cores(cands, n_cores)
+    for i, c in res.assignment.items():
+        net.layers[i].core = c
+        usage[names[i]]["core"] = c
+    for layers_idx, cores in res.conflicts:
+        lnames = [names[i] for i in layers_idx]
+        viol.append(violation("core_mapping", f"layers {', '.join(lnames)} only fit cores {cores}: {len(lnames)} layers for {len(cores)} core(s)",
+                              layers[lnames[0]].node, limit=len(cores), actual=len(lnames),
+                              hint="shrink one of these layers so that it fits a smaller core"))
+    for i in res.unplaced:
+        if cands[i]:
+            usage[names[i]]["core"] = None
+    # the per-core memory table
+    by_core = {l.core: l for l in net.layers if l.core is not None}
+    for c in range(n_cores):
+        l = by_core.get(c)
+        m = mems[l.name] if l is not None else LayerMemory(0, 0, 0)
+        tag = f" ({l.name})" if l is not None else ""
+        chk.check("kernel_memory", m.kernel, what=f"core {c} kernel memory{tag}", unit="words", index=c)
+        chk.check("neuron_memory", m.neuron, what=f"core {c} neuron memory{tag}", unit="words", index=c)
+        if m.bias:
+            chk.check("bias_memory", m.bias, what=f"core {c} bias memory{tag}", unit="words", index=c)
+    report.details["memory"] = {k: mems[k].to_dict() for k in names}
