@@ -7,6 +7,7 @@
 >>> y = dep.simulate(x)                 # x: (batch, time, 12) spike counts
 >>> dep.save("out/")                    # report.json + vendor export, written atomically
 >>> ref = nirdeploy.simulate_reference("braille.nir", x, dt=1e-4)
+>>> dep.evaluate(x, labels)             # chip and reference accuracy, readout stated
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def _input_shape(graph: Graph) -> tuple[int, ...] | None:
 
 
 def _options(graph: Graph, dt, reset, scheme, quantization, calibrate, notices: list[str] | None,
-             target: Target | None = None, extra: dict | None = None) -> CompileOptions:
+             target: Target | None = None, extra: dict | None = None, sample=None) -> CompileOptions:
     from .graph.discretize import check_delays, resolve_dt, resolve_reset
 
     if reset is not None:
@@ -129,7 +130,13 @@ def _options(graph: Graph, dt, reset, scheme, quantization, calibrate, notices: 
         if isinstance(calibrate, (str, bytes, os.PathLike)):
             calibrate = load_npy(check_path(calibrate, "calibrate"), what="calibration input")
         cal = check_events(calibrate, _input_shape(graph), what="calibration input")
-    return CompileOptions(dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibration=cal, extra=dict(extra or {}))
+    smp = None
+    if sample is not None:
+        if isinstance(sample, (str, bytes, os.PathLike)):
+            sample = load_npy(check_path(sample, "sample"), what="sample input")
+        smp = check_events(sample, _input_shape(graph), what="sample input")
+    return CompileOptions(dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibration=cal, extra=dict(extra or {}),
+                          sample=smp)
 
 
 def inspect(graph_or_path, *, dt: float | None = None, scheme: str = "euler") -> dict:
@@ -159,18 +166,21 @@ def check(
     quantization: str = "channel",
     calibrate=None,
     target_options: dict | None = None,
+    sample=None,
 ) -> FitReport:
     """Fit report of a graph on ``target`` (``"name"`` or ``"name:variant"``). ``target_options``:
     options the target declares (e.g. Speck's ``{"lower_bound": "-threshold"}``).
 
     ``calibrate``: sample input, an array or a ``.npy`` path, ``(batch, time, *input_shape)``
-    event counts. Raises UsageError (bad argument, unknown target, variant or target option, dt
+    event counts, to calibrate the quantization on (a guarded search, see
+    :mod:`nirdeploy.backend.calibration`); ``sample``: sample input that is only measured (the
+    fidelity report: multi-spike share, saturation, predicted agreement with the reference). Raises UsageError (bad argument, unknown target, variant or target option, dt
     missing and not inferable), GraphLoadError, GraphValidationError (also a Delay that overflows
     at ``dt``), UnsupportedError, TargetError."""
     graph = load_graph(graph_or_path)
     t, variant = parse_target_spec(target)
     notices: list[str] = []
-    opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices, t, _target_options(t, target_options))
+    opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices, t, _target_options(t, target_options), sample)
     rep = t.check(graph, variant, opts)
     rep.notes[:0] = notices
     return rep
@@ -233,6 +243,82 @@ class Deployment:
         x = check_events(x, self.artifact.input_shape)
         out = self.target.simulate(self.artifact, x, record=record, progress=progress)
         return out if record else out.output
+
+    @property
+    def readout(self) -> str:
+        """How a decision is read from the outputs: ``"spikes"`` or ``"vmem"`` (the report says)."""
+        return str(self.report.details.get("readout", "spikes"))
+
+    def source_graph(self) -> Graph:
+        """The NIR graph this deployment was compiled from (the copy in its folder after loading).
+        Raises UsageError when the deployment holds no copy of its graph."""
+        if self.graph is not None:
+            return self.graph
+        if self.source_path is None:
+            raise UsageError("this deployment holds no copy of its graph; cannot run the reference")
+        self.graph = load_graph(self.source_path)
+        return self.graph
+
+    def chip_semantics(self):
+        """The target's :class:`~nirdeploy.sim.reference.ChipSemantics` for this network (its
+        spiking rule, effective decays, state range, input clipping), or None."""
+        return self.target.chip_semantics(self.artifact)
+
+    def simulate_reference(self, x, *, chip_semantics: bool = False, spikes_per_step: int | None = None) -> np.ndarray:
+        """Float reference of the source graph with this deployment's dt, reset and scheme, on
+        ``x`` (batch, time, *input_shape). ``chip_semantics=True``: with the chip's semantics
+        (:meth:`chip_semantics`; subtractive reset). Returns (batch, time, *output_shape).
+
+        Raises UsageError (bad input, no graph copy, a target without chip semantics)."""
+        from .sim.reference import simulate_reference as _sim
+
+        check_flag("chip_semantics", chip_semantics)
+        s = self.report.settings
+        sem = self.chip_semantics() if chip_semantics else None
+        if chip_semantics and sem is None:
+            raise UsageError(f"target {self.artifact.target!r} does not describe its chip semantics")
+        reset = "subtract" if (sem is not None or spikes_per_step is not None) else s.get("reset", "zero")
+        x = check_events(x, self.artifact.input_shape)
+        return _sim(self.source_graph(), x, s["dt"], scheme=s.get("scheme", "euler"), reset=reset,
+                    spikes_per_step=spikes_per_step, chip=sem).output
+
+    def evaluate(self, x, labels=None, *, reference: bool = True) -> dict:
+        """Chip and reference on ``x`` (batch, time, *input_shape): readout agreement and, with
+        ``labels`` (batch,) integer classes, accuracy. The readout is stated (``"spikes"``:
+        spike-count argmax; ``"vmem"``: maximum Vmem) and the chip is read ``latency_steps`` later
+        than the reference. Keys: ``readout``, ``latency_steps``, ``samples``, ``chip`` (with
+        labels), and with ``reference``: ``agreement`` (chip vs reference decisions, silent samples
+        counted), ``reference``, ``reference_chip_semantics`` and ``agreement_chip_semantics``
+        (when the target describes its semantics).
+
+        Raises UsageError (bad input or labels, no graph copy)."""
+        from .evaluation.compare import accuracy, readout_agreement
+
+        check_flag("reference", reference)
+        x = check_events(x, self.artifact.input_shape)
+        T, L = x.shape[1], min(int(self.artifact.latency_steps), x.shape[1])
+        if L >= T:
+            raise UsageError(f"the input needs more than {L} time steps (the chip's latency); it has {T}")
+        chip = self.simulate(x)
+        out: dict = {"readout": self.readout, "latency_steps": L, "samples": int(x.shape[0])}
+
+        def acc(y, a, b):
+            return accuracy(y, labels, self.readout, a, b)
+
+        if labels is not None:
+            out["chip"] = acc(chip, L, T)
+        if reference:
+            ref = self.simulate_reference(x)
+            ag = readout_agreement(chip, ref, L, self.readout)
+            out["agreement"] = {k: v for k, v in ag.items() if k not in ("chip_decisions", "reference_decisions")}
+            if labels is not None:
+                out["reference"] = acc(ref, 0, T - L)
+            if self.chip_semantics() is not None:
+                refc = self.simulate_reference(x, chip_semantics=True)
+                if labels is not None:
+                    out["reference_chip_semantics"] = acc(refc, 0, T - L)
+                out["agreement_chip_semantics"] = readout_agreement(chip, refc, L, self.readout)["decision_agreement"]
+        return out
 
     def save(self, folder, *, force: bool = False) -> Path:
         """Write the compiled folder (see :mod:`nirdeploy.backend.compiled`): the target's export
@@ -302,22 +388,23 @@ def compile(
     out: str | os.PathLike | None = None,
     force: bool = False,
     target_options: dict | None = None,
+    sample=None,
 ) -> Deployment:
     """Lower, discretize and quantize for ``target``; the result carries its fit report.
     With ``out``, the deployment folder is written too (atomically; see :meth:`Deployment.save`).
-    ``target_options``: see :func:`check`.
+    ``target_options``, ``calibrate`` and ``sample``: see :func:`check`.
 
     Raises UsageError, GraphLoadError, GraphValidationError, UnsupportedError, TargetError, and
     with ``out``: OutputError (checked before the work starts), DoesNotFitError."""
     check_flag("force", force)
-    inputs = [os.fspath(p) for p in (graph_or_path, calibrate) if isinstance(p, (str, os.PathLike))]
+    inputs = [os.fspath(p) for p in (graph_or_path, calibrate, sample) if isinstance(p, (str, os.PathLike))]
     if out is not None:
         out = check_path(out, "out")
         check_output_folder(out, force=force, inputs=inputs)  # fail before the work, not after it
     graph = load_graph(graph_or_path)
     t, variant = parse_target_spec(target)
     notices: list[str] = []
-    opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices, t, _target_options(t, target_options))
+    opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices, t, _target_options(t, target_options), sample)
     art = t.compile(graph, variant, opts)
     art.report.notes[:0] = notices
     src = os.fspath(graph_or_path) if isinstance(graph_or_path, (str, os.PathLike)) else None
@@ -356,29 +443,43 @@ def simulate_reference(
     scheme: str = "euler",
     record: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    spikes_per_step: int | None = None,
+    full: bool = False,
 ):
     """Float64 reference simulation of the NIR graph itself. ``x``: (batch, time, *input_shape)
-    event counts. Returns the output array, or the full result (``.output``, ``.states``) when
-    ``record``.
+    event counts. Returns the output array, or the full result (``.output``, ``.states``,
+    ``.notes`` such as divergence and the dt/reset notices, ``.reset``) when ``record`` (states
+    recorded) or ``full`` (no states).
 
-    Raises UsageError (bad argument or input), GraphLoadError, GraphValidationError (also a
-    Delay that overflows at ``dt``), UnsupportedError."""
+    ``reset`` None: the reset recorded in the graph, else ``"zero"`` (``"subtract"`` with
+    ``spikes_per_step``). ``spikes_per_step=N``: the chip spiking rule, floor(v / threshold)
+    spikes per step, at most N, subtractive reset.
+
+    Raises UsageError (bad argument or input, ``reset="zero"`` with ``spikes_per_step``),
+    GraphLoadError, GraphValidationError (also a Delay that overflows at ``dt``),
+    UnsupportedError."""
     from .graph.discretize import check_delays, resolve_dt, resolve_reset
     from .sim.reference import simulate_reference as _sim
 
     check_choice("scheme", scheme, SCHEMES)
     check_flag("record", record)
+    check_flag("full", full)
     check_callable("progress", progress)
     dt = _dt_arg(dt)
     graph = load_graph(graph_or_path)
     if reset is not None:
         check_choice("reset", reset, RESETS)
-    reset, _ = resolve_reset(graph, reset)
+    notices = []
+    if spikes_per_step is None or reset is not None:
+        reset, r_notice = resolve_reset(graph, reset)
+        notices += [r_notice] if r_notice else []
     x = check_events(x, _input_shape(graph))
-    dt, _ = resolve_dt(graph, dt)
+    dt, dt_notice = resolve_dt(graph, dt)
+    notices[:0] = [dt_notice] if dt_notice else []
     check_delays(graph, dt)
-    res = _sim(graph, x, dt, scheme=scheme, reset=reset, record=record, progress=progress)
-    return res if record else res.output
+    res = _sim(graph, x, dt, scheme=scheme, reset=reset, record=record, progress=progress, spikes_per_step=spikes_per_step)
+    res.notices = notices  # what the caller should say (dt inferred, reset recorded); res.notes: what happened
+    return res if (record or full) else res.output
 
 
 # -- arrays and folders (kept for callers of the earlier names) ----------------------------------
