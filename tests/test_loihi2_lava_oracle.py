@@ -118,6 +118,11 @@ def _edge_specs(rng):
     neg = {**base, "du": 1500, "dv": 700, "vth": 5, "mode_in": "mixed", "exp_in": -7, "recurrent": True, "mode_rec": "mixed", "exp_rec": -5,
            "bits_in": 7, "bias_mant_fn": lambda r, k: r.integers(-4096, 4096, k), "bias_exp_fn": lambda r, k: r.integers(0, 8, k)}
     yield "negative_exponent_floor", neg, [(8, 6)] * 4
+    # more spikes in one step than an int16 sum of 8-bit weights holds: the numba engine sums them in int32
+    many = {**base, "du": 3000, "dv": 200, "vth": 131071, "rate": 0.97, "bias_mant_fn": lambda r, k: np.zeros(k, int)}
+    yield "many_spikes_excitatory", {**many, "exp_in": -3, "w_in_fn": lambda r, shape, *a: r.choice([255, 254, 1], shape)}, [(300, 3)] * 2
+    yield "many_spikes_mixed", {**many, "mode_in": "mixed", "exp_in": -2,
+                                "w_in_fn": lambda r, shape, *a: r.choice([254, -256, 255, -3], shape)}, [(300, 3)] * 2
 
 
 def _all_groups():
@@ -183,6 +188,15 @@ def test_edge_cases_reach_their_edges(lava_results):
     assert v.min() == -(M - 1)
     big = lava_results["activation_beyond_int32"]["lif"]["u"]
     assert np.abs(big).max() > 0
+    from nirdeploy_targets.loihi2.sim import Constants, _numba_plan
+
+    for name in ("many_spikes_excitatory", "many_spikes_mixed"):
+        _, _, nets, _ = next(g for g in GROUPS if g[0] == name)
+        for net, x in nets:
+            plan = _numba_plan(net, Constants())[1]
+            if plan:  # more input spikes in some step than the int16 accumulator takes
+                assert x.sum(axis=1).max() > plan[0].kmax16, name
+        assert np.abs(lava_results[name]["lif"]["u"]).max() > 0
 
 
 def test_mixed_sign_rules_by_hand():

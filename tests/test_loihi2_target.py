@@ -373,6 +373,102 @@ def test_numba_engine_equals_numpy_engine(path):
     assert sum(int(s["s"].sum()) for s in a.states.values()) > 0
 
 
+NUMBA = pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba not installed (pip install nirdeploy[fast])")
+
+
+@NUMBA
+def test_numba_weight_tables_are_the_effective_weights():
+    """The numba engine's one-pass weight preparation (transposed; int16, or compact int8 halves of
+    mixed-sign weights and uint8 magnitudes) equals config.effective_weights for every sign mode,
+    inferred or explicit, and 1..8 weight bits, on clipped and out-of-range integers."""
+    from nirdeploy_targets.loihi2 import sim_numba as K
+    from nirdeploy_targets.loihi2.config import SIGN_MODES, effective_weights, infer_sign_mode
+
+    rng = np.random.default_rng(0)
+    for t in range(120):
+        w = rng.integers(-700, 700, (int(rng.integers(1, 90)), int(rng.integers(1, 90))))
+        w = np.abs(w) if t % 3 == 1 else -np.abs(w) if t % 3 == 2 else w
+        nb = int(rng.integers(1, 9))
+        assert K.sign_mode(w) == SIGN_MODES[infer_sign_mode(w)]
+        for mode in SIGN_MODES:
+            e = effective_weights(w, mode, nb)
+            out = np.empty(w.shape[::-1], np.int16)
+            raw, _ = K.prep_dense(w, SIGN_MODES[mode], nb, out, 1, 0)
+            assert np.array_equal(out, e.T) and raw == np.abs(e).sum(axis=1).max()
+            f = 2 if mode == "mixed" else -1 if mode == "inhibitory" else 1
+            q = np.empty(w.shape[::-1], np.int8 if f == 2 else np.uint8)
+            _, top = K.prep_dense(w, SIGN_MODES[mode], nb, q, 1 if f > 0 else -1, 1 if f == 2 else 0)
+            assert np.array_equal(q.astype(np.int64) * f, e.T) and top == np.abs(q.astype(np.int64)).max()
+
+
+def _random_chain(rng, n_in=12, sizes=(40, 30), recurrent=True, du=None) -> Loihi2Network:
+    layers = []
+    src_n = n_in
+    for i, n in enumerate(sizes):
+        mode = ("mixed", "excitatory", "inhibitory", None)[int(rng.integers(0, 4))]
+        w = rng.integers(-300, 300, (n, src_n))
+        w = np.abs(w) if mode == "excitatory" else w
+        syns = [Synapse(INPUT if i == 0 else i - 1, "dense", w, int(rng.integers(-3, 4)), int(rng.integers(1, 9)), mode)]
+        if i == 0 and n_in > 3:  # a second feed-forward Dense from the input
+            syns.append(Synapse(INPUT, "dense", rng.integers(-100, 100, (n, src_n)), int(rng.integers(-2, 2)), 8, "mixed"))
+        if recurrent:
+            syns.append(Synapse(i, "dense", rng.integers(-150, 150, (n, n)), int(rng.integers(-2, 2)), 8, None))
+        d = int(rng.integers(0, 4096)) if du is None else du
+        layers.append(NeuronLayer(f"L{i}", (n,), d, int(rng.integers(0, 800)), int(rng.integers(1, 3000)), rng.integers(-300, 300, n),
+                                  rng.integers(0, 5, n), syns))
+        src_n = n
+    return Loihi2Network((n_in,), layers, len(layers) - 1)
+
+
+@NUMBA
+@pytest.mark.parametrize("seed", range(6))
+def test_numba_threads_and_wrap_proof_equal_the_numpy_engine(seed, monkeypatch):
+    """Random multi-layer networks (second Dense from the input, recurrence, negative exponents,
+    every sign mode, batch 1 and 3, record on and off): the numba engine on 1, 2 and 3 threads
+    (the thread threshold lowered so these small layers split) equals the numpy engine exactly,
+    including networks whose 24-bit u wrap the plan proves impossible and skips."""
+    from nirdeploy_targets.loihi2 import sim
+
+    monkeypatch.setattr(sim, "MIN_THREAD_WORK", 0)
+    rng = np.random.default_rng(seed)
+    net = _random_chain(rng, recurrent=seed % 2 == 0, du=4095 if seed == 1 else None)
+    skipped = [not p.wrap for p in sim._numba_plan(net, sim.Constants())[1]]
+    for B in (1, 3):
+        x = (rng.random((B, 60, 12)) < rng.uniform(0.1, 0.9)).astype(np.int64)
+        want = simulate(net, x, record=True, engine="numpy")
+        assert want.output.dtype == np.int8
+        for th in (1, 2, 3):
+            got = simulate(net, x, record=th == 2, engine="numba", threads=th)
+            assert got.output.dtype == np.int8 and np.array_equal(got.output, want.output), (B, th)
+            for name, st in got.states.items():
+                for var in ("s", "u", "v"):
+                    assert np.array_equal(st[var], want.states[name][var]), (B, th, name, var)
+    if seed == 1:  # du 4095 (u = this step's input): the plan proves the wrap away
+        assert all(skipped)
+
+
+@NUMBA
+def test_wrap_is_checked_where_u_can_reach_it():
+    """Twelve excitatory 255 x 2**6 activations (12.5 M after the shift by 6) pass 2**23: the
+    wrap stays in, and the engines agree on the wrapped (negative) values."""
+    from nirdeploy_targets.loihi2 import sim
+
+    layer = NeuronLayer("lif", (3,), 4000, 100, 131071, [0, 0, 0], [0, 0, 0], [Synapse(INPUT, "dense", np.full((3, 12), 255), 6, 8, "excitatory")])
+    net = Loihi2Network((12,), [layer], 0)
+    assert sim._numba_plan(net, sim.Constants())[1][0].wrap
+    x = np.ones((1, 50, 12), np.int64)
+    a = simulate(net, x, record=True, engine="numba").states["lif"]["u"]
+    b = simulate(net, x, record=True, engine="numpy").states["lif"]["u"]
+    assert np.array_equal(a, b) and a.min() < 0
+
+
+def test_threads_must_be_positive():
+    net = nirdeploy.compile(ff_graph(seed=2), target="loihi2", dt=1e-4).artifact.payload.network
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="threads"):
+            simulate(net, np.zeros((1, 5, 4)), threads=bad)
+
+
 def test_feedback_from_a_later_layer_uses_the_numpy_engine():
     net = nirdeploy.compile(ff_graph(seed=2), target="loihi2", dt=1e-4).artifact.payload.network
     net.layers[0].synapses.append(Synapse(1, "dense", np.ones((net.layers[0].n, net.layers[1].n), np.int64), 0, 8, "excitatory"))
