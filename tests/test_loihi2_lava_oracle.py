@@ -220,3 +220,65 @@ def test_batch_equals_single_runs(engine):
         assert np.array_equal(batch.output[b], one.output[0])
         for var in ("u", "v", "s"):
             assert np.array_equal(batch.states["lif"][var][b], one.states["lif"][var][0])
+
+
+# -- layers split by time constant (one LIF process per distinct du/dv) ----------------------------------
+def _per_neuron_taus(recurrent: bool, seed: int):
+    """An snnTorch-style graph whose hidden layer has per-neuron membrane time constants (learnable
+    beta) and whose output layer has per-neuron synaptic ones, compiled for Loihi 2."""
+    import nirdeploy
+    from graphs import ff_graph
+
+    g = ff_graph(n_in=6, n_hid=20, n_out=5, seed=seed, recurrent=recurrent, scale=0.6)
+    rng = np.random.default_rng(seed)
+    g.nodes["lif1"].tau_mem = rng.choice([1e-3, 1.5e-3, 3e-3], 20)
+    g.nodes["lif1"].r = g.nodes["lif1"].tau_mem / 1e-4
+    g.nodes["lif2"].tau_syn = rng.choice([2e-4, 4e-4], 5)
+    g.nodes["lif2"].w_in = g.nodes["lif2"].tau_syn / 1e-4
+    return nirdeploy.compile(g, target="loihi2", dt=1e-4).artifact.payload.network
+
+
+def _split_by_hand() -> Loihi2Network:
+    """Two decay groups in a recurrent layer whose recurrent and outgoing synapses have negative
+    exponents, so each group's sum is floored on its own."""
+    from nirdeploy_targets.loihi2.lower import split_by_decay
+
+    rng = np.random.default_rng(7)
+    n = 7
+    l0 = NeuronLayer("a", (n,), 0, 0, 300, rng.integers(-50, 50, n), rng.integers(0, 3, n),
+                     [Synapse(INPUT, "dense", rng.integers(-255, 255, (n, 5)), -1, 8, "mixed"),
+                      Synapse(0, "dense", rng.integers(-255, 255, (n, n)), -3, 7, None)])
+    l1 = NeuronLayer("b", (3,), 3000, 100, 200, [0, 5, -5], [0, 1, 2], [Synapse(0, "dense", rng.integers(1, 255, (3, n)), -2, 8, None)])
+    net = Loihi2Network((5,), [l0, l1], 1)
+    return split_by_decay(net, {0: (np.array([100, 100, 4000, 100, 4000, 4000, 100]), np.array([50, 50, 900, 50, 900, 900, 50]))})
+
+
+SPLIT_JOBS = [("recurrent", lambda: _per_neuron_taus(True, 1)), ("feed_forward", lambda: _per_neuron_taus(False, 2)),
+              ("by_hand_negative_exponents", _split_by_hand)]
+
+
+@pytest.fixture(scope="module")
+def split_results():
+    nets = [(name, make()) for name, make in SPLIT_JOBS]
+    rng = np.random.default_rng(3)
+    jobs = [(net, (rng.random((T, net.n_in)) < 0.3).astype(np.int64)) for _, net in nets]
+    return dict(zip([n for n, _ in nets], zip(jobs, run_batch(jobs))))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("name", [n for n, _ in SPLIT_JOBS])
+def test_split_layers_equal_lava(name, engine, split_results):
+    """Every LIF process of a layer split by time constant (and every other layer) equals Lava
+    exactly; recurrence between the groups of a layer takes the numpy engine."""
+    (net, x), lava = split_results[name]
+    assert sum(bool(L.origin) for L in net.layers) >= 2 and set(lava) == {L.name for L in net.layers}
+    recurrent_split = any(s.src > i for i, L in enumerate(net.layers) for s in L.synapses)
+    if engine == "numba" and recurrent_split:
+        with pytest.raises(ValueError, match="fed back from a later layer"):
+            simulate(net, x[None], engine="numba")
+        return
+    ours = simulate(net, x[None], record=True, engine=engine).states
+    for L in net.layers:
+        for var in ("s", "u", "v"):
+            assert np.array_equal(ours[L.name][var][0], lava[L.name][var]), (L.name, var)
+    assert sum(int(r["s"].sum()) for r in lava.values()) > 0

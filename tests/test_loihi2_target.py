@@ -278,6 +278,90 @@ def test_chip_simulation_tracks_the_reference():
     assert cmp["count_correlation"] > 0.9, cmp
 
 
+def _learned_taus(recurrent=True, seed=1):
+    g = ff_graph(n_in=6, n_hid=20, n_out=5, seed=seed, recurrent=recurrent, scale=0.6)
+    rng = np.random.default_rng(seed)
+    g.nodes["lif1"].tau_mem = rng.choice([1e-3, 1.5e-3, 3e-3], 20)  # snnTorch learnable beta: one per neuron
+    g.nodes["lif1"].r = g.nodes["lif1"].tau_mem / 1e-4
+    return g
+
+
+def test_layers_with_several_time_constants_are_split_and_reported(tmp_path):
+    """A layer whose neurons discretize to different (du, dv) runs as one LIF process per pair: the
+    report says how many (rule split_by_time_constant, usage decay_groups), the outputs and recorded
+    states come back in the layer's own neuron order under its own name, the compiled folder
+    round-trips, and the chip still tracks the float network."""
+    g = _learned_taus()
+    out = tmp_path / "OUT"
+    dep = nirdeploy.compile(g, target="loihi2", dt=1e-4, out=out)
+    assert dep.fits
+    (v,) = [v for v in dep.report.violations if v.rule == "split_by_time_constant"]
+    assert v.node == "lif1" and v.actual == 3 and "3 LIF processes" in v.message
+    assert {n.node: n.usage for n in dep.report.nodes}["lif1"]["decay_groups"] == 3
+    net = dep.artifact.payload.network
+    groups = [L for L in net.layers if L.origin == "lif1"]
+    assert len(groups) == 3 and len({(L.du, L.dv) for L in groups}) == 3
+    assert sorted(np.concatenate([L.neurons for L in groups]).tolist()) == list(range(20))
+    x = np.random.default_rng(2).binomial(1, 0.3, (3, 300, 6))
+    res = dep.simulate(x, record=True)
+    assert set(res.states) == {"lif1", "lif2"} and res.states["lif1"]["v"].shape == (3, 300, 20)
+    for L in groups:  # merged states: each group's neurons at their own positions
+        own = simulate(net, x, record=True).states[L.name]
+        assert np.array_equal(res.states["lif1"]["u"][:, :, L.neurons], own["u"])
+    loaded = nirdeploy.load_deployment(out)
+    assert np.array_equal(loaded.simulate(x), res.output)
+    ref = nirdeploy.simulate_reference(g, x, dt=1e-4)
+    assert nirdeploy.compare_outputs(res.output, ref, dep.artifact.latency_steps)["count_correlation"] > 0.9
+    assert "one iDecay and vDecay" in "; ".join(__import__("nirdeploy_targets.loihi2.netx", fromlist=["x"]).netx_problems(net))
+
+
+def test_split_output_layer_keeps_the_neuron_order():
+    g = ff_graph(n_in=6, n_hid=10, n_out=6, seed=4, scale=0.8)
+    g.nodes["lif2"].tau_syn = np.array([2e-4, 4e-4, 2e-4, 8e-4, 4e-4, 2e-4])
+    g.nodes["lif2"].w_in = g.nodes["lif2"].tau_syn / 1e-4
+    dep = nirdeploy.compile(g, target="loihi2", dt=1e-4)
+    net = dep.artifact.payload.network
+    assert len(net.output_layers) == 3
+    x = np.random.default_rng(1).binomial(1, 0.4, (2, 200, 6))
+    y = dep.simulate(x)
+    assert y.shape == (2, 200, 6)
+    st = simulate(net, x, record=True).states
+    for k in net.output_layers:
+        L = net.layers[k]
+        assert np.array_equal(y[:, :, L.neurons], st[L.name]["s"])
+    ref = nirdeploy.simulate_reference(g, x, dt=1e-4)
+    assert nirdeploy.compare_outputs(y, ref, dep.artifact.latency_steps)["count_correlation"] > 0.9
+
+
+def test_split_warns_where_group_sums_are_floored_apart():
+    """An outgoing synapse with a negative weight_exp is summed per group, each sum floored: the
+    report says so (warning, with the bound)."""
+    g = _learned_taus(recurrent=False, seed=3)
+    g.nodes["fc2"].weight = g.nodes["fc2"].weight * 0.002  # small weights: a negative exponent
+    rep = nirdeploy.check(g, target="loihi2", dt=1e-4)
+    (v,) = [v for v in rep.violations if v.rule == "split_by_time_constant"]
+    assert v.severity == "warning" and "floors each group's sum separately" in v.message and "up to 2 activation units" in v.message
+
+
+def test_conv_layer_with_several_time_constants_is_refused():
+    from nirdeploy_targets.loihi2.lower import split_by_decay
+
+    g = nirdeploy.load_graph(CORPUS / "cnn_sinabs.nir")
+    node = g.nodes["1"]
+    n = int(np.prod(node.output_shape))
+    node.params["tau"] = np.linspace(1.0, 3.0, n).reshape(node.output_shape)  # an IF made leaky, per neuron
+    node.type = "LIF"
+    node.params.setdefault("v_leak", np.zeros(node.output_shape))
+    rep = nirdeploy.check(g, target="loihi2", dt=1.0)
+    assert not rep.fits
+    (v,) = [v for v in rep.violations if v.rule == "non_uniform_decay"]
+    assert "Conv synapses" in v.message and v.actual > 1
+    net = Loihi2Network((2, 4, 4), [NeuronLayer("c", (1, 4, 4), 0, 0, 10, np.zeros(16, int), np.zeros(16, int),
+                                                [Synapse(INPUT, "conv", np.ones((1, 2, 1, 1), int))])], 0)
+    with pytest.raises(ValueError, match="Conv"):
+        split_by_decay(net, {0: (np.arange(16) % 2, np.zeros(16, int))})
+
+
 def test_v_reset_and_subtract_reset_are_reported():
     g = ff_graph(seed=0)
     rep = nirdeploy.check(g, target="loihi2", dt=1e-4, reset="subtract")
@@ -307,6 +391,87 @@ def test_netx_export_round_trips(tmp_path):
     assert ours.sum() > 0
     assert np.array_equal(simulate(back, x).output, ours)
     assert json.loads((out / META_FILE).read_text())["netx"] is True
+
+
+def _netx_types(path) -> list[str]:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return [f["layer"][k]["type"][()].decode() for k in sorted(f["layer"].keys(), key=int)]
+
+
+@pytest.mark.parametrize("case", ["recurrent", "cnn", "braille_bias"])
+def test_netx_export_covers_recurrent_and_conv_layers(case, tmp_path):
+    """netx's dense_rec (a recurrent Dense of the layer's own spikes) and conv layers (with the
+    flatten before the first dense layer) are written, and our reader, which loads the weights as
+    netx does (optimize_weight_bits), gives back a network with exactly the same states."""
+    g, dt, want = {
+        "recurrent": (ff_graph(n_in=20, n_hid=12, n_out=4, seed=5, recurrent=True), 1e-3, ["input", "dense_rec", "dense"]),
+        "cnn": (CORPUS / "cnn_sinabs.nir", 1.0, ["input", "conv", "conv", "conv", "flatten", "dense", "dense"]),
+        "braille_bias": (BRAILLE[1], 1e-4, ["input", "dense_rec", "dense"]),
+    }[case]
+    out = tmp_path / "OUT"
+    dep = nirdeploy.compile(g, target="loihi2", dt=dt, target_options={"loihi_mode": "netx"}, out=out)
+    assert _netx_types(out / NETX_FILE) == want
+    net = dep.artifact.payload.network
+    back = read_netx(out / NETX_FILE)
+    assert back.input_shape == net.input_shape and [L.shape for L in back.layers] == [L.shape for L in net.layers]
+    x = (np.random.default_rng(0).random((2, 60) + net.input_shape) < 0.2).astype(np.int64)
+    a, b = simulate(net, x, record=True), simulate(back, x, record=True)
+    assert np.array_equal(a.output, b.output)
+    for L, M in zip(net.layers, back.layers):
+        for var in ("s", "u", "v"):
+            assert np.array_equal(a.states[L.name][var], b.states[M.name][var]), (L.name, var)
+    assert sum(int(st["s"].sum()) for st in a.states.values()) > 0
+
+
+def test_netx_weight_scaling_follows_optimize_weight_bits():
+    """Hand-derived from lava-dl 0.6.0 netx/utils.py optimize_weight_bits: scale = 255/max
+    (excitatory), -256/min (inhibitory), min(127/max, -128/min) (mixed, +1 bit); num_weight_bits
+    = 8 - shift - (trailing zero bits - signed)."""
+    from nirdeploy_targets.loihi2.netx import netx_dense_synapses
+
+    def run(w):
+        (m,), nb, exp = netx_dense_synapses([np.array(w)])
+        return m.tolist(), nb, exp
+
+    assert run([[254, -256]]) == ([[254, -256]], 8, 0)
+    assert run([[64]]) == ([[128]], 1, -1)
+    assert run([[-100, -4]]) == ([[-200, -8]], 5, -1)
+    assert run([[3, -5]]) == ([[96, -160]], 4, -5)  # odd mixed weights survive: the shift makes room for the dropped bit
+    (w, wr), nb, exp = netx_dense_synapses([np.array([[100, 2]]), np.array([[-3]])])  # dense_rec: one scaling for both
+    assert (w.tolist(), wr.tolist(), nb, exp) == ([[200, 4]], [[-6]], 8, -1)
+    for bad in ([[0, 0]], [[300, 5]]):
+        with pytest.raises(ValueError):
+            netx_dense_synapses([np.array(bad)])
+
+
+def test_netx_refuses_what_it_would_load_differently():
+    from nirdeploy_targets.loihi2.netx import NetxUnsupported, netx_problems, write_netx
+
+    def one(w, mode, exp=0, readout="spikes", shape=(2,)):
+        n = int(np.prod(shape))
+        layer = NeuronLayer("l", shape, 100, 100, 100, np.zeros(n, int), np.zeros(n, int), [Synapse(INPUT, "dense", w, exp, 8, mode)])
+        return Loihi2Network((np.shape(w)[1],), [layer], 0, readout)
+
+    assert netx_problems(one([[1, 2], [3, 4]], "excitatory")) == []
+    probs = {
+        "all-zero": one([[0, 0], [0, 0]], "excitatory"),
+        "-256 in an all-negative": one([[-256, 0], [-4, 0]], "mixed"),  # Lava infers inhibitory and clips -256 to -255
+        "beyond netx's 8-bit range": one([[200, 1], [3, 4]], "excitatory", exp=1),
+        "finer than netx's integer weights": one([[3, 1], [3, 4]], "excitatory", exp=-1),
+        "reads a voltage": one([[1, 2], [3, 4]], "excitatory", readout="v"),
+    }
+    for what, net in probs.items():
+        msg = "; ".join(netx_problems(net))
+        assert what in msg, (what, msg)
+        with pytest.raises(NetxUnsupported):
+            write_netx(net, "/nonexistent/never-written.net")
+    conv_after_dense = one([[1, 2], [3, 4]], "excitatory", shape=(1, 1, 2))
+    conv_after_dense.layers.append(NeuronLayer("c", (1, 1, 2), 100, 100, 100, np.zeros(2, int), np.zeros(2, int),
+                                               [Synapse(0, "conv", np.ones((1, 1, 1, 1), int))]))
+    conv_after_dense.output = 1
+    assert "cannot convolve the output of a dense layer" in "; ".join(netx_problems(conv_after_dense))
 
 
 def test_default_lowering_says_why_there_is_no_netx_file(lif_out):

@@ -117,6 +117,10 @@ class NeuronLayer:
 
     ``du``, ``dv`` (0..4095) and ``vth`` (17-bit mantissa) are per-process scalars;
     ``bias_mant``/``bias_exp`` are per neuron (flattened, length n).
+
+    A layer of the source graph whose neurons need different ``du``/``dv`` runs as several LIF
+    processes, one per (du, dv) group: each carries ``origin`` (the source layer's name) and
+    ``neurons`` (its neurons' positions in that layer, ascending).
     """
 
     name: str
@@ -127,6 +131,8 @@ class NeuronLayer:
     bias_mant: np.ndarray
     bias_exp: np.ndarray
     synapses: list[Synapse] = field(default_factory=list)
+    origin: str = ""
+    neurons: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.shape = tuple(int(s) for s in self.shape)
@@ -134,6 +140,11 @@ class NeuronLayer:
         self.bias_mant = np.broadcast_to(np.asarray(self.bias_mant, dtype=np.int64).reshape(-1), (n,)).copy()
         self.bias_exp = np.broadcast_to(np.asarray(self.bias_exp, dtype=np.int64).reshape(-1), (n,)).copy()
         self.du, self.dv, self.vth = int(self.du), int(self.dv), int(self.vth)
+        self.origin = str(self.origin)
+        if self.neurons is not None:
+            self.neurons = np.asarray(self.neurons, dtype=np.int64).reshape(-1)
+            if self.neurons.shape != (n,):
+                raise ValueError(f"layer {self.name}: {self.neurons.size} neuron positions for {n} neurons")
 
     @property
     def n(self) -> int:
@@ -164,6 +175,33 @@ class Loihi2Network:
     def n_in(self) -> int:
         return int(np.prod(self.input_shape))
 
+    def groups_of(self, i: int) -> list[int]:
+        """The layers that run the source layer of layer ``i``: [i], or every group of a layer
+        split by time constants (same ``origin``), in order."""
+        o = self.layers[i].origin
+        return [i] if not o else [k for k, L in enumerate(self.layers) if L.origin == o]
+
+    def merge_groups(self, arrays: list[np.ndarray], i: int) -> np.ndarray:
+        """(..., n_g) arrays of the groups of layer ``i`` (:meth:`groups_of`, in order) -> (..., n)
+        in the source layer's neuron order."""
+        ks = self.groups_of(i)
+        if len(ks) == 1 and self.layers[ks[0]].neurons is None:
+            return arrays[0]
+        pos = np.concatenate([self.layers[k].neurons for k in ks])
+        out = np.empty(arrays[0].shape[:-1] + (pos.size,), dtype=arrays[0].dtype)
+        out[..., pos] = np.concatenate(arrays, axis=-1)
+        return out
+
+    @property
+    def output_layers(self) -> list[int]:
+        """The layers read out: the output layer, or all groups of a split output layer."""
+        return self.groups_of(self.output)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        ks = self.output_layers
+        return self.layers[ks[0]].shape if len(ks) == 1 else (sum(self.layers[k].n for k in ks),)
+
     def src_shape(self, src: int) -> tuple[int, ...]:
         return self.input_shape if src == INPUT else self.layers[src].shape
 
@@ -178,7 +216,11 @@ class Loihi2Network:
             for j, s in enumerate(L.synapses):
                 arrays[f"L{i}.S{j}.weight"] = s.weight
                 syn.append(s.meta())
-            layers.append({"name": L.name, "shape": list(L.shape), "du": L.du, "dv": L.dv, "vth": L.vth, "synapses": syn})
+            lm = {"name": L.name, "shape": list(L.shape), "du": L.du, "dv": L.dv, "vth": L.vth, "synapses": syn}
+            if L.origin:
+                lm["origin"] = L.origin
+                arrays[f"L{i}.neurons"] = L.neurons
+            layers.append(lm)
         meta = {"input_shape": list(self.input_shape), "output": self.output, "readout": self.readout, "layers": layers}
         return meta, arrays
 
@@ -192,5 +234,5 @@ class Loihi2Network:
                                     sm["sign_mode"], tuple(sm["stride"]), tuple(sm["padding"]), tuple(sm["dilation"]), sm["groups"],
                                     sm.get("name", "")))
             layers.append(NeuronLayer(lm["name"], tuple(lm["shape"]), lm["du"], lm["dv"], lm["vth"], arrays[f"L{i}.bias_mant"],
-                                      arrays[f"L{i}.bias_exp"], syns))
+                                      arrays[f"L{i}.bias_exp"], syns, lm.get("origin", ""), arrays.get(f"L{i}.neurons")))
         return cls(tuple(meta["input_shape"]), layers, int(meta["output"]), meta.get("readout", "spikes"))

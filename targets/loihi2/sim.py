@@ -205,8 +205,8 @@ def _simulate_numpy(net: Loihi2Network, xin: np.ndarray, c: Constants, record: b
     buf = [[np.zeros((B, k)) for _ in sl] for k, sl in zip(n, syns)]
     vmax = M - 1
     rec = {L.name: {k: np.zeros((B, T, m), dtype=np.int64) for k in ("u", "v", "s")} for L, m in zip(layers, n)} if record else {}
-    out_layer = net.output
-    out = np.zeros((B, T, n[out_layer]), dtype=np.int64 if net.readout == "v" else np.int8)
+    outs = net.output_layers
+    out_parts = [np.zeros((B, T, n[k]), dtype=np.int64 if net.readout == "v" else np.int8) for k in outs]
     tick = max(1, T // 100)
     for t in range(T):
         for i in range(len(layers)):
@@ -243,10 +243,8 @@ def _simulate_numpy(net: Loihi2Network, xin: np.ndarray, c: Constants, record: b
                 r["u"][:, t] = uu
                 r["v"][:, t] = np.where(s, spike_voltage, vv) if spike_voltage else vv
                 r["s"][:, t] = s
-        if net.readout == "v":
-            out[:, t] = v[out_layer]
-        else:
-            out[:, t] = spk[out_layer]
+        for part, k in zip(out_parts, outs):
+            part[:, t] = v[k] if net.readout == "v" else spk[k]
         # synapses accumulate this step's spikes for the next step
         for i, sl in enumerate(syns):
             for j, sy in enumerate(sl):
@@ -254,8 +252,8 @@ def _simulate_numpy(net: Loihi2Network, xin: np.ndarray, c: Constants, record: b
                 buf[i][j] = sy.accumulate(src)
         if progress is not None and (t % tick == 0 or t == T - 1):
             progress(t + 1, T)
-    out_shape = layers[out_layer].shape
-    return SimResult(out.reshape((B, T) + tuple(out_shape)), rec)
+    out = net.merge_groups(out_parts, net.output)
+    return SimResult(out.reshape((B, T) + tuple(net.output_shape)), rec)
 
 
 # -- the numba engine ------------------------------------------------------------------------------
@@ -423,7 +421,8 @@ def _simulate_numba(net: Loihi2Network, x_spk: np.ndarray, plans: list[_LayerPla
     B, T = int(x_spk.shape[0]), int(x_spk.shape[1])
     layers = net.layers
     rec = {}
-    out = None
+    outs = net.output_layers
+    out_parts: dict[int, np.ndarray] = {}
     dummy3 = np.zeros((1, 1, 1), np.int64)
     spikes: list[np.ndarray] = []
     for i, (L, P) in enumerate(zip(layers, plans)):
@@ -441,7 +440,7 @@ def _simulate_numba(net: Loihi2Network, x_spk: np.ndarray, plans: list[_LayerPla
         else:
             ext = dummy3
         s_out = np.empty((B, T, L.n), np.int8)
-        keep = record or (net.readout == "v" and i == net.output)  # a voltage readout needs v
+        keep = record or (net.readout == "v" and i in outs)  # a voltage readout needs v
         if keep:
             u_out, v_out = np.empty((B, T, L.n), np.int64), np.empty((B, T, L.n), np.int64)
         else:
@@ -450,12 +449,14 @@ def _simulate_numba(net: Loihi2Network, x_spk: np.ndarray, plans: list[_LayerPla
         spikes.append(s_out)
         if record:
             rec[L.name] = {"u": u_out, "v": v_out, "s": s_out.astype(np.int64)}
-        if i == net.output:
-            out = v_out if net.readout == "v" else s_out
+        if i in outs:
+            out_parts[i] = v_out if net.readout == "v" else s_out
         if progress is not None:
             progress(i + 1, len(layers))
+    out = net.merge_groups([out_parts[k] for k in outs], net.output)
     if net.readout == "v" and record:
-        out = out.copy()  # not the recorded array itself
-        if spike_voltage:
-            out[spikes[net.output] != 0] = 0  # the readout is v as it is; only the record shows the hardware's spike-step read
-    return SimResult(out.reshape((B, T) + tuple(layers[net.output].shape)), rec)
+        if out is out_parts[outs[0]]:
+            out = out.copy()  # not the recorded array itself
+        if spike_voltage:  # the readout is v as it is; only the record shows the hardware's spike-step read
+            out[net.merge_groups([spikes[k] for k in outs], net.output) != 0] = 0
+    return SimResult(out.reshape((B, T) + tuple(net.output_shape)), rec)
