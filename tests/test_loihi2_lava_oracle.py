@@ -282,3 +282,57 @@ def test_split_layers_equal_lava(name, engine, split_results):
         for var in ("s", "u", "v"):
             assert np.array_equal(ours[L.name][var][0], lava[L.name][var]), (L.name, var)
     assert sum(int(r["s"].sum()) for r in lava.values()) > 0
+
+
+# -- synaptic delays (NIR Delay nodes -> Lava DelayDense) --------------------------------------------------
+def _random_delays(seed: int) -> Loihi2Network:
+    """Two layers, delays 0..5 on every synapse (recurrent ones too), negative exponents (each
+    delay's sum is floored on its own), inferred and explicit sign modes."""
+    rng = np.random.default_rng(seed)
+    n_in, n = 6, 5
+    l0 = NeuronLayer("a", (n,), int(rng.integers(0, 4096)), int(rng.integers(0, 500)), int(rng.integers(1, 300)), rng.integers(-50, 50, n),
+                     rng.integers(0, 3, n), [Synapse(INPUT, "dense", rng.integers(-255, 255, (n, n_in)), int(rng.integers(-3, 3)), 8, "mixed",
+                                                     delay=rng.integers(0, 6, (n, n_in)))])
+    if seed % 2:
+        l0.synapses.append(Synapse(0, "dense", rng.integers(-255, 255, (n, n)), -1, 7, None, delay=rng.integers(0, 4, (n, n))))
+    l1 = NeuronLayer("b", (3,), 3000, 100, 200, [0, 5, -5], [0, 1, 2],
+                     [Synapse(0, "dense", rng.integers(-255, 255, (3, n)), -2, 8, None, delay=rng.integers(0, 3, (3, n)))])
+    return Loihi2Network((n_in,), [l0, l1], 1)
+
+
+def _compiled_delays(where: str, recurrent: bool):
+    import nirdeploy
+    from graphs import delay_graph
+
+    return nirdeploy.compile(delay_graph(where, recurrent=recurrent), target="loihi2", dt=1e-4).artifact.payload.network
+
+
+DELAY_JOBS = [(f"random{s}", lambda s=s: _random_delays(s)) for s in range(4)] + [
+    (f"nir_{w}{'_rec' if r else ''}", lambda w=w, r=r: _compiled_delays(w, r)) for w in ("pre", "post", "middle") for r in (False, True)]
+
+
+@pytest.fixture(scope="module")
+def delay_results():
+    nets = [(name, make()) for name, make in DELAY_JOBS]
+    rng = np.random.default_rng(5)
+    jobs = [(net, (rng.random((T, net.n_in)) < 0.35).astype(np.int64)) for _, net in nets]
+    return dict(zip([n for n, _ in nets], zip(jobs, run_batch(jobs))))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("name", [n for n, _ in DELAY_JOBS])
+def test_synaptic_delays_equal_lava(name, engine, delay_results):
+    """DelayDense synapses (from NIR Delay nodes before, after and between Linears, and on a
+    recurrent loop; random delay matrices with negative exponents) equal Lava's DelayDense
+    exactly; a delayed recurrent synapse takes the numpy engine."""
+    (net, x), lava = delay_results[name]
+    assert any(s.max_delay > 0 for L in net.layers for s in L.synapses)
+    if engine == "numba" and any(s.src == i and s.delay is not None for i, L in enumerate(net.layers) for s in L.synapses):
+        with pytest.raises(ValueError, match="recurrent synapse"):
+            simulate(net, x[None], engine="numba")
+        return
+    ours = simulate(net, x[None], record=True, engine=engine).states
+    for L in net.layers:
+        for var in ("s", "u", "v"):
+            assert np.array_equal(ours[L.name][var][0], lava[L.name][var]), (L.name, var)
+    assert sum(int(r["s"].sum()) for r in lava.values()) > 0

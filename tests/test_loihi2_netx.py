@@ -1,5 +1,5 @@
 """Opt-in: lava-dl's netx loads nirdeploy's ``network.net`` (dense, dense_rec, conv and flatten
-layers) and runs it (Lava fixed-point, CPU) with spikes identical to nirdeploy's simulator.
+layers, synaptic delays) and runs it (Lava fixed-point, CPU) with spikes identical to nirdeploy's simulator.
 
 lava-dl 0.6.0 drags a 5.6 GB CUDA torch into its environment, so this is not part of the normal
 suite (the format round trips are: test_loihi2_target.py::test_netx_export_*). To run it::
@@ -21,7 +21,7 @@ import nirdeploy
 from nirdeploy_targets.loihi2.target import NETX_FILE
 
 from conftest import CORPUS
-from graphs import ff_graph
+from graphs import delay_graph, ff_graph
 
 NETX_PY = os.path.abspath(os.environ["NIRDEPLOY_NETX_PYTHON"]) if os.environ.get("NIRDEPLOY_NETX_PYTHON") else None
 pytestmark = pytest.mark.skipif(not NETX_PY, reason="opt-in (5.6 GB lava-dl environment): bash scripts/netx_env.sh, then set "
@@ -65,13 +65,15 @@ CASES = {
     "dense_rec": lambda: (ff_graph(n_in=20, n_hid=12, n_out=4, seed=5, scale=1.5, recurrent=True), 1e-3, 120, 0.3),
     "braille_rec_bias": lambda: (CORPUS / "braille_noDelay_bias_zero.nir", 1e-4, 120, 0.3),
     "cnn_conv_flatten": lambda: (CORPUS / "cnn_sinabs.nir", 1.0, 25, 0.2),
+    "dense_delays": lambda: (delay_graph("post", steps=(0, 1, 2, 3, 5, 7)), 1e-4, 120, 0.3),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_netx_loads_and_runs_our_export(tmp_path, case):
     """Every layer's spikes in netx (lava-dl 0.6.0, Lava fixed point) equal nirdeploy's simulator:
-    dense chains, dense_rec (recurrent) layers with biases, and conv layers with a flatten."""
+    dense chains, dense_rec (recurrent) layers with biases, conv layers with a flatten, and a dense
+    layer with synaptic delays (netx's DelayDense)."""
     g, dt, T, rate = CASES[case]()
     out = tmp_path / "OUT"
     dep = nirdeploy.compile(g, target="loihi2", dt=dt, target_options={"loihi_mode": "netx"}, out=out)

@@ -372,11 +372,81 @@ def test_v_reset_and_subtract_reset_are_reported():
 
 
 def test_unsupported_nodes_are_named():
-    g = nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([3])}), "d": nir.Delay(delay=np.full(3, 2e-4)),
+    g = nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([3])}), "t": nir.Threshold(threshold=np.full(3, 0.5)),
                             "lif": cuba(3), "output": nir.Output(output_type={"output": np.array([3])})},
-                     edges=[("input", "d"), ("d", "lif"), ("lif", "output")], type_check=False)
+                     edges=[("input", "t"), ("t", "lif"), ("lif", "output")], type_check=False)
     rep = nirdeploy.check(g, target="loihi2", dt=1e-4)
-    assert not rep.fits and [v.node for v in rep.violations if v.rule == "unsupported_node"] == ["d"]
+    assert not rep.fits and [v.node for v in rep.violations if v.rule == "unsupported_node"] == ["t"]
+
+
+@pytest.mark.parametrize("where", ["pre", "post", "middle"])
+def test_nir_delays_become_synaptic_delays(where):
+    """A NIR Delay of whole steps becomes Lava DelayDense delays: one delay per synapse when it sits
+    on the sources or destinations of a Linear, one DelayDense per delay when it sits between two
+    Linears; the chip tracks the float network at the usual latency."""
+    from graphs import delay_graph
+
+    g = delay_graph(where, recurrent=True)
+    dep = nirdeploy.compile(g, target="loihi2", dt=1e-4)
+    assert dep.fits, dep.report.render()
+    lif1 = dep.artifact.payload.network.layers[0]
+    ff = [s for s in lif1.synapses if s.src == INPUT]
+    delays = sorted({int(d) for s in ff for d in np.unique(s.delay if s.delay is not None else [0])})
+    assert delays == [0, 1, 2, 3]
+    assert len(ff) == (4 if where == "middle" else 1)
+    if where == "pre":  # per source: every row carries the delays of the inputs
+        assert np.array_equal(ff[0].delay[ff[0].weight != 0], np.broadcast_to([0, 1, 2, 3, 1, 0], ff[0].weight.shape)[ff[0].weight != 0])
+    (rec,) = [s for s in lif1.synapses if s.src == 0]
+    assert np.all(rec.delay == 3)
+    x = np.random.default_rng(1).binomial(1, 0.3, (4, 300, 6))
+    cmp = nirdeploy.compare_outputs(dep.simulate(x), nirdeploy.simulate_reference(g, x, dt=1e-4), dep.artifact.latency_steps)
+    assert dep.artifact.latency_steps == 2 and cmp["count_correlation"] > 0.99, cmp
+
+
+def test_delays_that_loihi_cannot_express_are_errors():
+    from graphs import delay_graph
+
+    rep = nirdeploy.check(delay_graph("pre", steps=(0, 0.5, 1, 2, 1, 0)), target="loihi2", dt=1e-4)
+    (v,) = [v for v in rep.violations if v.rule == "delay_not_whole_steps"]
+    assert not rep.fits and "0.5 steps" in v.message and "whole time steps" in v.message
+    rep = nirdeploy.check(delay_graph("pre", steps=(0, 70, 1, 2, 1, 0)), target="loihi2", dt=1e-4)
+    (v,) = [v for v in rep.violations if v.rule == "synaptic_delay_range"]
+    assert not rep.fits and (v.limit, v.actual) == (63, 70)
+    assert nirdeploy.check(delay_graph("pre", steps=(0, 63, 1, 2, 1, 0)), target="loihi2", dt=1e-4).fits
+    g = delay_graph("pre")
+    g.nodes["d_out"] = nir.Delay(delay=np.full(4, 2e-4))
+    g.edges = [e for e in g.edges if e != ("lif2", "output")] + [("lif2", "d_out"), ("d_out", "output")]
+    rep = nirdeploy.check(g, target="loihi2", dt=1e-4)
+    (v,) = [v for v in rep.violations if v.rule == "output_must_be_one_neuron_layer"]
+    assert "no synapse follows the last layer" in v.hint
+
+
+def test_delays_cost_synapse_memory_and_survive_the_compiled_folder(tmp_path):
+    from graphs import delay_graph
+
+    plain = nirdeploy.check(delay_graph("pre", steps=(0,) * 6), target="loihi2", dt=1e-4).details["synapse_bits_total"]
+    out = tmp_path / "OUT"
+    dep = nirdeploy.compile(delay_graph("pre"), target="loihi2", dt=1e-4, out=out)
+    assert dep.report.details["synapse_bits_total"] == plain + 10 * 6 * 6  # 6 delay bits on each of lif1's 10 x 6 synapses
+    x = np.random.default_rng(0).binomial(1, 0.3, (2, 100, 6))
+    assert np.array_equal(nirdeploy.load_deployment(out).simulate(x), dep.simulate(x))
+
+
+def test_netx_export_carries_delays(tmp_path):
+    from graphs import delay_graph
+
+    out = tmp_path / "OUT"
+    dep = nirdeploy.compile(delay_graph("post"), target="loihi2", dt=1e-4, target_options={"loihi_mode": "netx"}, out=out)
+    back = read_netx(out / NETX_FILE)
+    assert back.layers[0].synapses[0].max_delay == 3
+    net = dep.artifact.payload.network
+    x = np.random.default_rng(0).binomial(1, 0.3, (2, 100, 6))
+    a, b = simulate(net, x, record=True), simulate(back, x, record=True)
+    for L, M in zip(net.layers, back.layers):
+        for var in ("s", "u", "v"):
+            assert np.array_equal(a.states[L.name][var], b.states[M.name][var])
+    rec = nirdeploy.compile(delay_graph("post", recurrent=True), target="loihi2", dt=1e-4, target_options={"loihi_mode": "netx"})
+    assert any("RecurrentDense" in n for n in rec.report.notes)
 
 
 # -- export, netx, load ---------------------------------------------------------------------------------

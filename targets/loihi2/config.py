@@ -69,6 +69,9 @@ class Synapse:
     (C, H, W) maps; ``stride``/``padding``/``dilation`` pairs, ``groups``; the output wraps at
     24 bits (Lava's fixed-point Conv); ``weight_exp`` must be 0 (Lava's CPU Conv has none).
     ``sign_mode`` None lets the chip infer it from the matrix (Lava's default).
+    ``delay`` (dense only): None, or (n_dst, n_src) integers >= 0: synapse (i, j) delivers
+    ``delay[i, j]`` steps after a plain Dense would (Lava's ``DelayDense``; per step and per delay
+    value, the weights of that delay are summed and shifted by ``weight_exp`` on their own).
     """
 
     src: int
@@ -82,6 +85,7 @@ class Synapse:
     dilation: tuple[int, int] = (1, 1)
     groups: int = 1
     name: str = ""
+    delay: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.weight = np.asarray(self.weight, dtype=np.int64)
@@ -94,7 +98,17 @@ class Synapse:
         self.groups = int(self.groups)
         if self.kind not in ("dense", "conv"):
             raise ValueError(f"synapse kind must be dense or conv, got {self.kind!r}")
+        if self.delay is not None:
+            if self.kind != "dense":
+                raise ValueError("only Dense synapses have delays (Lava's DelayDense)")
+            self.delay = np.broadcast_to(np.asarray(self.delay, dtype=np.int64), self.weight.shape).copy()
+            if self.delay.size and self.delay.min() < 0:
+                raise ValueError("synaptic delays must be >= 0")
 
+    @property
+    def max_delay(self) -> int:
+        """The longest extra delay (0 without delays)."""
+        return int(self.delay.max()) if self.delay is not None and self.delay.size else 0
     @property
     def resolved_sign_mode(self) -> str:
         return self.sign_mode or infer_sign_mode(self.weight)
@@ -108,7 +122,7 @@ class Synapse:
     def meta(self) -> dict:
         return {"src": self.src, "kind": self.kind, "weight_exp": self.weight_exp, "num_weight_bits": self.num_weight_bits,
                 "sign_mode": self.sign_mode, "stride": list(self.stride), "padding": list(self.padding),
-                "dilation": list(self.dilation), "groups": self.groups, "name": self.name}
+                "dilation": list(self.dilation), "groups": self.groups, "name": self.name, "delayed": self.delay is not None}
 
 
 @dataclass
@@ -215,6 +229,8 @@ class Loihi2Network:
             syn = []
             for j, s in enumerate(L.synapses):
                 arrays[f"L{i}.S{j}.weight"] = s.weight
+                if s.delay is not None:
+                    arrays[f"L{i}.S{j}.delay"] = s.delay
                 syn.append(s.meta())
             lm = {"name": L.name, "shape": list(L.shape), "du": L.du, "dv": L.dv, "vth": L.vth, "synapses": syn}
             if L.origin:
@@ -232,7 +248,7 @@ class Loihi2Network:
             for j, sm in enumerate(lm["synapses"]):
                 syns.append(Synapse(sm["src"], sm["kind"], arrays[f"L{i}.S{j}.weight"], sm["weight_exp"], sm["num_weight_bits"],
                                     sm["sign_mode"], tuple(sm["stride"]), tuple(sm["padding"]), tuple(sm["dilation"]), sm["groups"],
-                                    sm.get("name", "")))
+                                    sm.get("name", ""), arrays[f"L{i}.S{j}.delay"] if sm.get("delayed") else None))
             layers.append(NeuronLayer(lm["name"], tuple(lm["shape"]), lm["du"], lm["dv"], lm["vth"], arrays[f"L{i}.bias_mant"],
                                       arrays[f"L{i}.bias_exp"], syns, lm.get("origin", ""), arrays.get(f"L{i}.neurons")))
         return cls(tuple(meta["input_shape"]), layers, int(meta["output"]), meta.get("readout", "spikes"))

@@ -7,7 +7,10 @@ process (a :class:`~.config.NeuronLayer`). Every path of linear nodes (Affine, L
 Flatten, Conv2d, SumPool2d, AvgPool2d) from the Input or a neuron layer into a neuron layer becomes
 one synapse: a ``Conv`` when the path is a Conv2d, optionally after one pooling, or pooling alone
 (SumPool as a depthwise convolution with unit kernels, composed into the following Conv2d);
-otherwise a ``Dense`` whose matrix is the composed linear map. Loops (``lif <-> w_rec``) are
+otherwise a ``Dense`` whose matrix is the composed linear map. A path through ``Delay`` nodes (whole
+steps of dt, at most ``max_synaptic_delay``) becomes a ``DelayDense``: one delay per synapse, or,
+where a Delay between two linear nodes gives one pair of neurons several delays, one DelayDense per
+delay. Loops (``lif <-> w_rec``) are
 recurrent synapses. Every synapse adds one time step, so a layer's **latency** is
 ``latency(source) + 1 - (delayed edges on the path)``; the chip's output at step t + latency is
 the reference's output at step t.
@@ -59,6 +62,7 @@ from nirdeploy.backend.report import FitReport, NodeUsage, Resource
 from nirdeploy.backend.rules import violation as _v
 from nirdeploy.backend.target import CompileOptions
 from nirdeploy.graph.discretize import discretize_node
+from nirdeploy.errors import UnsupportedError
 from nirdeploy.graph.ir import Graph, Node
 
 from .config import INPUT, Loihi2Network, NeuronLayer, Synapse, effective_weights
@@ -68,7 +72,7 @@ __all__ = ["lower", "Lowered", "SUPPORTED_NODES", "LOIHI_MODES", "VTH_TARGET", "
 LINEAR_TYPES = ("Affine", "Linear", "Scale", "Flatten", "Conv2d", "SumPool2d", "AvgPool2d")
 NEURON_TYPES = ("IF", "LIF", "CubaLIF", "LI", "CubaLI")
 SPIKING = ("IF", "LIF", "CubaLIF")
-SUPPORTED_NODES = frozenset(("Input", "Output", "NIRGraph") + LINEAR_TYPES + NEURON_TYPES)
+SUPPORTED_NODES = frozenset(("Input", "Output", "NIRGraph", "Delay") + LINEAR_TYPES + NEURON_TYPES)
 LOIHI_MODES = ("default", "paper", "netx")
 VTH_TARGET = 1 << 14  # threshold mantissa aimed at: v threshold 2**20, 8x below the 24-bit range
 READOUT_SCALE = float(1 << 16)  # S of a non-spiking (LI / CubaLI) readout layer
@@ -157,8 +161,11 @@ def _structure(g: Graph, viol: list):
     out_layers = [p for p in feeding if p in layers]
     if len(feeding) != 1 or not out_layers:
         ok = False
+        delayed = [p for p in feeding if g.nodes[p].type == "Delay"]
         viol.append(_v("output_must_be_one_neuron_layer", f"the Output is fed by {', '.join(feeding) or 'nothing'}; Loihi reads the spikes "
-                       "(or voltage) of one neuron layer", out, hint="end the network with one IF/LIF/CubaLIF (or LI/CubaLI readout) layer"))
+                       "(or voltage) of one neuron layer", out,
+                       hint=("Loihi 2 delays spikes on synapses, and no synapse follows the last layer: shift the output by the delay "
+                             "after reading it" if delayed else "end the network with one IF/LIF/CubaLIF (or LI/CubaLI readout) layer")))
     for name, L in layers.items():
         if L.node.type not in SPIKING and name not in out_layers:
             ok = False
@@ -205,6 +212,22 @@ def _pair(v, default) -> tuple[int, int]:
     if a.dtype.kind in "USO":
         raise ValueError("string padding")
     return (int(a[0]), int(a[0])) if a.size == 1 else (int(a[0]), int(a[1]))
+
+
+def _delay_ops(p: _Path, ops: list[tuple[int, np.ndarray]], node: Node, viol: list, max_delay: int) -> list:
+    """Synapse operators ("dense", path, (matrix, delays)) for the delay classes of one path: one
+    DelayDense when every weight has one delay (the classes do not overlap), else one per class."""
+    worst = max(k for k, _ in ops)
+    if worst > max_delay:
+        viol.append(_v("synaptic_delay_range", f"a delay of {worst} steps on the path from {p.src}; Loihi 2's synaptic delays reach "
+                       f"{max_delay} steps (6 bits)", node, limit=max_delay, actual=worst,
+                       hint="use a larger dt (fewer, longer steps) or shorter delays"))
+    support = sum((m != 0).astype(np.int64) for _, m in ops)
+    if np.all(support <= 1):
+        m = sum(m for _, m in ops)
+        d = sum(np.where(mk != 0, k, 0) for k, mk in ops)
+        return [("dense", p, (m, np.asarray(d, dtype=np.int64)))]
+    return [("dense", p, (m, np.full(m.shape, k, np.int64))) for k, m in ops]
 
 
 def _conv_operator(nodes: list[Node], src_shape: tuple[int, ...], dst_shape: tuple[int, ...]):
@@ -270,6 +293,44 @@ def _conv_operator(nodes: list[Node], src_shape: tuple[int, ...], dst_shape: tup
     if got.shape != want.shape or tuple(got.shape[1:]) != tuple(dst_shape) or not np.allclose(got, want, rtol=1e-9, atol=1e-9):
         return None
     return op
+
+
+def _delayed_operators(nodes: list[Node], src_shape: tuple[int, ...], n_dst: int, dt: float):
+    """A path with Delay nodes as a sum of Dense operators, one per total delay in steps:
+    ``([(steps, matrix (n_dst, n_src)), ...], bias (n_dst,))``, or None when the matrices would be
+    too large. The identity basis (and the zero input, for the affine part) is carried through the
+    path split by delay: a Delay moves each element's share to its delay class, a linear node acts
+    on every class. The bias is the steady state (a Delay passes a constant). Raises
+    UnsupportedError for a delay that is not a whole number of steps of ``dt``."""
+    from nirdeploy.sim.reference import delay_steps
+
+    n_src = int(np.prod(src_shape)) if src_shape else 1
+    if n_src * max(n_dst, 1) > MAX_DENSE_ELEMENTS:
+        return None
+    X = {0: np.eye(n_src).reshape((n_src,) + tuple(src_shape))}
+    Z = {0: np.zeros((1,) + tuple(src_shape))}
+    for node in nodes:
+        if node.type != "Delay":
+            X = {k: apply_path([node], a) for k, a in X.items()}
+            Z = {k: apply_path([node], a) for k, a in Z.items()}
+            continue
+        steps = delay_steps(node, dt)
+        for cls in (X, Z):
+            moved: dict[int, np.ndarray] = {}
+            for k, a in cls.items():
+                kk = np.broadcast_to(steps, a.shape[1:])
+                for v in np.unique(kk):
+                    part = a * (kk == v)
+                    moved[k + int(v)] = moved[k + int(v)] + part if k + int(v) in moved else part
+            cls.clear()
+            cls.update(moved)
+    bias = sum(z.reshape(-1) for z in Z.values())
+    ops = []
+    for k in sorted(X):
+        m = X[k].reshape(n_src, -1) - (Z[k].reshape(1, -1) if k in Z else 0.0)
+        if np.any(m) or not ops and k == max(X):
+            ops.append((k, m.T))
+    return ops, bias
 
 
 def _dense_operator(nodes: list[Node], src_shape: tuple[int, ...], n_dst: int):
@@ -475,6 +536,7 @@ def _scale_cap(ops, P: _Params, bias: np.ndarray, mode: str, hw: HWConfig) -> np
     for kind, _, op in ops:
         e = 0 if (kind == "conv" or mode == "netx") else int(lim["weight_exp_max"])
         if kind == "dense":
+            op = op[0] if isinstance(op, tuple) else op  # (matrix, delays)
             row = np.abs(op).max(axis=1, initial=0) if op.size else np.zeros(n)
         else:
             w = op["weight"]
@@ -631,6 +693,20 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions) -> Lowered:
         b_path = np.zeros(n)
         for p in L.paths:
             src_shape = in_shape if p.src == INPUT_NAME else layers[p.src].shape
+            if any(x.type == "Delay" for x in p.nodes):  # synaptic delays: DelayDense
+                try:
+                    dl = _delayed_operators(p.nodes, src_shape, n, opts.dt)
+                except UnsupportedError as e:
+                    viol.append(_v("delay_not_whole_steps", f"{e}; Loihi 2 delays spikes by whole time steps", L.node,
+                                   hint="choose a dt that divides every delay"))
+                    continue
+                if dl is None:
+                    viol.append(_v("dense_too_large", f"the path from {p.src} would hold more than {MAX_DENSE_ELEMENTS} weights as a Dense "
+                                   "matrix (Loihi's delays live on Dense synapses)", L.node, limit=MAX_DENSE_ELEMENTS))
+                    continue
+                ops.extend(_delay_ops(p, dl[0], L.node, viol, int(hw.limits["max_synaptic_delay"])))
+                b_path += dl[1]
+                continue
             conv = _conv_operator(p.nodes, src_shape, L.shape) if p.nodes and mode != "paper" else None
             if conv is not None:
                 ops.append(("conv", p, conv))
@@ -690,9 +766,13 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions) -> Lowered:
             src = INPUT if p.src == INPUT_NAME else index[p.src]
             key = f"{p.src} -> {L.name}"
             if kind == "dense":
+                delay = None
+                if isinstance(op, tuple):  # (matrix, per-synapse delays in steps)
+                    op, delay = op
+                    key += f" (delays {_int_span(delay[op != 0]) if np.any(op) else 0})" if np.any(delay) else ""
                 A = unit[:, None] * op
                 q, exp, sign, stats = _weight_ints(A, hw, mode, allow_exp=mode != "netx")
-                synapses.append(Synapse(src, "dense", q, exp, 8, sign, name=key))
+                synapses.append(Synapse(src, "dense", q, exp, 8, sign, name=key, delay=delay if delay is not None and np.any(delay) else None))
             else:
                 w = op["weight"]
                 cout = w.shape[0]

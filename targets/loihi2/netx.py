@@ -14,8 +14,9 @@ sequential chain; netx reads ``type`` as a fixed-length ASCII string and these k
 * ``flatten``: the next dense layer reads the previous (W, H, C) output transposed to (C, H, W)
   and flattened, i.e. in nirdeploy's (C, H, W) order;
 * ``dense``: ``shape`` [n_out], ``weight`` (n_out, n_in), optional ``bias`` (per neuron) and
-  ``delay``, ``neuron``; ``dense_rec`` adds ``weight_rec`` (n_out, n_out), a recurrent Dense of
-  the layer's own spikes (lava-dl PR #324);
+  ``delay`` (synaptic delays in steps, clamped to 0..62; netx then builds a ``DelayDense``),
+  ``neuron``; ``dense_rec`` adds ``weight_rec`` (n_out, n_out), a recurrent Dense of the layer's own
+  spikes (lava-dl PR #324; with delays netx would drop its weight exponent, so none are written);
 * ``neuron``: ``type`` CUBA, ``iDecay`` (du = iDecay - 1), ``vDecay`` (dv), ``vThMant`` (vth),
   ``refDelay``, ``gradedSpike``; biases are ``bias_mant`` with ``bias_exp`` 6.
 
@@ -41,6 +42,7 @@ __all__ = ["NetxUnsupported", "write_netx", "read_netx", "netx_problems", "netx_
 
 NETX_BIAS_EXP = 6  # netx sets bias_exp 6 for every CUBA neuron
 NETX_TYPES = ("input", "conv", "flatten", "dense", "dense_rec")
+NETX_MAX_DELAY = 62  # netx clamps larger delays (hdf5.py create_dense)
 
 
 class NetxUnsupported(ValueError):
@@ -153,6 +155,10 @@ def netx_problems(net: Loihi2Network) -> list[str]:
             why = _exact_in_netx(ff + rec)
             if why:
                 probs.append(f"layer {L.name}: {why}")
+            if rec and (s.delay is not None or rec[0].delay is not None):
+                probs.append(f"layer {L.name}: netx's recurrent layer with delays (RecurrentDense) drops the weight exponent")
+            elif s.max_delay > NETX_MAX_DELAY:
+                probs.append(f"layer {L.name}: a synaptic delay of {s.max_delay} steps; netx clamps delays to {NETX_MAX_DELAY}")
         why = _bias_problem(L)
         if why:
             probs.append(f"layer {L.name}: {why}")
@@ -241,6 +247,8 @@ def write_netx(net: Loihi2Network, path, dt: float | None = None) -> None:
                 g.create_dataset("weight", data=files[0].astype(np.float32))
                 if rec:
                     g.create_dataset("weight_rec", data=files[1].astype(np.float32))
+                if s.delay is not None:  # netx builds a DelayDense
+                    g.create_dataset("delay", data=s.delay.astype(np.int64))
             _bias(g, L)
             _neuron(g, L)
 
@@ -257,12 +265,28 @@ def _pair(ds) -> tuple[int, int]:
     return (int(a[0]), int(a[0])) if a.size == 1 else (int(a[0]), int(a[1]))
 
 
+def _netx_delay(g, shape: tuple[int, int]) -> np.ndarray:
+    """A dense layer's ``delay`` as netx expands it: clamped to 0..62; a scalar for every synapse,
+    a vector per output (n_out) or per input (n_in), or the full (n_out, n_in) matrix."""
+    d = np.clip(_ints(g["delay"], "delay"), 0, NETX_MAX_DELAY)
+    if d.ndim == 0:
+        return np.full(shape, int(d))
+    if d.ndim == 1 and d.size == shape[0]:
+        return np.repeat(d.reshape(-1, 1), shape[1], axis=1)
+    if d.ndim == 1 and d.size == shape[1]:
+        return np.repeat(d.reshape(1, -1), shape[0], axis=0)
+    if d.shape != shape:
+        raise ValueError(f"delay of shape {d.shape} does not fit weights of shape {shape}")
+    return d
+
+
 def read_netx(path) -> Loihi2Network:
     """Read a netx file of the layer types :func:`write_netx` writes (``input``, ``conv``,
     ``flatten``, ``dense``, ``dense_rec``; CUBA neurons) into the network Lava builds from it:
     dense weights as netx's ``optimize_weight_bits`` scales them, sign modes inferred as Lava
-    does (:func:`netx_dense_synapses`). Raises ValueError for anything else (other layer or neuron
-    types, ``delay``, an input layer with neurons) or inconsistent shapes."""
+    does (:func:`netx_dense_synapses`), delays as netx expands them. Raises ValueError for anything
+    else (other layer or neuron types, delays outside dense layers, an input layer with neurons)
+    or inconsistent shapes."""
     import h5py
 
     layers: list[NeuronLayer] = []
@@ -277,8 +301,8 @@ def read_netx(path) -> Loihi2Network:
             t = t.decode("ascii") if isinstance(t, bytes) else str(t)
             if t not in NETX_TYPES:
                 raise ValueError(f"layer {k}: type {t!r}; nirdeploy reads {', '.join(NETX_TYPES)}")
-            if "delay" in g:
-                raise ValueError(f"layer {k}: synaptic delays are not read here")
+            if "delay" in g and t != "dense":
+                raise ValueError(f"layer {k}: synaptic delays on a {t} layer are not read here")
             if t == "input":
                 if "neuron" in g:
                     raise ValueError(f"layer {k}: an input layer with neurons (netx's Input block) is not read here")
@@ -309,7 +333,8 @@ def read_netx(path) -> Loihi2Network:
                 if src_shape is not None and int(np.prod(src_shape)) != mats[0].shape[1]:
                     raise ValueError(f"layer {k}: weight has {mats[0].shape[1]} inputs, the previous layer {int(np.prod(src_shape))} outputs")
                 loaded, nb, exp = netx_dense_synapses(mats)
-                syns = [Synapse(src, "dense", loaded[0], exp, nb, None)]
+                delay = _netx_delay(g, loaded[0].shape) if "delay" in g else None
+                syns = [Synapse(src, "dense", loaded[0], exp, nb, None, delay=delay)]
                 if t == "dense_rec":
                     syns.append(Synapse(len(layers), "dense", loaded[1], exp, nb, None))
                 if input_shape is None and not layers:

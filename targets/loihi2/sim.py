@@ -90,48 +90,64 @@ def _wrap32(a: np.ndarray) -> np.ndarray:
     return np.mod(a + _I32, 2 * _I32) - _I32
 
 
-def _bound(syn) -> float:
-    """Largest |output| a synapse can send in one step (every input active)."""
-    w = np.abs(syn.effective())
-    if syn.kind == "dense":
-        return float(w.sum(axis=1).max(initial=0)) * 2.0**syn.weight_exp
-    return float(w.reshape(w.shape[0], -1).sum(axis=1).max(initial=0))
-
-
 class _Syn:
+    """One synapse in the numpy engine: ``accumulate(s)`` takes its source's spikes of a step and
+    returns what it delivers at the next step (a DelayDense keeps the later deliveries in a ring)."""
+
     def __init__(self, syn, net: Loihi2Network, c: Constants):
         self.src = syn.src
         self.kind = syn.kind
         w = syn.effective().astype(np.float64)
         self.exp = syn.weight_exp
+        self.ring = None
         if syn.kind == "dense":
-            self.wt = np.ascontiguousarray(w.T)  # (n_src, n_dst)
+            delay = syn.delay if syn.delay is not None else np.zeros(w.shape, np.int64)
+            self.parts = []  # per delay value: (delay, transposed weights of that delay, float32 copy when exact)
+            for k in np.unique(delay) if delay.size else [0]:
+                wk = np.where(delay == k, w, 0.0)
+                exact32 = float(np.abs(wk).sum(axis=1).max(initial=0)) < 2.0**24
+                wt = np.ascontiguousarray(wk.T)  # (n_src, n_dst)
+                self.parts.append((int(k), wt, wt.astype(np.float32) if exact32 else None))
+            self.delayed = syn.delay is not None
             row_bound = np.abs(w).sum(axis=1) if w.size else np.zeros(0)
-            self.exact32 = float(row_bound.max(initial=0)) < 2.0**24
-            self.wt32 = self.wt.astype(np.float32) if self.exact32 else None
+            floors = len(self.parts) if self.exp < 0 else 0  # each delay's sum is floored on its own
+            self.bound = float(row_bound.max(initial=0)) * 2.0**self.exp + floors
         else:
             self.w = w
             self.syn = syn
             self.src_shape = net.src_shape(syn.src)
-            row_bound = np.full(1, np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0))
-        self.bound = float(row_bound.max(initial=0)) * (2.0**self.exp if syn.kind == "dense" else 1.0)
+            self.bound = float(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0))
         self.conv_half = float(1 << (c.conv_bits - 1))
+
+    def _dense(self, s: np.ndarray, wt: np.ndarray, wt32: np.ndarray | None) -> np.ndarray:
+        if s.shape[0] == 1:
+            idx = np.flatnonzero(s[0])
+            acc = wt[idx].sum(axis=0, keepdims=True) if idx.size else np.zeros((1, wt.shape[1]))
+        elif wt32 is not None:  # every partial sum below 2**24: float32 BLAS is exact and twice as fast
+            acc = (s.astype(np.float32) @ wt32).astype(np.float64)
+        else:
+            acc = s @ wt
+        if self.exp > 0:
+            acc *= float(1 << self.exp)
+        elif self.exp < 0:
+            acc = np.floor(acc / float(1 << -self.exp))
+        return acc
 
     def accumulate(self, s: np.ndarray) -> np.ndarray:
         """s: (B, n_src) 0/1 float -> (B, n_dst) float."""
         if self.kind == "dense":
-            if s.shape[0] == 1:
-                idx = np.flatnonzero(s[0])
-                acc = self.wt[idx].sum(axis=0, keepdims=True) if idx.size else np.zeros((1, self.wt.shape[1]))
-            elif self.exact32:  # every partial sum below 2**24: float32 BLAS is exact and twice as fast
-                acc = (s.astype(np.float32) @ self.wt32).astype(np.float64)
-            else:
-                acc = s @ self.wt
-            if self.exp > 0:
-                acc *= float(1 << self.exp)
-            elif self.exp < 0:
-                acc = np.floor(acc / float(1 << -self.exp))
-            return acc
+            if not self.delayed:
+                return self._dense(s, self.parts[0][1], self.parts[0][2])
+            if self.ring is None:  # Lava's a_buff: slot k is delivered k steps after the next one (int32)
+                self.ring = np.zeros((max(k for k, _, _ in self.parts) + 1, s.shape[0], self.parts[0][1].shape[1]))
+            for k, wt, wt32 in self.parts:
+                self.ring[k] += self._dense(s, wt, wt32)
+                if np.abs(self.ring[k]).max(initial=0) >= _I32:
+                    self.ring[k] = _wrap32(self.ring[k])
+            out = self.ring[0].copy()
+            self.ring[:-1] = self.ring[1:].copy()
+            self.ring[-1] = 0.0
+            return out
         from nirdeploy.sim.reference import conv_nd
 
         x = s.reshape((s.shape[0],) + tuple(self.src_shape))
@@ -141,6 +157,21 @@ class _Syn:
         if np.abs(y).max(initial=0) >= h:
             y = np.mod(y + h, 2 * h) - h
         return y
+
+    def all_steps(self, s: np.ndarray, T: int) -> np.ndarray:
+        """What the synapse delivers at every step, from its source's whole spike train ``s``
+        (B, T, n_src) 0/1 float: (B, T, n_dst) int64 (one step of delay, plus the synapse's own)."""
+        B = s.shape[0]
+        flat = s.reshape(B * T, -1)
+        if self.kind == "conv":
+            parts = [(0, self.accumulate(flat))]
+        else:
+            parts = [(k, self._dense(flat, wt, wt32)) for k, wt, wt32 in self.parts]
+        out = np.zeros((B, T, parts[0][1].shape[-1]), np.int64)
+        for k, acc in parts:
+            if T > 1 + k:
+                out[:, 1 + k:] += acc.reshape(B, T, -1)[:, :T - 1 - k].astype(np.int64)
+        return out
 
 
 ENGINES = ("auto", "numpy", "numba")
@@ -275,7 +306,7 @@ class _LayerPlan:
     wx: np.ndarray  # the others' effective weights, transposed and stacked (int16, 9-bit values)
     seg_hi: np.ndarray
     seg_exp: np.ndarray
-    convs: list
+    convs: list  # Conv and DelayDense synapses, whose deliveries are computed beforehand for all steps
     wrec: np.ndarray | None  # (n, n) int16, transposed, or None
     rec_exp: int
     wrap: bool  # whether u can reach the 24-bit wrap (False: provably never)
@@ -291,12 +322,12 @@ def _numba_plan(net: Loihi2Network, c: Constants) -> tuple[str | None, list[_Lay
     plans = []
     for i, L in enumerate(net.layers):
         own = [s for s in L.synapses if s.src == i]
-        if len(own) > 1 or any(s.kind != "dense" for s in own):
-            return f"layer {L.name} has a recurrent synapse that is not one Dense", []
+        if len(own) > 1 or any(s.kind != "dense" or s.delay is not None for s in own):
+            return f"layer {L.name} has a recurrent synapse that is not one Dense without delays", []
         if any(s.src > i for s in L.synapses):
             return f"layer {L.name} is fed back from a later layer", []
-        dense = [s for s in L.synapses if s.kind == "dense" and s.src != i]
-        convs = [s for s in L.synapses if s.kind == "conv"]
+        dense = [s for s in L.synapses if s.kind == "dense" and s.src != i and s.delay is None]
+        convs = [s for s in L.synapses if s.kind == "conv" or (s.src != i and s.delay is not None)]  # computed beforehand
         bound = 0  # the largest |activation| of one step (integer, exact)
         mats = []
         for k, s in enumerate(dense + own):
@@ -315,7 +346,7 @@ def _numba_plan(net: Loihi2Network, c: Constants) -> tuple[str | None, list[_Lay
             e = s.weight_exp
             bound += raw << e if e >= 0 else (raw >> -e) + 1  # |floor(x / 2**k)| <= (|x| >> k) + 1
             mats.append(wt)
-        bound += sum(math.ceil(_bound(s)) for s in convs)
+        bound += sum(math.ceil(_Syn(s, net, c).bound) for s in convs)
         D = bound << c.activation_shift
         if D + 2 * M >= _I32:
             return f"layer {L.name} can reach int32 activations (Lava's 32-bit wraps are emulated step by step)", []
@@ -431,12 +462,10 @@ def _simulate_numba(net: Loihi2Network, x_spk: np.ndarray, plans: list[_LayerPla
             ptr, idx = K.spike_lists(srcs[0] if len(srcs) == 1 else np.concatenate(srcs, axis=2))
         else:
             ptr, idx = np.zeros(1, np.int64), np.zeros(0, np.int32)
-        if P.convs:
+        if P.convs:  # Conv and DelayDense synapses: everything they deliver, computed beforehand from their sources' spikes
             ext = np.zeros((B, T, L.n), np.int64)
             for syn in P.convs:
-                s_src = (x_spk if syn.src == INPUT else spikes[syn.src]).astype(np.float64)
-                acc = _Syn(syn, net, c).accumulate(s_src.reshape(B * T, -1)).reshape(B, T, L.n)
-                ext[:, 1:] += acc[:, :-1].astype(np.int64)  # one step of synaptic delay
+                ext += _Syn(syn, net, c).all_steps((x_spk if syn.src == INPUT else spikes[syn.src]).astype(np.float64), T)
         else:
             ext = dummy3
         s_out = np.empty((B, T, L.n), np.int8)

@@ -43,7 +43,7 @@ OPTIONS = {
 _PAIR = ListOf(Int(0, 1 << 16), 2, 2)
 _SYN = Schema({"src": Int(-1, 1 << 20), "kind": Str(("dense", "conv")), "weight_exp": Int(-8, 7), "num_weight_bits": Int(1, 8),
                "sign_mode": Nullable(Str(tuple(SIGN_MODES))), "stride": _PAIR, "padding": _PAIR, "dilation": _PAIR,
-               "groups": Int(1, 1 << 16)}, optional={"name": Str()})
+               "groups": Int(1, 1 << 16)}, optional={"name": Str(), "delayed": Bool()})
 _LAYER = Schema({"name": Str(max_len=1000), "shape": ListOf(Int(1, 1 << 24), 1, 3), "du": Int(0, 4095), "dv": Int(0, 4095),
                  "vth": Int(0, (1 << 17) - 1), "synapses": ListOf(_SYN, 0, 1 << 16)}, optional={"origin": Str(max_len=1000)})
 META_SCHEMA = Schema({
@@ -57,6 +57,9 @@ META_SCHEMA = Schema({
     "network": Schema({"input_shape": ListOf(Int(1, 1 << 24), 1, 3), "output": Int(0, 1 << 16), "readout": Str(("spikes", "v")),
                        "layers": ListOf(_LAYER, 1, 1 << 16)}),
 })
+
+
+MAX_DELAY_STORED = 1 << 16  # a compiled folder's delays are checked against the hw_config at compile time; this bounds a damaged one
 
 
 def _int_array(a: np.ndarray) -> str | None:
@@ -76,6 +79,8 @@ def read_network(folder: Path) -> tuple[Loihi2Network, dict]:
             specs[f"L{i}.neurons"] = ArraySpec("iu", 1, _int_array)
         for j, sm in enumerate(lm["synapses"]):
             specs[f"L{i}.S{j}.weight"] = ArraySpec("iu", 2 if sm["kind"] == "dense" else 4, _int_array)
+            if sm.get("delayed"):
+                specs[f"L{i}.S{j}.delay"] = ArraySpec("iu", 2, _int_array)
     arrays = read_npz(folder / NETWORK_FILE, specs)
     try:
         net = Loihi2Network.from_parts(nm, arrays)
@@ -106,6 +111,8 @@ def _validate(net: Loihi2Network) -> None:
             n_src = int(np.prod(net.src_shape(s.src)))
             if s.kind == "dense" and s.weight.shape != (L.n, n_src):
                 raise ValueError(f"layer {i}: dense weight {s.weight.shape} is not ({L.n}, {n_src})")
+            if s.max_delay > MAX_DELAY_STORED:
+                raise ValueError(f"layer {i}: a synaptic delay of {s.max_delay} steps")
             if s.kind == "conv":
                 if len(L.shape) != 3 or len(net.src_shape(s.src)) != 3:
                     raise ValueError(f"layer {i}: conv needs (C, H, W) shapes")
