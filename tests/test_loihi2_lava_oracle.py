@@ -253,8 +253,20 @@ def _split_by_hand() -> Loihi2Network:
     return split_by_decay(net, {0: (np.array([100, 100, 4000, 100, 4000, 4000, 100]), np.array([50, 50, 900, 50, 900, 900, 50]))})
 
 
+def _split_with_delays():
+    """Per-neuron time constants in a layer with delayed inputs and a delayed recurrent loop: the
+    delay matrices are sliced with the weights."""
+    import nirdeploy
+    from graphs import delay_graph
+
+    g = delay_graph("post", recurrent=True)
+    g.nodes["lif1"].tau_mem = np.resize([1e-3, 2e-3], 10)
+    g.nodes["lif1"].r = g.nodes["lif1"].tau_mem / 1e-4
+    return nirdeploy.compile(g, target="loihi2", dt=1e-4).artifact.payload.network
+
+
 SPLIT_JOBS = [("recurrent", lambda: _per_neuron_taus(True, 1)), ("feed_forward", lambda: _per_neuron_taus(False, 2)),
-              ("by_hand_negative_exponents", _split_by_hand)]
+              ("by_hand_negative_exponents", _split_by_hand), ("with_delays", _split_with_delays)]
 
 
 @pytest.fixture(scope="module")
@@ -272,9 +284,11 @@ def test_split_layers_equal_lava(name, engine, split_results):
     exactly; recurrence between the groups of a layer takes the numpy engine."""
     (net, x), lava = split_results[name]
     assert sum(bool(L.origin) for L in net.layers) >= 2 and set(lava) == {L.name for L in net.layers}
+    if name == "with_delays":
+        assert all(s.max_delay == 3 for L in net.layers if L.origin for s in L.synapses if s.src >= 0)
     recurrent_split = any(s.src > i for i, L in enumerate(net.layers) for s in L.synapses)
     if engine == "numba" and recurrent_split:
-        with pytest.raises(ValueError, match="fed back from a later layer"):
+        with pytest.raises(ValueError, match="fed back from a later layer|recurrent synapse"):
             simulate(net, x[None], engine="numba")
         return
     ours = simulate(net, x[None], record=True, engine=engine).states

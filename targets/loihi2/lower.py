@@ -597,12 +597,15 @@ def split_by_decay(net: Loihi2Network, decays: dict[int, tuple[np.ndarray, np.nd
             for s in L.synapses:
                 srcs = [(INPUT, None)] if s.src == INPUT else list(zip(new_index[s.src], groups[s.src]))
                 for src, cols in srcs:
-                    w = s.weight if rows is None else s.weight[rows]
-                    w = w if cols is None else w[:, cols]
+                    w, d = s.weight, s.delay
+                    if rows is not None:
+                        w, d = w[rows], None if d is None else d[rows]
+                    if cols is not None:
+                        w, d = w[:, cols], None if d is None else d[:, cols]
                     if (rows is not None or cols is not None) and not np.any(w):
                         continue
                     syns.append(Synapse(src, s.kind, w, s.weight_exp, s.num_weight_bits, s.resolved_sign_mode, s.stride, s.padding, s.dilation,
-                                        s.groups, s.name))
+                                        s.groups, s.name, d))
             if rows is None:
                 layers.append(NeuronLayer(L.name, L.shape, L.du, L.dv, L.vth, L.bias_mant, L.bias_exp, syns, L.origin, L.neurons))
             else:
