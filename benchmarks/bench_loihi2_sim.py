@@ -210,7 +210,7 @@ def main() -> None:
         bsps = a.batch * a.steps / _median(tb)
         rows.append((n, f"auto, batch {a.batch}", lm, _median(startup), bsps, bsps / lm, None, None, None))
         if a.profile and engines[0][1] == "numba":
-            profiles[n] = profile(net, x, a.repeats)
+            profiles[n] = (profile(net, x, a.repeats), lm)
     load1 = os.getloadavg()
     print(f"{'neurons':>8} {'engine':>18} {'Lava steps/s':>13} {'Lava start s':>13} {'ours steps/s':>13} {'ratio':>8} "
           f"{'per round':>15} {'spikes':>10}")
@@ -223,10 +223,14 @@ def main() -> None:
           f"{os.cpu_count()} CPUs")
     print(f"output spikes of the first {a.check_steps} steps equal between nirdeploy (every engine) and Lava for every size, "
           "checked before any timing was printed")
-    for n, parts in profiles.items():
-        print(f"\nnumba engine, {n} neurons, microseconds per step (medians of {a.repeats} runs of {a.steps} steps):")
+    for n, (parts, lava_sps) in profiles.items():
+        print(f"\nnumba engine, one thread, {n} neurons, microseconds per step (medians of {a.repeats} runs of {a.steps} steps):")
         for name, us in parts:
             print(f"  {us:8.2f}  {name}")
+        need = 1e6 / lava_sps / 100
+        floor = sum(us for name, us in parts if name.startswith(("delivery", "neuron update")))
+        print(f"  100x Lava ({lava_sps:.0f} steps/s) needs <= {need:.2f} us per step in all; delivery + neuron update alone take "
+              f"{floor:.2f} us on one thread, i.e. at most {1e6 / lava_sps / floor:.0f}x")
 
 
 if __name__ == "__main__":
