@@ -269,12 +269,30 @@ SPLIT_JOBS = [("recurrent", lambda: _per_neuron_taus(True, 1)), ("feed_forward",
               ("by_hand_negative_exponents", _split_by_hand), ("with_delays", _split_with_delays)]
 
 
+def _lava_jobs(makers: list, seed: int, rate: float) -> dict:
+    """{name: ((net, x), Lava's states)} for ``[(name, make_network)]``, in one Lava batch."""
+    nets = [(name, make()) for name, make in makers]
+    rng = np.random.default_rng(seed)
+    jobs = [(net, (rng.random((T, net.n_in)) < rate).astype(np.int64)) for _, net in nets]
+    return dict(zip([n for n, _ in nets], zip(jobs, run_batch(jobs))))
+
+
+def _equals_lava(net, x, lava, engine: str, numba_refuses: bool) -> None:
+    """Every layer's s, u, v equal Lava's; where ``numba_refuses``, the numba engine says why."""
+    if engine == "numba" and numba_refuses:
+        with pytest.raises(ValueError, match="fed back from a later layer|recurrent synapse"):
+            simulate(net, x[None], engine="numba")
+        return
+    ours = simulate(net, x[None], record=True, engine=engine).states
+    for L in net.layers:
+        for var in ("s", "u", "v"):
+            assert np.array_equal(ours[L.name][var][0], lava[L.name][var]), (L.name, var)
+    assert sum(int(r["s"].sum()) for r in lava.values()) > 0
+
+
 @pytest.fixture(scope="module")
 def split_results():
-    nets = [(name, make()) for name, make in SPLIT_JOBS]
-    rng = np.random.default_rng(3)
-    jobs = [(net, (rng.random((T, net.n_in)) < 0.3).astype(np.int64)) for _, net in nets]
-    return dict(zip([n for n, _ in nets], zip(jobs, run_batch(jobs))))
+    return _lava_jobs(SPLIT_JOBS, 3, 0.3)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -286,16 +304,7 @@ def test_split_layers_equal_lava(name, engine, split_results):
     assert sum(bool(L.origin) for L in net.layers) >= 2 and set(lava) == {L.name for L in net.layers}
     if name == "with_delays":
         assert all(s.max_delay == 3 for L in net.layers if L.origin for s in L.synapses if s.src >= 0)
-    recurrent_split = any(s.src > i for i, L in enumerate(net.layers) for s in L.synapses)
-    if engine == "numba" and recurrent_split:
-        with pytest.raises(ValueError, match="fed back from a later layer|recurrent synapse"):
-            simulate(net, x[None], engine="numba")
-        return
-    ours = simulate(net, x[None], record=True, engine=engine).states
-    for L in net.layers:
-        for var in ("s", "u", "v"):
-            assert np.array_equal(ours[L.name][var][0], lava[L.name][var]), (L.name, var)
-    assert sum(int(r["s"].sum()) for r in lava.values()) > 0
+    _equals_lava(net, x, lava, engine, any(s.src > i for i, L in enumerate(net.layers) for s in L.synapses))
 
 
 # -- synaptic delays (NIR Delay nodes -> Lava DelayDense) --------------------------------------------------
@@ -327,10 +336,7 @@ DELAY_JOBS = [(f"random{s}", lambda s=s: _random_delays(s)) for s in range(4)] +
 
 @pytest.fixture(scope="module")
 def delay_results():
-    nets = [(name, make()) for name, make in DELAY_JOBS]
-    rng = np.random.default_rng(5)
-    jobs = [(net, (rng.random((T, net.n_in)) < 0.35).astype(np.int64)) for _, net in nets]
-    return dict(zip([n for n, _ in nets], zip(jobs, run_batch(jobs))))
+    return _lava_jobs(DELAY_JOBS, 5, 0.35)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -341,12 +347,4 @@ def test_synaptic_delays_equal_lava(name, engine, delay_results):
     exactly; a delayed recurrent synapse takes the numpy engine."""
     (net, x), lava = delay_results[name]
     assert any(s.max_delay > 0 for L in net.layers for s in L.synapses)
-    if engine == "numba" and any(s.src == i and s.delay is not None for i, L in enumerate(net.layers) for s in L.synapses):
-        with pytest.raises(ValueError, match="recurrent synapse"):
-            simulate(net, x[None], engine="numba")
-        return
-    ours = simulate(net, x[None], record=True, engine=engine).states
-    for L in net.layers:
-        for var in ("s", "u", "v"):
-            assert np.array_equal(ours[L.name][var][0], lava[L.name][var]), (L.name, var)
-    assert sum(int(r["s"].sum()) for r in lava.values()) > 0
+    _equals_lava(net, x, lava, engine, any(s.src == i and s.delay is not None for i, L in enumerate(net.layers) for s in L.synapses))
