@@ -8,7 +8,7 @@ side environment, as a subprocess).
 Lava's time is its ``run`` of the steps after a one-step warm-up run (which pays the compile and
 process start-up, printed separately), without a sink (reading a large sink back from Lava's
 runtime takes minutes). Ours is a whole ``simulate`` call (weight preparation, input conversion,
-output allocation included), the median of ``--repeats`` calls. The machine is shared, so Lava
+output allocation included), the median of ``--repeats`` calls or of half a second of calls. The machine is shared, so Lava
 and ours are timed in ``--rounds`` interleaved rounds and the load average is printed; the ratio
 is Lava's median over ours. A second Lava run with a sink checks that the output spikes of the
 first ``--check-steps`` steps are equal before any number is printed. A batch row shows our
@@ -109,8 +109,13 @@ def _median(xs):
 
 
 def time_ours(net, x, engine: str, threads: int | None, repeats: int) -> float:
-    """Median seconds of ``repeats`` simulate calls (after a warm-up: numba compiles once, cached)."""
+    """Median seconds of at least ``repeats`` simulate calls, and of enough calls to fill half a
+    second (after a warm-up: numba compiles once, cached): a millisecond call on a shared machine
+    needs many samples."""
     simulate(net, x[None, :3], engine=engine)
+    t0 = time.perf_counter()
+    simulate(net, x[None], engine=engine, threads=threads)
+    repeats = max(repeats, min(100, int(0.5 / max(time.perf_counter() - t0, 1e-6))))
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
