@@ -2,19 +2,26 @@
 installed: ``pip install nirdeploy[fast]``). :mod:`.sim` prepares the arrays and calls :func:`scan`
 once per layer; the rules are those of :mod:`.sim` (``shared/chips/loihi2.md`` sections 2-3).
 
-Per time step a layer costs, for ``k`` input spikes and ``n`` neurons:
+Per time step a layer costs, for ``k`` input spikes and ``n`` neurons, in blocks of
+:data:`CHUNK` neurons that stay in L1 (:func:`step`):
 
-* **delivery** (:func:`add_rows`): one contiguous int16 -> int32 row add of ``n`` values per
-  input spike (the Dense weight table is stored transposed, one row per source neuron);
-* **neuron update** (:func:`update`): one branch-free pass over the ``n`` neurons in float64
-  (every value is an integer below 2**53, so products and ``trunc`` are exact), which also applies
-  the primary synapse's ``weight_exp``, clears the accumulators and writes the spikes (int8);
+* **delivery** (:func:`deliver`): one contiguous row add of ``n`` values per input spike of the
+  first Dense (its effective weights stored transposed, one row per source neuron, as int8 halves
+  of mixed-sign weights or uint8 magnitudes, summed in int16 while ``k`` spikes cannot overflow
+  it, else in int32); other Dense synapses and a recurrent one add int16 rows into an int32
+  accumulator (:func:`add_rows`) and are shifted by their own ``weight_exp`` (:func:`shift_into`);
+* **neuron update** (:func:`update`): one branch-free, vectorized pass over the neurons: int32
+  state computed in float64 (every value is an integer below 2**53, so products, ``trunc`` and
+  ``floor`` are exact), which also applies the first Dense's ``weight_exp``, clears the
+  accumulators and writes the spikes (int8);
 * **spike extraction** (:func:`spike_list`), only for a recurrent layer: the indices of this
-  step's spikes, which the recurrent Dense delivers at the next step;
+  step's spikes, which the recurrent Dense delivers at the next step (a layer feeding the next
+  one is turned into per-step index lists once, :func:`spike_lists`);
 * **recording** (:func:`record`), only with ``record`` or a voltage readout.
 
 Input spike trains reach a layer as per-step index lists (:func:`spike_lists`), so a step without
-input spikes costs nothing in delivery.
+input spikes costs nothing in delivery. :func:`prep_dense` computes a Dense matrix's effective
+weights (:func:`.config.effective_weights`), transposed, in one pass.
 """
 
 from __future__ import annotations
