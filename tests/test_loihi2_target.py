@@ -315,6 +315,34 @@ def test_layers_with_several_time_constants_are_split_and_reported(tmp_path):
     assert "one iDecay and vDecay" in "; ".join(__import__("nirdeploy_targets.loihi2.netx", fromlist=["x"]).netx_problems(net))
 
 
+def test_snntorch_learnable_beta_compiles_as_split_layers():
+    """The case users meet: snnTorch's Leaky with a per-neuron learnable beta, exported through
+    nirdeploy's snnTorch frontend, lowers to one LIF process per distinct discrete decay."""
+    from conftest import require_oracle
+
+    snn = require_oracle("snntorch")
+    torch = require_oracle("torch")
+    from nirdeploy.frontends import from_torch
+
+    torch.manual_seed(0)
+    beta = torch.tensor(np.random.default_rng(0).uniform(0.85, 0.95, 16), dtype=torch.float32)
+    zero = dict(reset_mechanism="zero", reset_delay=False, init_hidden=True)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 16), snn.Leaky(beta=beta, learn_beta=True, **zero), torch.nn.Linear(16, 3),
+                              snn.Leaky(beta=0.8, output=True, **zero))
+    with torch.no_grad():
+        net[0].weight *= 3
+        net[2].weight *= 3
+    x = (np.random.default_rng(1).random((3, 200, 4)) < 0.3).astype(np.float32)
+    g = from_torch(net, x, library="snntorch")
+    dep = nirdeploy.compile(g, target="loihi2")  # dt read back from the export
+    (v,) = [v for v in dep.report.violations if v.rule == "split_by_time_constant"]
+    groups = len({(L.du, L.dv) for L in dep.artifact.payload.network.layers if L.origin == v.node})
+    assert dep.fits and v.actual == groups > 10
+    y = dep.simulate(x.astype(np.int64))
+    cmp = nirdeploy.compare_outputs(y, nirdeploy.simulate_reference(g, x), dep.artifact.latency_steps)
+    assert cmp["count_correlation"] > 0.99 and y.sum() > 20, cmp
+
+
 def test_split_output_layer_keeps_the_neuron_order():
     g = ff_graph(n_in=6, n_hid=10, n_out=6, seed=4, scale=0.8)
     g.nodes["lif2"].tau_syn = np.array([2e-4, 4e-4, 2e-4, 8e-4, 4e-4, 2e-4])
