@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ir import NODE_TYPES, Graph
+from .ir import NODE_TYPES, Graph, non_nir_notice
 
 __all__ = ["inspect_graph", "render_inspection"]
 
@@ -70,13 +70,15 @@ def inspect_graph(graph: Graph, dt: float | None = None, scheme: str = "euler") 
         "recorded": {"dt": rec.dt, "reset": rec.reset, "source": rec.source, "spike_rule": rec.spike_rule,
                      "problems": list(rec.problems)},
         "discretization": disc,
+        "notices": [x for x in (non_nir_notice(graph),) if x],
     }
 
 
 def render_inspection(info: dict) -> str:
     from ..render import render_rows
 
-    out = [
+    out = [f"notice: {n}" for n in info.get("notices") or []]
+    out += [
         f"NIR version {info['nir_version']}; {len(info['nodes'])} nodes after inlining; {info['n_neurons']} neurons",
         "inputs: " + ", ".join(f"{k} {v}" for k, v in info["inputs"].items())
         + "; outputs: " + ", ".join(f"{k} {v}" for k, v in info["outputs"].items()),
