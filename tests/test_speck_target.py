@@ -99,22 +99,49 @@ def test_unsupported_nodes_are_named_one_by_one():
     assert "lif_leak=bias" in next(v.hint for v in rep.errors if v.node == "lif")
 
 
-def test_maxpool_is_refused_with_a_hint():
-    """NIR has no MaxPool and the loader refuses unknown types; a graph handed to the target
-    directly still gets a Speck-specific message."""
-    from nirdeploy.backend.target import CompileOptions, get_target
+def test_every_violation_at_once_with_a_maxpool_on_a_real_file(tmp_path):
+    """Kernel 17, stride 3, eleven layers, a layer with too much kernel memory and a MaxPool2d
+    (not a NIR primitive, written with h5py in NIR's layout) in one network: each is reported,
+    in one report, exit 1; the geometry, memory and mapping checks run around the MaxPool."""
+    from bad_inputs import insert_node
 
-    g = Graph()
-    g.nodes = {"input": Node("input", "Input", {"shape": np.array([1, 4, 4])}, output_shape=(1, 4, 4)),
-               "mp": Node("mp", "MaxPool2d", {}), "output": Node("output", "Output", {"shape": np.array([1, 2, 2])})}
-    g.edges = [("input", "mp"), ("mp", "output")]
-    from nirdeploy_targets.speck import lower as L
+    specs = [{"k": 17, "c_out": 4, "padding": 8}, {"k": 3, "c_out": 4, "stride": 3, "padding": 1, "pool": 2},
+             {"k": 3, "c_out": 256, "padding": 1}, {"k": 3, "c_out": 256, "padding": 1}] + [{"k": 1, "c_out": 4}] * 7
+    path = write(chain_graph(specs, (2, 24, 24), seed=1), tmp_path / "bad.nir")
+    insert_node(path, "pool1", {"type": "MaxPool2d", "kernel_size": np.array([2, 2])}, replace=True)
+    r = _cli("check", path, "--target", "speck:speck2f", "--dt", "1", "--json")
+    assert r.returncode == 1, r.stderr
+    rep = json.loads(r.stdout)
+    errors = {(v["rule"], v["node"]): v for v in rep["violations"] if v["severity"] == "error"}
+    assert {("unsupported_node", "pool1"), ("max_kernel_size", "conv0"), ("strides", "conv1"), ("cores", ""),
+            ("core_memory", "if3")} <= set(errors), sorted(errors)
+    assert "strided convolution" in errors[("unsupported_node", "pool1")]["hint"]
+    assert errors[("cores", "")]["actual"] == 11 and errors[("max_kernel_size", "conv0")]["actual"] == 17
+    assert errors[("strides", "conv1")]["actual"] == 3 and "kernel memory 1048576 > 65536" in errors[("core_memory", "if3")]["message"]
+    nodes = {n["node"]: n["usage"] for n in rep["nodes"]}
+    assert len(nodes) == 11 and nodes["if2"]["input_shape"] == [4, 4, 4]  # the layer after the MaxPool is still lowered
+    assert sum(1 for v in rep["violations"] if v["rule"] == "unsupported_node") == 1
+    out = tmp_path / "o"
+    assert _cli("compile", path, "--target", "speck", "--dt", "1", "-o", out).returncode == 1 and not out.exists()
 
-    viol = []
-    assert L._structure(g, load_hwconfig("speck", "speck2f"), L.resolve_options({}), viol) is None
-    (v,) = viol
-    assert v.node == "mp" and "SumPool2d" in v.hint and "strided convolution" in v.hint
-    assert get_target("speck")  # registered
+
+def test_checks_run_around_unsupported_neurons_and_batchnorm():
+    """A LIF layer (without lif_leak=bias) and a BatchNorm between a convolution and its IF: both
+    named, and the layers' geometry, memory and mapping are still checked."""
+    from nirdeploy.graph.ir import Graph as G
+
+    g = chain_graph([{"k": 17, "c_out": 4, "padding": 8}, {"k": 3, "c_out": 4, "stride": 3, "padding": 1}], (2, 24, 24), seed=2)
+    ir = nirdeploy.load_graph(g)
+    lif = ir.nodes["if0"]
+    one = np.ones(lif.params["r"].shape)
+    ir.nodes["if0"] = Node("if0", "LIF", {"tau": one, "r": one, "v_leak": 0 * one, "v_threshold": one, "v_reset": 0 * one})
+    ir.nodes["bn"] = Node("bn", "BatchNorm2d", {"running_mean": np.zeros(4), "running_var": np.ones(4), "eps": np.array(1e-5)})
+    ir.edges = [e for e in ir.edges if e != ("conv1", "if1")] + [("conv1", "bn"), ("bn", "if1")]
+    rep = nirdeploy.check(G(ir.nodes, ir.edges), target="speck", dt=1e-3)
+    errors = {(v.rule, v.node) for v in rep.errors}
+    assert {("unsupported_node", "if0"), ("unsupported_node", "bn"), ("max_kernel_size", "conv0"), ("strides", "conv1")} <= errors, errors
+    assert [n.node for n in rep.nodes] == ["if0", "if1"] and all("memory" in n.usage and n.usage.get("core") is not None for n in rep.nodes)
+    assert not any(v.rule == "structure" for v in rep.violations)  # no noise caused by the unsupported nodes
 
 
 def test_lif_leak_only_when_opted_in():
