@@ -12,12 +12,17 @@ from nirdeploy.cli import main
 from nirdeploy.errors import NirDeployError
 
 from adversarial import API_CASES, CLI_CASES, KINDS, Ctx
-from safety_helpers import compile_braille, leftovers, snapshot
+from safety_helpers import compile_braille, compile_speck, leftovers, snapshot
 
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory) -> Path:
     return compile_braille(tmp_path_factory.mktemp("compiled"))
+
+
+@pytest.fixture(scope="module")
+def speck_compiled(tmp_path_factory) -> Path:
+    return compile_speck(tmp_path_factory.mktemp("speck"))
 
 
 def test_the_tables_are_big_and_unique():
@@ -27,8 +32,8 @@ def test_the_tables_are_big_and_unique():
 
 
 @pytest.mark.parametrize("case", CLI_CASES, ids=[f"{c.kind.replace(' ', '_')}-{c.id}" for c in CLI_CASES])
-def test_cli_case(case, tmp_path, compiled, monkeypatch):
-    ctx = Ctx(tmp_path, compiled, monkeypatch.chdir)
+def test_cli_case(case, tmp_path, compiled, speck_compiled, monkeypatch):
+    ctx = Ctx(tmp_path, compiled, monkeypatch.chdir, speck_compiled)
     try:
         args = [str(a) for a in case.setup(ctx)]
         before = snapshot(tmp_path)
@@ -47,8 +52,8 @@ def test_cli_case(case, tmp_path, compiled, monkeypatch):
 
 
 @pytest.mark.parametrize("cid,call", API_CASES, ids=[c[0] for c in API_CASES])
-def test_api_case(cid, call, tmp_path, compiled, monkeypatch):
-    ctx = Ctx(tmp_path, compiled, monkeypatch.chdir)
+def test_api_case(cid, call, tmp_path, compiled, speck_compiled, monkeypatch):
+    ctx = Ctx(tmp_path, compiled, monkeypatch.chdir, speck_compiled)
     with pytest.raises(NirDeployError) as e:
         call(ctx)
     assert e.value.exit_code == 2, e.value
