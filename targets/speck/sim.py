@@ -131,24 +131,32 @@ def _exact_sum(index: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
 @dataclass
 class _Rows:
     """A layer's synaptic input over all bins, one row per (bin, output position) that some input
-    event reaches, sorted by bin: ``loc`` = b*H*W + oy*W + ox, ``sums`` (rows, k) the sums of
-    count * weight-column over the row's events, ``hits`` the number of input events, and
-    ``bounds``: the rows of bin t are ``bounds[t]:bounds[t + 1]``."""
+    event reaches: ``loc`` = b*H*W + oy*W + ox, ``sums`` (rows, k) the sums of count *
+    weight-column over the row's events, ``hits`` the number of input events, ``bin`` the bin;
+    the rows of window w (of the ``window`` bins :func:`_rows` was given; 1: bin w) are
+    ``bounds[w]:bounds[w + 1]``, by position, then bin."""
 
     loc: np.ndarray
     sums: np.ndarray
     hits: np.ndarray
     bounds: np.ndarray
+    bin: np.ndarray
+    terms: tuple | None = None  # whole windows: (bin, weight column, count, row starts) of every term
 
 
 #: elements of one dense im2col block (float32: 16 MB)
 _BLOCK = 1 << 22
 
 
-def _rows(t, b, c, y, x, n, l: SpeckLayer, wmat: np.ndarray, B: int, T: int) -> _Rows:
+def _rows(t, b, c, y, x, n, l: SpeckLayer, wmat: np.ndarray, B: int, T: int, window: int = 1, taps_out: list | None = None,
+          whole_windows: bool = False) -> _Rows:
     """The convolution of layer ``l`` over sparse input counts ``n`` at (bin t, batch b, channel c,
-    y, x) (``n=None``: one event each), as per-row sums of ``wmat`` ((c_in*kh*kw, k) integer weight columns), one row per
-    reached (bin, batch, position): an im2col of the reached rows only. Its product with ``wmat``
+    y, x) (``n=None``: one event each), as per-row sums of ``wmat`` ((c_in*kh*kw, k) integer weight
+    columns), one row per reached (bin, batch, position), sorted by window of ``window`` bins,
+    then position, then bin: an im2col of the reached rows only. ``taps_out`` (a list) receives
+    every input's (event, kernel tap) pairs as :func:`_taps` gives them. With ``whole_windows``,
+    one row per (window, position) sums all the window's bins, and the row's terms (bin, weight
+    column, count, in bin order) are kept for the bins one by one. Its product with ``wmat``
     is a BLAS matrix product in float32 (or float64) when no partial sum can reach 2^24 (2^53),
     so every sum is an exact integer; an int64 segment sum otherwise, or when the rows are so
     sparse that summing the terms directly is cheaper."""
@@ -159,22 +167,34 @@ def _rows(t, b, c, y, x, n, l: SpeckLayer, wmat: np.ndarray, B: int, T: int) -> 
     # events at one address of one bin (repeated, or from several sources) become one count, so
     # that each (row, column) of the im2col below holds one term
     pix, inv = np.unique((((t * B + b) * ci + c) * hi + y) * wi + x, return_inverse=True)
+    inv = inv.reshape(-1)
     n = np.bincount(inv, weights=n, minlength=pix.size).astype(np.int64)
     pix, x = np.divmod(pix, wi)
     pix, y = np.divmod(pix, hi)
     pix, c = np.divmod(pix, ci)
     t, b = np.divmod(pix, B)
     e, pos, tap = _taps(y, x, l)
+    if taps_out is not None:  # the inputs' pairs: each input takes its address's pairs
+        cnt = np.bincount(e, minlength=pix.size)
+        first = np.cumsum(cnt) - cnt
+        k_ = cnt[inv]
+        ei = np.repeat(np.arange(inv.size), k_)
+        ti = np.arange(ei.size) + np.repeat(first[inv] - (np.cumsum(k_) - k_), k_)
+        taps_out += [ei, pos[ti], tap[ti]]
     K, k = wmat.shape
+    nw = -(-T // window)
     if not e.size:
         z = np.zeros(0, np.int64)
-        return _Rows(z, np.zeros((0, k), np.int64), z, np.zeros(T + 1, np.int64))
-    key = (t[e] * B + b[e]) * HW + pos
+        return _Rows(z, np.zeros((0, k), np.int64), z, np.zeros(nw + 1, np.int64), z, None)
+    te = t[e]
+    key = (((te // window) * B + b[e]) * HW + pos) * window + te % window
     order = np.argsort(key, kind="stable")
-    key, e, tap = key[order], e[order], tap[order]
-    starts = _starts(key)
+    key, e, tap, te = key[order], e[order], tap[order], te[order]
     ne = n[e]
     col = c[e] * kk + tap
+    if whole_windows:
+        key //= window
+    starts = _starts(key)
     hits = np.add.reduceat(ne, starts)
     rows = key[starts]
     R = rows.size
@@ -183,17 +203,31 @@ def _rows(t, b, c, y, x, n, l: SpeckLayer, wmat: np.ndarray, B: int, T: int) -> 
         sums = np.add.reduceat(ne[:, None] * wmat[col], starts, axis=0)
     else:
         row_of = np.repeat(np.arange(R), np.diff(np.append(starts, e.size)))
+        dr, dc, dn = row_of, col, ne
+        if whole_windows:  # one address seen through one tap in several bins of a window: add them up
+            u, ui = np.unique(row_of * K + col, return_inverse=True)
+            dr, dc = np.divmod(u, K)
+            dn = np.bincount(ui.reshape(-1), weights=ne, minlength=u.size).astype(np.int64)
         wm = wmat.astype(dt)
-        sums = np.empty((R, k), np.int64)
+        sums = np.empty((R, k), np.int32 if dt is np.float32 else np.int64)  # float32-exact sums fit in int32
         step = max(1, _BLOCK // K)
         for r0 in range(0, R, step):  # dense im2col blocks of the reached rows, one product each
             r1 = min(R, r0 + step)
-            a, z = np.searchsorted(row_of, [r0, r1])
+            a, z = np.searchsorted(dr, [r0, r1])
             D = np.zeros((r1 - r0, K), dt)
-            D[row_of[a:z] - r0, col[a:z]] = ne[a:z]  # one term per (row, column): an input pixel seen through one tap
+            D[dr[a:z] - r0, dc[a:z]] = dn[a:z]  # one term per (row, column)
             sums[r0:r1] = D @ wm  # whole numbers, exactly
-    bounds = np.searchsorted(rows, np.arange(T + 1) * (B * HW))
-    return _Rows(rows - (rows // (B * HW)) * (B * HW), sums, hits, bounds)
+    if whole_windows:
+        wi_, loc = np.divmod(rows, B * HW)
+        rb_ = wi_ * window
+        terms = (te, col, ne, np.append(starts, e.size))
+    else:
+        wpos, rbin = np.divmod(rows, window)
+        wi_, loc = np.divmod(wpos, B * HW)
+        rb_ = wi_ * window + rbin
+        terms = None
+    bounds = np.searchsorted(wi_, np.arange(nw + 1))
+    return _Rows(loc, sums, hits, bounds, rb_, terms)
 
 
 def _exact_dtype(bound: float):
@@ -310,10 +344,12 @@ def simulate_binned(net: SpeckNetwork, x, *, spikes: str = "multi", record: bool
 # event-driven mode
 # -------------------------------------------------------------------------------------------------
 @dataclass
-class _Stream:
-    """Events of one bin, sorted by (batch, root, pos): address (c, y, x), the input event (or
-    slow-clock tick) that caused them (root), and their position in the stream (pos)."""
+class _Events:
+    """The events of every bin, sorted by (bin t, batch b, root, pos): address (c, y, x), the
+    input event (or slow-clock tick) that caused them (root), and their order inside the bin
+    (pos)."""
 
+    t: np.ndarray
     b: np.ndarray
     c: np.ndarray
     y: np.ndarray
@@ -321,27 +357,25 @@ class _Stream:
     root: np.ndarray
     pos: np.ndarray
 
+    FIELDS = ("t", "b", "c", "y", "x", "root", "pos")
+
+    def take(self, m) -> "_Events":
+        return _Events(*(getattr(self, k)[m] for k in self.FIELDS))
+
     @staticmethod
-    def empty() -> "_Stream":
-        z = np.zeros(0, np.int64)
-        return _Stream(z, z, z, z, z, z)
-
-    def take(self, m) -> "_Stream":
-        return _Stream(self.b[m], self.c[m], self.y[m], self.x[m], self.root[m], self.pos[m])
+    def cat(parts: list["_Events"]) -> "_Events":
+        return _Events(*(np.concatenate([getattr(p, k) for p in parts]) if parts else np.zeros(0, np.int64) for k in _Events.FIELDS))
 
 
-def _input_stream(xt: np.ndarray, n_ticks: int) -> _Stream:
-    """Events of one bin (B, C, H, W counts) in raster order, a count n giving n events."""
-    idx = np.nonzero(xt)
-    if not idx[0].size:
-        return _Stream.empty()
-    cnt = xt[idx]
+def _input_events(x: np.ndarray, n_ticks: int) -> _Events:
+    """(B, T, C, H, W) counts -> events in raster order per bin and sample, a count n giving n
+    events; the input events of a sample are roots n_ticks, n_ticks + 1, ... (after the ticks)."""
+    t, b, c, y, xx = np.nonzero(x.swapaxes(0, 1))
+    cnt = x[b, t, c, y, xx]
     rep = np.repeat(np.arange(cnt.size), cnt)
-    b, c, y, x = (a[rep].astype(np.int64) for a in idx)
-    n = b.size
-    starts = np.searchsorted(b, np.arange(xt.shape[0]))
-    root = np.arange(n, dtype=np.int64) - starts[b] + n_ticks
-    return _Stream(b, c, y, x, root, root.copy())
+    t, b, c, y, xx = (a[rep].astype(np.int64) for a in (t, b, c, y, xx))
+    root = _rank_in_groups(t, b) + n_ticks
+    return _Events(t, b, c, y, xx, root, root.copy())
 
 
 def _lexorder(*keys: np.ndarray) -> np.ndarray:
@@ -411,69 +445,68 @@ class _EventLayer:
             self.tick_terms = (self.ticks * np.maximum(b, 0), self.ticks * np.minimum(b, 0), self.ticks * (b != 0))
             self.all_loc = np.arange(B * self.HW, dtype=np.int64)
 
-    def merge(self, streams: list[tuple[_Stream, int]]) -> _Stream:
-        """Pool each source's events by address division, then merge them in causal order."""
+    def merge(self, sources: list[tuple[_Events, int]]) -> _Events:
+        """Pool each source's events by address division (dropping addresses past the last full
+        window), then merge them per bin in causal order: (batch, root, source, pos)."""
         _, Hin, Win = self.l.input_shape
-        parts, srcs = [], []
-        for j, (s, pool) in enumerate(streams):
+        parts = []
+        for s, pool in sources:
             if pool != 1:
-                s = _Stream(s.b, s.c, s.y // pool, s.x // pool, s.root, s.pos)
+                s = _Events(s.t, s.b, s.c, s.y // pool, s.x // pool, s.root, s.pos)
             m = (s.y < Hin) & (s.x < Win)
-            if not m.all():
-                s = s.take(m)
-            parts.append(s)
-            srcs.append(np.full(s.b.size, j, np.int64))
+            parts.append(s if m.all() else s.take(m))
         if len(parts) == 1:
             return parts[0]
-        cat = {k: np.concatenate([getattr(p, k) for p in parts]) for k in ("b", "c", "y", "x", "root", "pos")}
-        src = np.concatenate(srcs)
-        o = np.lexsort((cat["pos"], src, cat["root"], cat["b"]))
-        s = _Stream(*(cat[k][o] for k in ("b", "c", "y", "x", "root", "pos")))
-        s.pos = np.arange(s.b.size, dtype=np.int64)
-        return s
+        cat = _Events.cat(parts)
+        src = np.repeat(np.arange(len(parts)), [p.t.size for p in parts])
+        cat = cat.take(_lexorder(cat.t, cat.b, cat.root, src, cat.pos))
+        cat.pos = _rank_in_groups(cat.t)
+        return cat
 
-    def run(self, ins: list[_Stream], after_bin: Callable[[int, _Stream], None], window: int = 8) -> list[_Stream]:
-        """The layer's output stream of every bin, from its (merged) input streams.
+    def run(self, ev: _Events, T: int, after_window: Callable[[int, int, _Events], None], window: int = 8) -> _Events:
+        """The layer's output events over all ``T`` bins, from its (merged) input events.
 
         A neuron adds its input bin after bin while its running value provably stays in [lo, th)
         and inside the state format whatever the order of its events; from its first other bin it
         is pending until the end of the ``window`` of bins, when every pending neuron is stepped
-        through its events of those bins, in order, at once. ``after_bin(t, stream)`` runs after
-        each window for its bins; ``window=1`` makes the state exact after every bin (``record``)."""
+        through its events of those bins, in order, at once. ``after_window(w0, w1, out)`` runs
+        after each window; ``window=1`` makes the state exact after every bin (``record``)."""
         l = self.l
-        B, T, HW, N = self.B, len(ins), self.HW, self.N
-        sizes = [s.b.size for s in ins]
-        ev = {k: np.concatenate([getattr(s, k) for s in ins]) if ins else np.zeros(0, np.int64) for k in ("b", "c", "y", "x", "root")}
-        tb = np.repeat(np.arange(T), sizes)
-        r = _rows(tb, ev["b"], ev["c"], ev["y"], ev["x"], None, l, self.wpn, B, T)
+        B, HW, N = self.B, self.HW, self.N
+        taps: list = []
+        r = _rows(ev.t, ev.b, ev.c, ev.y, ev.x, None, l, self.wpn, B, T, 1 if self.ticks else window, taps,
+                  whole_windows=not self.ticks)
         base = (r.loc // HW) * N + r.loc % HW  # neuron id of channel 0 at each row
         # the order key of every event inside its bin: (root, position among the root's events)
-        within = _rank_in_groups(tb, ev["b"], ev["root"])
+        within = _rank_in_groups(ev.t, ev.b, ev.root)
         M = np.ones(T, np.int64)
         if within.size:
-            np.maximum.at(M, tb, within + 2)
-        key = ev["root"] * M[tb] + within + 1
+            np.maximum.at(M, ev.t, within + 2)
+        key = ev.root * M[ev.t] + within + 1
         # every (event, kernel tap) that reaches a neuron, by bin
-        e, pos, tap = _taps(ev["y"], ev["x"], l)
-        terms = (ev["b"][e] * HW + pos, key[e], ev["c"][e] * (l.kernel[0] * l.kernel[1]) + tap, tb[e])
-        tbounds = np.searchsorted(tb[e], np.arange(T + 1))
+        e, pos, tap = taps
+        terms = (ev.b[e] * HW + pos, key[e], ev.c[e] * (l.kernel[0] * l.kernel[1]) + tap, ev.t[e])
+        if not self.ticks:  # by window, then position (each position's terms stay in (bin, key) order)
+            o = np.argsort((terms[3] // window) * (B * HW) + terms[0], kind="stable")
+            terms = tuple(a[o] for a in terms)
+        tbounds = np.searchsorted(terms[3] // window * window if not self.ticks else terms[3], np.arange(T + 1))
         if self.ticks:
             dense_base = (self.all_loc // HW) * N + self.all_loc % HW
         self.none = T
         self.pending.fill(T)  # the bin from which a neuron's events wait for the sequential step (T: none)
-        outs: list[_Stream] = []
-        row_bin = np.repeat(np.arange(T), np.diff(r.bounds))
+        outs: list[_Events] = []
         for w0 in range(0, T, window):
             w1 = min(T, w0 + window)
             if self.ticks:
                 for ti in range(w0, w1):
                     self._screen_ticks(r, ti, dense_base)
-            elif r.bounds[w1] > r.bounds[w0]:
-                self._screen(r, base, row_bin, r.bounds[w0], r.bounds[w1])
-            outs += self._sequential(w0, w1, [x[tbounds[w0]:tbounds[w1]] for x in terms], M)
-            for ti in range(w0, w1):
-                after_bin(ti, outs[ti])
-        return outs
+            elif r.bounds[w0 // window + 1] > r.bounds[w0 // window]:
+                self._screen(r, base, r.bounds[w0 // window], r.bounds[w0 // window + 1])
+            outs.append(self._sequential(w0, w1, [x[tbounds[w0]:tbounds[w1]] for x in terms], M))
+            after_window(w0, w1, outs[-1])
+        out = _Events.cat(outs)
+        out.pos = _rank_in_groups(out.t) if out.t.size else out.pos
+        return out
 
     def _quiet(self, v, P, Nn):
         """Where a neuron at ``v`` that receives events summing to at most ``P`` and at least
@@ -485,42 +518,53 @@ class _EventLayer:
         ok &= v + Nn >= self.lo
         return ok
 
-    def _screen(self, r: _Rows, base: np.ndarray, row_bin: np.ndarray, ra: int, rb: int) -> None:
-        """Rows ``ra:rb`` of one window (no ticks), all bins at once: each neuron adds its input
-        bin after bin while it is provably quiet (see :meth:`_quiet`); from its first other bin
-        on it is pending (``self.pending``: that bin), its state kept for the sequential step."""
+    def _screen(self, r: _Rows, base: np.ndarray, ra: int, rb: int) -> None:
+        """Rows ``ra:rb``: one window (no ticks), one row per position holding the window's sums:
+        each neuron adds its input bin after bin while it is provably quiet (see :meth:`_quiet`);
+        from its first other bin on it is pending (``self.pending``: that bin), its state kept for
+        the sequential step."""
         C, V, pending = self.l.c_out, self.V, self.pending
-        o = np.argsort(r.loc[ra:rb], kind="stable") + ra  # by position, each in bin order
-        starts = _starts(r.loc[o])
-        S = r.sums[o]
-        gid = base[o[starts]][:, None] + self.chan[None, :]
+        gid = base[ra:rb][:, None] + self.chan[None, :]
         # first the whole window at once: most neurons stay quiet through it
-        tot = np.add.reduceat(S, starts, axis=0)
+        Pt, Nt = r.sums[ra:rb, :C], r.sums[ra:rb, C:]
         V0 = V[gid]
-        calm = self._quiet(V0, tot[:, :C], tot[:, C:])
-        V[gid[calm]] = V0[calm] + tot[:, :C][calm] + tot[:, C:][calm]
-        busy = ~calm.all(axis=1)
-        if not busy.any():
+        floor_ok = V0 + Nt >= self.lo  # no event of the window can take it below the lower bound
+        calm = self._quiet(V0, Pt, Nt)
+        V[gid] = np.where(calm, V0 + Pt + Nt, V0)
+        gi, ch = np.nonzero(~calm)
+        if not gi.size:
             return
-        # the other positions bin by bin: the value before each bin if quiet so far
-        lens = np.diff(np.append(starts, o.size))
-        keep = np.repeat(busy, lens)
-        S, o, lens, gid, V0, calm = S[keep], o[keep], lens[busy], gid[busy], V0[busy], calm[busy]
-        starts = np.cumsum(lens) - lens
-        P, Nn = S[:, :C], S[:, C:]
-        inc = P + Nn
-        cs = np.cumsum(inc, axis=0)
-        before = cs - inc
-        before -= np.repeat(before[starts], lens, axis=0)
-        Vb = before + np.repeat(V0, lens, axis=0)
-        rows = np.where(self._quiet(Vb, P, Nn), o.size, np.arange(o.size)[:, None])
-        first = np.minimum.reduceat(rows, starts, axis=0)  # each neuron's first row that is not quiet
-        quiet = (first == o.size) & ~calm
-        V[gid[quiet]] = V0[quiet] + (cs[starts + lens - 1] - cs[starts] + inc[starts])[quiet]
-        loud = first < o.size
-        fr = first[loud]
-        V[gid[loud]] = Vb[fr, np.nonzero(loud)[1]]
-        pending[gid[loud]] = row_bin[o[fr]]
+        # the other neurons bin by bin, from their terms: hi = the value before each bin if quiet
+        # so far, plus the bin's positive input
+        tbin, tcol, tn, tstart = r.terms
+        first_t = tstart[ra + gi]
+        nt = tstart[ra + gi + 1] - first_t
+        ti = np.arange(int(nt.sum())) + np.repeat(first_t - (np.cumsum(nt) - nt), nt)
+        pair = np.repeat(np.arange(gi.size), nt)
+        w = self.wflat[np.repeat(ch, nt), tcol[ti]] * tn[ti]
+        bins = tbin[ti]
+        seg = np.flatnonzero(np.concatenate(([True], (pair[1:] != pair[:-1]) | (bins[1:] != bins[:-1]))))  # one per (neuron, bin)
+        P = np.add.reduceat(np.maximum(w, 0), seg)
+        Nn = np.add.reduceat(np.minimum(w, 0), seg)
+        lens = np.bincount(pair[seg], minlength=gi.size)
+        off = np.cumsum(lens) - lens
+        cs = np.cumsum(P + Nn)
+        hi = cs - Nn
+        hi += np.repeat(V0[gi, ch] - (cs[off] - P[off] - Nn[off]), lens)
+        loud = hi >= self.l.threshold_high if self.ge else hi > self.l.threshold_high
+        if self.l.threshold_high > self.sfmt.max:
+            loud |= hi > self.sfmt.max
+        if not floor_ok[gi, ch].all():  # the value after the bin's negative input (its lowest possible)
+            loud |= hi - P + Nn < self.lo
+        n = seg.size
+        first = np.minimum.reduceat(np.where(loud, np.arange(n), n), off)  # each neuron's first loud bin
+        late = first < n
+        g = gid[gi, ch]
+        quiet = ~late
+        V[g[quiet]] = (V0[gi, ch] + Pt[gi, ch] + Nt[gi, ch])[quiet]
+        fr = first[late]
+        V[g[late]] = hi[fr] - P[fr]
+        pending[g[late]] = bins[seg[fr]]
 
     def _screen_ticks(self, r: _Rows, ti: int, dense_base: np.ndarray) -> None:
         """Bin ``ti`` of a layer whose neurons get slow-clock ticks: every position takes part."""
@@ -543,18 +587,18 @@ class _EventLayer:
         new = gid[unsafe]
         pending[new] = np.minimum(pending[new], ti)
 
-    def _sequential(self, w0: int, w1: int, terms: list[np.ndarray], M: np.ndarray) -> list[_Stream]:
+    def _sequential(self, w0: int, w1: int, terms: list[np.ndarray], M: np.ndarray) -> _Events:
         """The pending neurons stepped through their events of bins ``w0:w1`` in order; their
-        output streams, one per bin. ``terms``: the window's (event, tap) pairs as (position id
-        b*H*W + oy*W + ox, order key, weight column, bin); ``M[t]``: bin t's key multiplier
-        (a tick j has key j*M[t])."""
+        output events (``pos`` is filled in by the caller). ``terms``: the window's (event, tap)
+        pairs as (position id b*H*W + oy*W + ox, order key, weight column, bin), sorted by
+        position (without ticks); ``M[t]``: bin t's key multiplier (a tick j has key j*M[t])."""
         l = self.l
         _, H, W = l.neuron_shape
         B, HW, N, T = self.B, self.HW, self.N, len(M)
         pending = self.pending
         cand = np.flatnonzero(pending < T)
         if not cand.size:
-            return [_Stream.empty() for _ in range(w0, w1)]
+            return _Events.cat([])
         gpos, gkey, gcol, gbin = terms
         if self.ticks:  # tick j of every bin at every position, as terms of weight column -1 - j
             nb = w1 - w0
@@ -565,9 +609,8 @@ class _EventLayer:
             gcol = np.concatenate([gcol, -1 - tj])
             gbin = np.concatenate([gbin, tb])
             o = _lexorder(gpos, gbin - w0, gkey)
-        else:  # the terms of one position already come in (bin, key) order
-            o = np.argsort(gpos, kind="stable")
-        gpos, gkey, gcol, gbin = gpos[o], gkey[o], gcol[o], gbin[o]
+            gpos, gkey, gcol, gbin = gpos[o], gkey[o], gcol[o], gbin[o]
+        # (without ticks the caller sorted the window's terms by position, each in (bin, key) order)
         # every pending neuron's terms, neuron by neuron, each in (bin, key) order
         cpos = (cand // N) * HW + cand % HW
         lo_, hi_ = np.searchsorted(gpos, cpos), np.searchsorted(gpos, cpos, side="right")
@@ -585,16 +628,14 @@ class _EventLayer:
             w = np.where(col >= 0, w, l.bias[cc])
         pending[cand] = T
         spk = self._step_sequences(gid, w)
-        # -- output events of each bin, in causal order ---------------------------------------------
+        # -- output events, by bin in causal order -----------------------------------------------
         sg, sk, st = gid[spk], k[spk], tbin[spk]
         b = sg // N
         o = _lexorder(st - w0, b, sk, sg - b * N)
         sg, sk, st, b = sg[o], sk[o], st[o], b[o]
         nid = sg - b * N
         c, rem = nid // HW, nid % HW
-        y, x, root = rem // W, rem % W, sk // M[st]
-        cut = np.searchsorted(st, np.arange(w0, w1 + 1))
-        return [_Stream(b[i:j], c[i:j], y[i:j], x[i:j], root[i:j], np.arange(j - i, dtype=np.int64)) for i, j in zip(cut[:-1], cut[1:])]
+        return _Events(st, b, c, rem // W, rem % W, sk // M[st], np.zeros(st.size, np.int64))
 
     def _step_sequences(self, gid: np.ndarray, w: np.ndarray) -> np.ndarray:
         """Apply the contributions ``w`` to the neurons ``gid`` (grouped, in order), one event at a
@@ -627,7 +668,8 @@ class _EventLayer:
             run = cs + np.repeat(v[act] - cs[off] + ww[off], lens)  # the value after each event if nothing happens
             bad = run >= th if self.ge else run > th
             bad |= run < lo
-            bad |= run > smax
+            if th > smax:  # else a saturating value also reaches the threshold
+                bad |= run > smax
             q = np.flatnonzero(bad)
             quiet = np.ones(act.size, bool)
             if q.size:
@@ -670,24 +712,20 @@ def simulate_events(net: SpeckNetwork, x, *, state_format: IntFormat, spike_test
     rec = {l.name: {"v": np.zeros((B, T) + tuple(l.neuron_shape), np.int64),
                     "spikes": np.zeros((B, T) + tuple(l.neuron_shape), np.int64)} for l in net.layers} if record else {}
     n_ticks = max([el.ticks for el in layers] + [0])
-    streams: dict[str, list[_Stream]] = {INPUT: [_input_stream(x[:, t], n_ticks) for t in range(T)]}
+    streams: dict[str, _Events] = {INPUT: _input_events(x, n_ticks)}
     for li, el in enumerate(layers):
 
-        def after_bin(t: int, s: _Stream, el=el, li=li) -> None:
-            if record:
+        def after_window(w0: int, w1: int, out: _Events, el=el, li=li) -> None:
+            if record:  # window 1: the state after bin w0
                 r = rec[el.l.name]
-                r["v"][:, t] = el.V.reshape((B,) + tuple(el.l.neuron_shape))
-                _, H, W = el.l.neuron_shape
-                r["spikes"][:, t] = _exact_sum(s.b * el.N + (s.c * H + s.y) * W + s.x, np.ones(s.b.size, np.int64),
-                                               B * el.N).reshape((B,) + tuple(el.l.neuron_shape))
+                r["v"][:, w0] = el.V.reshape((B,) + tuple(el.l.neuron_shape))
+                r["spikes"][:, w0] = _Spikes(out.t - w0, out.b, out.c, out.y, out.x, np.ones(out.t.size, np.int64)).dense(
+                    B, 1, el.l.neuron_shape)[:, 0]
             if progress is not None:
-                progress(li * T + t + 1, len(layers) * T)
+                progress(li * T + w1, len(layers) * T)
 
-        ins = [el.merge([(streams[s][t], p) for s, p in el.l.sources]) for t in range(T)]
-        streams[el.l.name] = el.run(ins, after_bin, window=1) if record else el.run(ins, after_bin)
-    out_l = net.layer(net.output_layer)
-    C, H, W = out_l.neuron_shape
-    outs = streams[net.output_layer]
-    t = np.repeat(np.arange(T), [s.b.size for s in outs])
-    cat = _Spikes(t, *(np.concatenate([getattr(s, k) for s in outs]) for k in ("b", "c", "y", "x")), np.ones(t.size, np.int64))
-    return SpeckSimResult(_finish(net, cat.dense(B, T, out_l.neuron_shape)), rec)
+        ev = el.merge([(streams[s], p) for s, p in el.l.sources])
+        streams[el.l.name] = el.run(ev, T, after_window, window=1) if record else el.run(ev, T, after_window)
+    out = streams[net.output_layer]
+    spikes = _Spikes(out.t, out.b, out.c, out.y, out.x, np.ones(out.t.size, np.int64))
+    return SpeckSimResult(_finish(net, spikes.dense(B, T, net.layer(net.output_layer).neuron_shape)), rec)
