@@ -21,16 +21,19 @@ event addresses (x // k, y // k); addresses past the last full window are droppe
 
 How it is computed (the semantics above are the specification; tests/speck_naive.py implements
 them one event at a time, and the tests compare on random networks). Both modes work on sparse
-event lists and compute a layer's synaptic input with one im2col of only the (bin, output
-position) rows some input event reaches; the product with the integer weights is a float32 BLAS
-product when no partial sum can reach 2^24 (float64 below 2^53), or an int64 segment sum, so
-every value is an exact integer. The time-binned mode then steps only the neurons that receive
+event lists and compute a layer's synaptic input with an im2col of only the rows some input event
+reaches; the product with the integer weights is a float32 BLAS product when no partial sum can
+reach 2^24 (float64 below 2^53), or an int64 segment sum, so every value is an exact integer. The
+time-binned mode has one row per (bin, output position) and steps only the neurons that receive
 input in a bin (all of them where a bias or SingleSpike's leftover can fire without input). The
-event-driven mode runs layer by layer over all bins, in windows of bins: a neuron whose running
-value provably stays in [threshold_low, threshold_high) and inside the state format whatever the
-order of its events (bounded by the sums of its positive and of its negative contributions) just
-adds its input; every other neuron is stepped through its events of the window in order,
+event-driven mode runs layer by layer over all bins, in windows of bins, with one row per
+(window, position) holding the window's sums of positive and of negative weights: a neuron whose
+running value provably stays in [threshold_low, threshold_high) and inside the state format
+whatever the order of its events (the value plus the positive sum, and plus the negative sum,
+bound every prefix) just adds its input; the others are screened bin by bin in the same way, and
+from their first bin that is not provably quiet they are stepped through their events in order,
 vectorized over neurons and over the stretches between events that fire, clamp, saturate or wrap.
+With ``record`` the window is one bin, so that the recorded state is the state after each bin.
 
 Event order, which the chip's documentation does not fix (speck.md section 7), is defined so that
 results are reproducible: the events of one input bin arrive in raster order (channel, y, x), a
