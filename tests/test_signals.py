@@ -74,7 +74,7 @@ def test_signal_leaves_nothing_behind(tmp_path, compiled, command, point, sig):
         rc = r.finish()
         assert rc == 128 + sig, (rc, r.stderr)
         assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30  # returns as soon as they are gone; the bound only stops a hang
         while [k for k in kids if alive(k)] and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not [k for k in kids if alive(k)], "a child process outlived the command"
