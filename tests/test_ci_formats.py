@@ -65,7 +65,8 @@ def test_exit_codes_are_the_same_in_every_format(fmt, big, tmp_path):
     assert run(tmp_path / "missing.nir", *base).exit_code == 2
     assert run(BRAILLE, "-t", "nochip", "--dt", "1e-4", "--format", fmt).exit_code == 2
     assert run(BRAILLE, "-t", "all", "--dt", "1e-4", "--format", fmt).exit_code == 0
-    assert run(big, "-t", "all", "--dt", "1e-4", "--format", fmt).exit_code == 1
+    assert run(big, "-t", "xylo:all", "--dt", "1e-4", "--format", fmt).exit_code == 1  # fits no Xylo variant
+    assert run(big, "-t", "all", "--dt", "1e-4", "--format", fmt).exit_code == 0  # Loihi 2 (multi-core) holds it: any fit is 0
 
 
 @pytest.mark.parametrize("target", ["xylo:imu", "xylo:all", "all"])

@@ -181,11 +181,23 @@ _topt_opt = click.option("--target-option", "-T", "target_options", multiple=Tru
                          help="a target-specific option (repeatable), e.g. -T lower_bound=-threshold for speck; `nirdeploy targets --json` lists them")
 
 
-def _parse_target_options(items) -> dict:
-    """KEY=VALUE pairs (:func:`nirdeploy.inputs.parse_key_values`); integers become ints."""
+_max_chips_opt = click.option("--max-chips", type=click.IntRange(min=1), default=None,
+                              help="multi-chip targets (loihi2): refuse a network that needs more chips (default: count them); "
+                                   "the same as -T max_chips=N")
+
+
+def _parse_target_options(items, max_chips: int | None = None) -> dict:
+    """KEY=VALUE pairs (:func:`nirdeploy.inputs.parse_key_values`); integers become ints.
+    ``--max-chips N`` adds ``max_chips`` (given both ways, it is an error)."""
+    from .errors import UsageError
     from .inputs import parse_key_values
 
-    return parse_key_values(items, "--target-option")
+    out = parse_key_values(items, "--target-option")
+    if max_chips is not None:
+        if "max_chips" in out:
+            raise UsageError(f"max_chips is given twice (--max-chips {max_chips} and -T max_chips={out['max_chips']}); give it once")
+        out["max_chips"] = max_chips
+    return out
 
 
 @main.command("check")
@@ -196,12 +208,13 @@ def _parse_target_options(items) -> dict:
 @_scheme_opt
 @_quant_opt
 @_topt_opt
+@_max_chips_opt
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON (same as --format json)")
 @click.option("--format", "output_format", type=click.Choice(CHECK_FORMATS), default=None,
               help="text (default), json, junit (JUnit XML for CI test reports) or github (workflow-command annotations)")
 @click.option("--budget", default=None, metavar="BUDGET.toml",
               help="budget.toml: share of each resource to keep free, agreement floors; over budget exits 1")
-def check_cmd(graph, target, dt, reset, scheme, quantization, target_options, as_json, output_format, budget) -> None:
+def check_cmd(graph, target, dt, reset, scheme, quantization, target_options, max_chips, as_json, output_format, budget) -> None:
     """Does GRAPH fit TARGET? Exit 0 if it fits, 1 if not, 2 on invalid input."""
 
     def body():
@@ -211,7 +224,7 @@ def check_cmd(graph, target, dt, reset, scheme, quantization, target_options, as
         from .render import render_fit_table
 
         fmt = _format(output_format, as_json)
-        topts = _parse_target_options(target_options)
+        topts = _parse_target_options(target_options, max_chips)
         if fmt != "text" or budget is not None:
             return check_command(graph, target, fmt=fmt, budget=budget, echo=_echo, echo_json=_echo_json, dt=dt,
                                  reset=reset, scheme=scheme, quantization=quantization, target_options=topts)
@@ -238,8 +251,9 @@ def check_cmd(graph, target, dt, reset, scheme, quantization, target_options, as
 @click.option("-o", "--out", "out", required=True, type=click.Path(), help="output folder (written atomically; never replaces what nirdeploy did not write)")
 @click.option("--force", is_flag=True, help="replace OUT if it is a folder nirdeploy wrote (its deployment.json lists every file in it)")
 @_topt_opt
+@_max_chips_opt
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, out, force, target_options, as_json) -> None:
+def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, out, force, target_options, max_chips, as_json) -> None:
     """Lower GRAPH for TARGET and write OUT/report.json, the vendor export and what `simulate` needs.
 
     A network that does not fit still gets its report printed, but no folder (exit 1)."""
@@ -250,7 +264,7 @@ def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, out, 
 
         check_output_folder(out, force=force, inputs=[graph, calibrate])  # fail before the work, not after it
         dep = api.compile(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibrate=calibrate,
-                          target_options=_parse_target_options(target_options))
+                          target_options=_parse_target_options(target_options, max_chips))
         for n in dep.notices:
             _echo(f"notice: {n}", err=True)
         rep = dep.report

@@ -58,7 +58,7 @@ from ..inputs import check_real_array
 from ..graph.passes import evaluation_order
 from ..graph.ir import Graph, Node
 
-__all__ = ["ReferenceResult", "simulate_reference", "prepare_graph", "conv_nd", "pool2d", "DELAY_STEP_TOLERANCE"]
+__all__ = ["ReferenceResult", "simulate_reference", "prepare_graph", "conv_nd", "pool2d", "apply_stateless", "DELAY_STEP_TOLERANCE"]
 
 DELAY_STEP_TOLERANCE = 1e-3  # in steps: how far delay/dt may be from an integer
 
@@ -211,6 +211,15 @@ def _linear(x: np.ndarray, w: np.ndarray, node: Node) -> np.ndarray:
             f"{node.name} ({node.type}): input shape {x.shape[1:]} does not match weight {w.shape} (in = {w.shape[1]})"
         )
     return x @ w.T
+
+
+def apply_stateless(node: Node, x: np.ndarray) -> np.ndarray:
+    """One stateless node (Affine, Linear, Scale, Conv, pooling, Flatten, Threshold) applied to a
+    batch ``x`` (B, *input_shape), with exactly the semantics of this simulator. Targets use it to
+    compose linear paths into their synapse operators."""
+    if node.type in DISCRETIZED_TYPES or node.type == "Delay":
+        raise UnsupportedError(f"{node.name} ({node.type}) has state; apply_stateless takes stateless nodes only")
+    return _eval(node, np.asarray(x, dtype=np.float64), None, None)
 
 
 # -- per-node runtime ----------------------------------------------------------------------------
