@@ -9,7 +9,6 @@ import json
 import os
 from pathlib import Path
 
-import nir
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -21,7 +20,7 @@ from nirdeploy.errors import NirDeployError, OutputError, UsageError
 
 from adversarial_commands import nmnist_dataset
 from conftest import require_oracle
-from graphs import write
+from graphs import unsupported_if_graph, write
 from safety_helpers import leftovers, snapshot
 
 pytest_plugins = ["pytester"]
@@ -130,15 +129,7 @@ def test_nmnist_refuses_an_output_inside_the_recordings_whatever_the_layout(tmp_
 def bidi_graph(tmp_path) -> tuple[Path, str]:
     """An unsupported IF node whose name holds an ANSI escape and a right-to-left override."""
     name = "if\u202eexe.txt\x1b[2J"
-    rng = np.random.default_rng(0)
-    g = nir.NIRGraph(nodes={
-        "input": nir.Input(input_type={"input": np.array([3])}),
-        "fc": nir.Linear(weight=rng.normal(size=(4, 3))),
-        name: nir.IF(r=np.ones(4), v_threshold=np.ones(4), v_reset=np.zeros(4)),
-        "fc2": nir.Linear(weight=rng.normal(size=(2, 4))),
-        "out": nir.LIF(tau=np.ones(2) * 1e-3, r=np.ones(2) * 10, v_leak=np.zeros(2), v_threshold=np.ones(2), v_reset=np.zeros(2)),
-        "output": nir.Output(output_type={"output": np.array([2])}),
-    }, edges=[("input", "fc"), ("fc", name), (name, "fc2"), ("fc2", "out"), ("out", "output")], type_check=False)
+    g = unsupported_if_graph(name)
     return write(g, tmp_path / "odd.nir"), name
 
 

@@ -555,7 +555,7 @@ def _run_library(graph: Graph, source, lib: str, mode: str, x: np.ndarray, dt: f
             return mod.native_import(str(source))(x)
         from .graph.loading import write_nir
 
-        with tempfile.TemporaryDirectory() as d:
+        with signal_guard(), tempfile.TemporaryDirectory() as d:  # removed on SIGTERM/SIGHUP/SIGINT too
             p = os.path.join(d, "graph.nir")
             write_nir(graph, p)
             return mod.native_import(p)(x)
