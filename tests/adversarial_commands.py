@@ -349,6 +349,7 @@ CI_CHECK = [
     _ck("target_option_given_twice", check(target="speck", extra=("-T", "lower_bound=none", "-T", "lower_bound=-threshold")),
         "given twice"),
     _ck("target_option_without_value", check(extra=("-T", "lower_bound")), "KEY=VALUE"),
+    _ck("max_chips_given_both_ways", check(target="loihi2", extra=("--max-chips", "2", "-T", "max_chips=3")), "given twice"),
     _ck("target_option_no_target_knows", check(target="all", extra=("-T", "telepathy=1")), "unknown target option"),
     _ck("target_option_unknown_json", check(fmt="json", extra=("-T", "telepathy=1")), "unknown option"),
     _ck("target_all_of_an_unknown_target", check(target="nochip:all"), "unknown target"),
