@@ -8,6 +8,14 @@ from pathlib import Path
 
 import pytest
 
+# numpy refuses to load one of its C extensions twice in a process, and pytester's in-process runs
+# (tests/test_ci_*.py) forget the modules imported during the run: import the optional compiled
+# engine (the Loihi 2 simulator's numba, which pulls in numpy.random/polynomial) before any such run.
+try:
+    import numba  # noqa: F401
+except ImportError:
+    pass
+
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "examples" / "nir-corpus"
 

@@ -43,3 +43,11 @@ def test_roundtrip_dict():
     f = IntFormat(16, signed=True, overflow="wrap", name="shifted_weight")
     assert IntFormat.from_dict(f.to_dict(), name="shifted_weight") == f
     assert str(f) == "int16(wrap)"
+
+
+def test_symmetric_format_drops_the_most_negative_code():
+    f = IntFormat(24, signed=True, overflow="saturate", symmetric=True)  # Loihi's voltage clip
+    assert (f.min, f.max) == (-(2**23 - 1), 2**23 - 1)
+    assert f.saturate([-(2**23), 2**23]).tolist() == [-(2**23 - 1), 2**23 - 1]
+    assert IntFormat.from_dict(f.to_dict()) == f
+    assert IntFormat(8).min == -128

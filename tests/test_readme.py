@@ -24,9 +24,13 @@ def test_non_nir_table_is_current_and_apart_from_the_primitives():
 
 
 def test_primitive_table_reflects_targets():
-    rows = {r.split("|")[1].strip(): [c.strip() for c in r.split("|")[2:-1]] for r in primitive_table().splitlines()[2:]}
-    assert rows["CubaLIF"][:1] == ["yes"] and rows["CubaLIF"][-1] == "yes"  # columns: reference, targets in name order (..., xylo)
-    assert rows["Conv2d"][0] == "yes" and rows["Conv2d"][-1] == "no"
+    lines = primitive_table().splitlines()
+    cols = [c.strip() for c in lines[0].split("|")[2:-1]]
+    rows = {r.split("|")[1].strip(): dict(zip(cols, (c.strip() for c in r.split("|")[2:-1]))) for r in lines[2:]}
+    assert rows["CubaLIF"]["reference simulator"] == rows["CubaLIF"]["xylo"] == "yes"
+    assert rows["Conv2d"]["reference simulator"] == "yes" and rows["Conv2d"]["xylo"] == "no"
+    assert rows["Conv2d"]["loihi2"] == rows["SumPool2d"]["loihi2"] == rows["IF"]["loihi2"] == "yes"
+    assert rows["Delay"]["loihi2"] == "no"
     assert len(rows) == 19  # every NIR 1.0 node type plus Input, Output, NIRGraph
 
 

@@ -2,7 +2,8 @@
 
 One :class:`IntFormat` object describes a hardware number: its width, its signedness and what
 happens when a value leaves its range (``"saturate"`` clamps, ``"wrap"`` keeps the low bits as
-two's complement). The quantizers, the fit rules and the bit-accurate simulators all take their
+two's complement). ``symmetric`` formats drop the most negative code (range ``-max..max``, as
+Loihi's voltage clip ``+-(2**23 - 1)``). The quantizers, the fit rules and the bit-accurate simulators all take their
 formats from the same hw_configs data file, so they cannot disagree about a range.
 """
 
@@ -23,6 +24,7 @@ class IntFormat:
     signed: bool = True
     overflow: str = "saturate"
     name: str = ""
+    symmetric: bool = False  # signed range -max..max (the most negative code is unused)
 
     def __post_init__(self) -> None:
         if not (1 <= int(self.bits) <= 62):
@@ -33,7 +35,9 @@ class IntFormat:
     # -- range -------------------------------------------------------------------------------
     @property
     def min(self) -> int:
-        return -(1 << (self.bits - 1)) if self.signed else 0
+        if not self.signed:
+            return 0
+        return -((1 << (self.bits - 1)) - 1) if self.symmetric else -(1 << (self.bits - 1))
 
     @property
     def max(self) -> int:
@@ -78,11 +82,15 @@ class IntFormat:
 
     # -- data --------------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return {"bits": self.bits, "signed": self.signed, "overflow": self.overflow, "min": self.min, "max": self.max}
+        d = {"bits": self.bits, "signed": self.signed, "overflow": self.overflow, "min": self.min, "max": self.max}
+        if self.symmetric:
+            d["symmetric"] = True
+        return d
 
     @classmethod
     def from_dict(cls, d: dict, name: str = "") -> "IntFormat":
-        return cls(bits=int(d["bits"]), signed=bool(d.get("signed", True)), overflow=str(d.get("overflow", "saturate")), name=name)
+        return cls(bits=int(d["bits"]), signed=bool(d.get("signed", True)), overflow=str(d.get("overflow", "saturate")), name=name,
+                   symmetric=bool(d.get("symmetric", False)))
 
     def __str__(self) -> str:
         kind = "int" if self.signed else "uint"

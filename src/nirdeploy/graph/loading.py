@@ -48,6 +48,7 @@ import dataclasses
 import inspect as _inspect
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,7 @@ __all__ = [
     "DEFAULT_LIMITS",
     "DEFAULTED_KEY",
     "READ_TIMEOUT_BASE_S",
+    "ReadBudget",
     "READ_TIMEOUT_PER_NODE_S",
     "LEGACY_TYPE_NAMES",
     "defaulted_fields",
@@ -138,14 +140,70 @@ def load(source: Any, *, validate: bool = True) -> Graph:
     return g
 
 
-#: the isolated read's time budget: this many seconds, plus one per 20 MB of file, plus
+#: the isolated read's budget: this many seconds, plus one per 20 MB of file, plus
 #: READ_TIMEOUT_PER_NODE_S for every node read so far (the child reports its progress), so a
 #: graph within the limits (ReadLimits.max_nodes nodes, max_total_elements elements) always
-#: loads, while a read stuck inside the HDF5 library (no progress) is stopped after the base
+#: loads, while a read stuck inside the HDF5 library is stopped. The seconds are the reader
+#: child's processor time where the OS reports it (Linux): a loaded machine slows the wall
+#: clock, not the work, so load never fails a valid read; a child that is blocked (no processor
+#: time and no progress for the base budget of wall time) is stopped too. See :class:`ReadBudget`.
 READ_TIMEOUT_BASE_S = 4.0
 READ_TIMEOUT_PER_BYTE_S = 1 / 20e6
 READ_TIMEOUT_PER_NODE_S = 0.05
+#: wall seconds (plus one per 20 MB) without processor time or progress after which the reader
+#: child counts as blocked
+READ_STALL_S = 4.0
 PROGRESS_INTERVAL_S = 0.1
+#: how often the parent looks at the child (seconds of wall time)
+POLL_INTERVAL_S = 0.05
+
+
+@dataclass(frozen=True)
+class ReadBudget:
+    """When the isolated reader counts as stuck (see :data:`READ_TIMEOUT_BASE_S`).
+
+    ``seconds``: the base budget (file size included); ``per_node``: added per node read;
+    ``stall``: wall seconds without processor time or progress that mean the child is blocked
+    (default: ``seconds``). :meth:`verdict` is a pure function of what the parent observed, so
+    the rules are tested with any clock."""
+
+    seconds: float
+    per_node: float = READ_TIMEOUT_PER_NODE_S
+    stall: float | None = None
+
+    def limit(self, nodes: int) -> float:
+        return self.seconds + nodes * self.per_node
+
+    def verdict(self, *, cpu: float | None, wall: float, idle: float, nodes: int) -> str | None:
+        """``"budget"`` when the child used more than :meth:`limit` seconds (processor time
+        ``cpu``, or ``wall`` time where processor time is unknown), ``"blocked"`` when it used no
+        processor time and sent nothing for ``idle`` > ``stall`` seconds of wall time, else None."""
+        used = wall if cpu is None else cpu
+        if used > self.limit(nodes):
+            return "budget"
+        if cpu is not None and idle > self.stall_seconds:
+            return "blocked"
+        return None
+
+    @property
+    def stall_seconds(self) -> float:
+        return self.seconds if self.stall is None else self.stall
+
+
+def _child_cpu_seconds(pid: int) -> float | None:
+    """Processor time (user + system, seconds) of a running child, from ``/proc`` (Linux);
+    None where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+#: the clocks of the isolated read (tests inject others)
+_monotonic = time.monotonic
+_child_cpu = _child_cpu_seconds
 
 
 def read_nir_file(
@@ -161,10 +219,12 @@ def read_nir_file(
     collection size doubled by one flipped byte makes reading any variable-length string loop,
     in h5py and in ``nir.read`` alike), and C code cannot be interrupted from Python. So by
     default (``isolate=None``: where ``fork`` exists) the file is parsed in a forked child
-    process that is killed when its time budget is spent: ``timeout`` seconds (default
-    :data:`READ_TIMEOUT_BASE_S` plus one second per 20 MB) plus
-    :data:`READ_TIMEOUT_PER_NODE_S` per node the child reports as read. A hang or a crash of the
-    child becomes a :class:`GraphLoadError`. The child dies with this process (Linux
+    process that is killed when its budget is spent (:class:`ReadBudget`): ``timeout`` seconds
+    (default :data:`READ_TIMEOUT_BASE_S` plus one second per 20 MB) plus
+    :data:`READ_TIMEOUT_PER_NODE_S` per node the child reports as read, of the child's processor
+    time where the OS reports it (so a loaded machine never fails a valid read), or when it makes
+    no progress at all for :data:`READ_STALL_S` (plus one second per 20 MB; with ``timeout``:
+    ``timeout``) seconds. A hang or a crash of the child becomes a :class:`GraphLoadError`. The child dies with this process (Linux
     ``PR_SET_PDEATHSIG``), and SIGTERM, SIGHUP or SIGINT here kill it first
     (:func:`nirdeploy.outputs.signal_guard`). ``isolate=False`` reads in this process.
     """
@@ -184,8 +244,10 @@ def read_nir_file(
     if not isolate:
         return _read_file(p, limits)
     if timeout is None:
-        timeout = READ_TIMEOUT_BASE_S + size * READ_TIMEOUT_PER_BYTE_S
-    return _read_file_isolated(p, limits, timeout)
+        budget = ReadBudget(READ_TIMEOUT_BASE_S + size * READ_TIMEOUT_PER_BYTE_S, stall=READ_STALL_S + size * READ_TIMEOUT_PER_BYTE_S)
+    else:
+        budget = ReadBudget(float(timeout))
+    return _read_file_isolated(p, limits, budget)
 
 
 def _can_fork() -> bool:
@@ -242,9 +304,8 @@ def _child_read(conn, path: str, limits: ReadLimits, parent: int) -> None:
         conn.close()
 
 
-def _read_file_isolated(p: Path, limits: ReadLimits, timeout: float) -> Graph:
+def _read_file_isolated(p: Path, limits: ReadLimits, budget: ReadBudget) -> Graph:
     import multiprocessing as mp
-    import time
 
     from ..outputs import register_child, signal_guard, unregister_child
 
@@ -260,19 +321,22 @@ def _read_file_isolated(p: Path, limits: ReadLimits, timeout: float) -> Graph:
             return _read_file(p, limits)
         register_child(proc.pid, proc.kill)
         send.close()
-        start = time.monotonic()
+        start = last_change = _monotonic()
+        last_cpu: float | None = None
         nodes = 0
         status = None
         try:
             while True:
-                budget = timeout + nodes * READ_TIMEOUT_PER_NODE_S
-                remaining = start + budget - time.monotonic()
-                if remaining <= 0 or not recv.poll(remaining):
+                now = _monotonic()
+                cpu = _child_cpu(proc.pid)
+                if cpu != last_cpu:
+                    last_cpu, last_change = cpu, now
+                verdict = budget.verdict(cpu=cpu, wall=now - start, idle=now - last_change, nodes=nodes)
+                if verdict is not None:
                     proc.kill()
-                    raise GraphLoadError(
-                        f"{p}: reading the file did not finish within {budget:.0f} s ({nodes} nodes read): the HDF5 "
-                        "library is stuck on corrupt data (a damaged or hostile file)"
-                    )
+                    raise GraphLoadError(_stuck_message(p, verdict, budget, nodes, cpu is not None))
+                if not recv.poll(POLL_INTERVAL_S):
+                    continue
                 try:
                     msg = recv.recv()
                 except (EOFError, OSError):
@@ -281,6 +345,7 @@ def _read_file_isolated(p: Path, limits: ReadLimits, timeout: float) -> Graph:
                         f"{p}: the HDF5 library crashed while reading this file (child exit code {proc.exitcode}): "
                         "corrupt or hostile file"
                     ) from None
+                last_change = _monotonic()  # a message is progress
                 if msg[0] == "progress":
                     nodes = int(msg[1])
                     continue
@@ -297,6 +362,16 @@ def _read_file_isolated(p: Path, limits: ReadLimits, timeout: float) -> Graph:
     if status == "ok":
         return payload
     raise payload
+
+
+def _stuck_message(p: Path, verdict: str, budget: ReadBudget, nodes: int, cpu: bool) -> str:
+    if verdict == "blocked":
+        return (f"{p}: reading the file did not finish: the reader made no progress for {budget.stall_seconds:.3g} s "
+                f"({nodes} nodes read): the HDF5 library is stuck on corrupt data (a damaged or hostile file) or the "
+                "file system does not answer")
+    unit = "s of processor time" if cpu else "s"
+    return (f"{p}: reading the file did not finish within {budget.limit(nodes):.3g} {unit} ({nodes} nodes read): the HDF5 "
+            "library is stuck on corrupt data (a damaged or hostile file)")
 
 
 def _read_file(p: Path, limits: ReadLimits, progress=None) -> Graph:

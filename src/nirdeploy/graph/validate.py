@@ -640,9 +640,15 @@ def _validate_graph(g: Graph, prefix: str, probs: list[Problem], depth: int) -> 
             continue
         missing = [x for x in (a, b) if x not in g.nodes]
         for x in missing:
+            # located at the edge's existing end, or at the graph that lists it: never at a path
+            # that does not exist
+            other = b if x == a else a
+            where = _fmt(prefix, other) if other in g.nodes else (gname or "graph")
+            wtype = _type(g, other) if other in g.nodes else gtype
+            inside = f" in subgraph {gname!r}" if gname else ""
             probs.append(
                 Problem(
-                    _fmt(prefix, x), "", "edges", f"dangling edge ({a!r}, {b!r}): node {x!r} does not exist", "an existing node", x
+                    where, wtype, "edges", f"dangling edge ({a!r}, {b!r}){inside}: node {x!r} does not exist", "an existing node", x
                 )
             )
         if (a, b) in seen:

@@ -1,0 +1,198 @@
+"""The Loihi 2 target: check, compile, simulate, export, load.
+
+Compiled folder (besides the core's report.json, deployment.json and graph copy):
+
+* ``loihi2_network.npz``: the integer parameters (weights, biases) of every layer and synapse;
+* ``loihi2_meta.json``: layer structure and scalars (du, dv, vth, weight_exp, sign mode...),
+  latency, readout and its scale;
+* ``network.net``: the lava-dl netx HDF5 export (when the network is a chain netx can load; see
+  :mod:`.netx`).
+
+``load`` reads them only through :mod:`nirdeploy.backend.folder` (regular files, size caps,
+schemas). Target options (``CompileOptions.extra``; API ``target_options=``, CLI ``-T KEY=VALUE``):
+``loihi_mode`` (``default`` | ``paper``, the NIR paper's constants | ``netx``) and ``max_chips``
+(CLI ``--max-chips``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from nirdeploy.backend.folder import ArraySpec, Bool, Float, Int, ListOf, Nullable, Schema, Str, read_json, read_npz, write_json, write_npz
+from nirdeploy.backend.report import FitReport
+from nirdeploy.backend.target import Artifact, CompileOptions, SimOutput, Target
+from nirdeploy.errors import DeploymentFolderError, UsageError
+from nirdeploy.graph.ir import Graph
+
+from .config import SIGN_MODES, Loihi2Network
+from .lower import LOIHI_MODES, SUPPORTED_NODES, Lowered, lower
+
+__all__ = ["Loihi2Target", "read_network", "NETWORK_FILE", "META_FILE", "NETX_FILE"]
+
+NETWORK_FILE = "loihi2_network.npz"
+META_FILE = "loihi2_meta.json"
+NETX_FILE = "network.net"
+#: target options (CLI -T KEY=VALUE; --max-chips N sets max_chips)
+OPTIONS = {
+    "loihi_mode": "default | paper (the NIR paper's Lava constants) | netx (what a lava-dl netx file holds exactly)",
+    "max_chips": "refuse a network that needs more Loihi 2 chips than this (default: count them)",
+}
+
+_PAIR = ListOf(Int(0, 1 << 16), 2, 2)
+_SYN = Schema({"src": Int(-1, 1 << 20), "kind": Str(("dense", "conv")), "weight_exp": Int(-8, 7), "num_weight_bits": Int(1, 8),
+               "sign_mode": Nullable(Str(tuple(SIGN_MODES))), "stride": _PAIR, "padding": _PAIR, "dilation": _PAIR,
+               "groups": Int(1, 1 << 16)}, optional={"name": Str()})
+_LAYER = Schema({"name": Str(max_len=1000), "shape": ListOf(Int(1, 1 << 24), 1, 3), "du": Int(0, 4095), "dv": Int(0, 4095),
+                 "vth": Int(0, (1 << 17) - 1), "synapses": ListOf(_SYN, 0, 64)})
+META_SCHEMA = Schema({
+    "format": Int(1, 1),
+    "variant": Str(max_len=100),
+    "input_shape": ListOf(Int(1, 1 << 24), 1, 3),
+    "output_shape": ListOf(Int(1, 1 << 24), 1, 3),
+    "latency_steps": Int(0, 1 << 20),
+    "output_scale": Nullable(ListOf(Float(0, exclusive_min=True))),
+    "netx": Bool(),
+    "network": Schema({"input_shape": ListOf(Int(1, 1 << 24), 1, 3), "output": Int(0, 1 << 16), "readout": Str(("spikes", "v")),
+                       "layers": ListOf(_LAYER, 1, 4096)}),
+})
+
+
+def _int_array(a: np.ndarray) -> str | None:
+    return None if np.all(np.abs(a) < (1 << 20)) else "holds values beyond the Loihi weight/bias ranges"
+
+
+def read_network(folder: Path) -> tuple[Loihi2Network, dict]:
+    """The network and meta of a compiled folder, read and checked through backend.folder."""
+    folder = Path(folder)
+    meta = read_json(folder / META_FILE, META_SCHEMA)
+    nm = meta["network"]
+    specs = {}
+    for i, lm in enumerate(nm["layers"]):
+        specs[f"L{i}.bias_mant"] = ArraySpec("iu", 1, _int_array)
+        specs[f"L{i}.bias_exp"] = ArraySpec("iu", 1, _int_array)
+        for j, sm in enumerate(lm["synapses"]):
+            specs[f"L{i}.S{j}.weight"] = ArraySpec("iu", 2 if sm["kind"] == "dense" else 4, _int_array)
+    arrays = read_npz(folder / NETWORK_FILE, specs)
+    try:
+        net = Loihi2Network.from_parts(nm, arrays)
+        _validate(net)
+    except (ValueError, KeyError, IndexError) as e:
+        raise DeploymentFolderError(folder / META_FILE, "network", f"is inconsistent with {NETWORK_FILE}: {e}") from None
+    return net, meta
+
+
+def _validate(net: Loihi2Network) -> None:
+    if not 0 <= net.output < len(net.layers):
+        raise ValueError(f"output layer {net.output} does not exist")
+    for i, L in enumerate(net.layers):
+        if L.bias_mant.shape != (L.n,) or L.bias_exp.shape != (L.n,):
+            raise ValueError(f"layer {i}: bias arrays do not have {L.n} entries")
+        for s in L.synapses:
+            if not -1 <= s.src < len(net.layers):
+                raise ValueError(f"layer {i}: synapse source {s.src} does not exist")
+            n_src = int(np.prod(net.src_shape(s.src)))
+            if s.kind == "dense" and s.weight.shape != (L.n, n_src):
+                raise ValueError(f"layer {i}: dense weight {s.weight.shape} is not ({L.n}, {n_src})")
+            if s.kind == "conv":
+                if len(L.shape) != 3 or len(net.src_shape(s.src)) != 3:
+                    raise ValueError(f"layer {i}: conv needs (C, H, W) shapes")
+                from .partition import fanin_indices
+
+                if s.weight.shape[0] != L.shape[0] or s.weight.shape[1] * s.groups != net.src_shape(s.src)[0]:
+                    raise ValueError(f"layer {i}: conv weight {s.weight.shape} does not match the shapes")
+                fanin_indices(s, net.src_shape(s.src), L.shape)
+
+
+class Loihi2Target(Target):
+    name = "loihi2"
+    description = "Intel Loihi 2 (Lava fixed-point CUBA LIF; Dense and Conv synapses; multi-core, multi-chip placement)"
+    supported_nodes = SUPPORTED_NODES
+    options = OPTIONS
+
+    def summary(self, variant: str) -> str:
+        lim = self.hwconfig(variant).limits
+        return (f"{lim['cores_per_chip']} cores/chip, {lim['neurons_per_core']} neurons/core (estimate), 8-bit weights + exponent, "
+                "24-bit u/v, 12-bit decays")
+
+    def _options(self, options: CompileOptions) -> CompileOptions:
+        unknown = sorted(set(options.extra) - set(OPTIONS))
+        if unknown:
+            raise UsageError(f"unknown loihi2 option(s) {', '.join(unknown)}; known: {', '.join(OPTIONS)}")
+        mode = options.extra.get("loihi_mode", "default")
+        if mode not in LOIHI_MODES:
+            raise UsageError(f"loihi_mode must be one of {', '.join(LOIHI_MODES)}, got {mode!r}")
+        mc = options.extra.get("max_chips")
+        if mc is not None:
+            try:
+                mc_i = int(mc)
+            except (TypeError, ValueError):
+                raise UsageError(f"max_chips must be a positive integer, got {mc!r}") from None
+            if mc_i < 1 or str(mc_i) != str(mc).strip():
+                raise UsageError(f"max_chips must be a positive integer, got {mc!r}")
+            options.extra["max_chips"] = mc_i
+        return options
+
+    def _lower(self, graph: Graph, variant: str, options: CompileOptions) -> Lowered:
+        return lower(graph, self.hwconfig(variant), self._options(options))
+
+    # -- contract ------------------------------------------------------------------------------
+    def check(self, graph: Graph, variant: str, options: CompileOptions) -> FitReport:
+        return self._lower(graph, variant, options).report
+
+    def compile(self, graph: Graph, variant: str, options: CompileOptions) -> Artifact:
+        low = self._lower(graph, variant, options)
+        return Artifact(self.name, variant, low.report, low, low.input_shape, low.output_shape, low.latency_steps)
+
+    def simulate(self, artifact: Artifact, x: np.ndarray, *, record: bool = False, progress=None) -> SimOutput:
+        from .sim import Constants, simulate
+
+        low: Lowered = artifact.payload
+        if low.network is None:
+            raise UsageError("this network did not lower onto Loihi 2; see its report")
+        hw = self.hwconfig(artifact.variant)
+        res = simulate(low.network, np.asarray(x), constants=Constants.from_hw(hw), record=record, progress=progress)
+        out = res.output
+        if low.network.readout == "v":
+            out = out / np.asarray(low.output_scale, dtype=np.float64).reshape(low.network.layers[low.network.output].shape)
+        return SimOutput(output=out, states=res.states if record else {})
+
+    def export(self, artifact: Artifact, folder: Path) -> list[str]:
+        from .netx import NetxUnsupported, write_netx
+
+        low: Lowered = artifact.payload
+        if low.network is None:
+            raise UsageError("nothing to export: the network did not lower onto Loihi 2")
+        folder = Path(folder)
+        meta_net, arrays = low.network.to_parts()
+        write_npz(folder / NETWORK_FILE, arrays)
+        files = [NETWORK_FILE, META_FILE]
+        netx = True
+        try:  # the report already says why when it cannot be written (lower.py)
+            write_netx(low.network, folder / NETX_FILE, artifact.report.settings.get("dt"))
+            files.append(NETX_FILE)
+        except NetxUnsupported:
+            netx = False
+        meta = {
+            "format": 1,
+            "variant": artifact.variant,
+            "input_shape": list(low.input_shape),
+            "output_shape": list(low.output_shape),
+            "latency_steps": int(low.latency_steps),
+            "output_scale": None if low.output_scale is None else [float(s) for s in np.asarray(low.output_scale).ravel()],
+            "netx": netx,
+            "network": meta_net,
+        }
+        write_json(folder / META_FILE, meta)
+        return files
+
+    def load(self, folder: Path) -> Artifact:
+        folder = Path(folder)
+        net, meta = read_network(folder)
+        report = FitReport.from_dict(read_json(folder / "report.json", Schema({"target": Str(), "variant": Str()})))
+        scale = None if meta["output_scale"] is None else np.asarray(meta["output_scale"], dtype=np.float64)
+        low = Lowered(net, report, tuple(meta["input_shape"]), tuple(meta["output_shape"]), int(meta["latency_steps"]), scale)
+        if meta["variant"] not in self.variants():
+            raise DeploymentFolderError(folder / META_FILE, "variant", f"unknown variant {meta['variant']!r}")
+        return Artifact(self.name, meta["variant"], report, low, low.input_shape, low.output_shape, low.latency_steps)
