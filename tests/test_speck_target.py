@@ -402,3 +402,69 @@ def test_recorded_states_equal_the_oracle_state_after_every_bin():
             assert res.states[l.name]["v"].tolist() == v[l.name].tolist(), l.name
         last = net.layers[-1].name
         assert res.states[last]["spikes"].sum() == res.output.sum()
+
+
+# -- calibration on sample input (nirdeploy.backend.calibration) ---------------------------------------
+def _agreement(y, ref):
+    from nirdeploy.evaluation.compare import readout_agreement
+
+    return tuple(readout_agreement(np.asarray(y).reshape(y.shape[0], y.shape[1], -1), np.asarray(ref).reshape(ref.shape[0], ref.shape[1], -1),
+                                   0, "spikes")["score"])
+
+
+def test_calibration_is_guarded_recorded_and_saved(tmp_path):
+    """cnn_sinabs.nir on an N-MNIST-like sample: the calibrated network's agreement with the float
+    reference on the sample, recomputed here, is the search's best score and never below the
+    uncalibrated network's; what changed is in the report, and the folder simulates the same."""
+    rng = np.random.default_rng(0)
+    x = (rng.random((12, 50, 2, 34, 34)) < 0.02).astype(np.int64)
+    kw = dict(target="speck:speck2f", dt=1.0, reset="subtract")
+    plain = nirdeploy.compile(CORPUS / "cnn_sinabs.nir", **kw)
+    dep = nirdeploy.compile(CORPUS / "cnn_sinabs.nir", calibrate=x, **kw)
+    cal = dep.report.details["calibration"]
+    assert cal["rounds"][0]["move"] == "uncalibrated" and 1 <= cal["simulations"] <= cal["budget_simulations"] == 8
+    ref = nirdeploy.simulate_reference(CORPUS / "cnn_sinabs.nir", x, dt=1.0, reset="subtract")
+    base, best = _agreement(plain.simulate(x), ref), _agreement(dep.simulate(x), ref)
+    assert tuple(cal["initial_score"]) == base and tuple(cal["best_score"]) == best and best >= base
+    factors = [n.usage.get("scale_factor", 1.0) for n in dep.report.nodes]
+    assert cal["improved"] == (best > base) == any(f != 1.0 for f in factors)
+    assert any("calibration" in n for n in dep.report.notes) and dep.report.details["sample_agreement"]["samples"] == 12
+    assert dep.fits and dep.report.settings["calibrated"] is True
+    dep.save(tmp_path / "o")
+    assert np.array_equal(nirdeploy.load_deployment(tmp_path / "o").simulate(x[:3]), dep.simulate(x[:3]))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_calibration_is_never_worse_than_uncalibrated_on_the_sample(seed):
+    """Random conv networks (with weight outliers, so that resolution and clipping trade off):
+    the calibrated compile agrees with the reference on the sample at least as well."""
+    rng = np.random.default_rng(100 + seed)
+    g = chain_graph([{"k": 3, "c_out": 6, "padding": 1, "pool": 2}, {"k": 3, "c_out": 5, "padding": 1}], (2, 12, 12), linear_out=4,
+                    seed=seed)
+    for name in ("conv0", "conv1", "fc"):
+        w = g.nodes[name].weight
+        w.flat[rng.integers(w.size)] *= 12.0  # one outlier per layer
+    x = (rng.random((10, 30, 2, 12, 12)) < 0.15).astype(np.int64)
+    for mode in ("event", "binned"):
+        kw = dict(target="speck:speck2f", dt=1.0, reset="subtract", target_options={"sim_mode": mode})
+        plain, dep = nirdeploy.compile(g, **kw), nirdeploy.compile(g, calibrate=x, **kw)
+        ref = nirdeploy.simulate_reference(g, x, dt=1.0, reset="subtract")
+        assert _agreement(dep.simulate(x), ref) >= _agreement(plain.simulate(x), ref), mode
+        assert tuple(dep.report.details["calibration"]["best_score"]) == _agreement(dep.simulate(x), ref)
+
+
+def test_sample_is_measured_only_and_nothing_is_calibrated_when_it_does_not_fit(tmp_path):
+    rng = np.random.default_rng(1)
+    x = (rng.random((4, 20, 2, 34, 34)) < 0.02).astype(np.int64)
+    kw = dict(target="speck:speck2f", dt=1.0, reset="subtract")
+    plain = nirdeploy.compile(CORPUS / "cnn_sinabs.nir", **kw)
+    meas = nirdeploy.compile(CORPUS / "cnn_sinabs.nir", sample=x, **kw)
+    assert "calibration" not in meas.report.details and meas.report.details["sample_agreement"]["samples"] == 4
+    assert [l.weight.tolist() for l in meas.artifact.payload.network.layers] == [l.weight.tolist() for l in plain.artifact.payload.network.layers]
+    bad = _bad_graph()
+    xb = np.zeros((2, 5, 2, 24, 24), np.int64)
+    rep = nirdeploy.check(bad, calibrate=xb, **{**kw, "target": "speck:speck2e"})
+    assert not rep.fits and rep.details["calibration"]["skipped"] and any("does not fit" in n for n in rep.notes)
+    r = _cli("compile", CORPUS / "cnn_sinabs.nir", "--target", "speck:speck2f", "--dt", "1", "--reset", "subtract", "--calibrate",
+             (np.save(tmp_path / "x.npy", x), tmp_path / "x.npy")[1], "-o", tmp_path / "out")
+    assert r.returncode == 0 and "calibration" in r.stdout and (tmp_path / "out" / "speck_config.json").is_file(), r.stderr

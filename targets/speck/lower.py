@@ -119,6 +119,9 @@ class Lowered:
     options: dict[str, Any] = field(default_factory=dict)
     input_shape: tuple[int, ...] = ()
     output_shape: tuple[int, ...] = ()
+    # per layer: how far calibration can raise the weight scale before the bias or the threshold
+    # would leave its range (1: not at all)
+    scale_room: dict[str, float] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -498,8 +501,10 @@ def _neuron_params(l: _Layer, geo: dict, opts: CompileOptions, topts: dict, viol
     return dict(geo, W=Wf, bias=bf, theta=theta)
 
 
-def _quantize(p: dict, hw: HWConfig, topts: dict) -> dict:
-    """One scale per layer (see the module docstring); integers and statistics."""
+def _quantize(p: dict, hw: HWConfig, topts: dict, factor: float = 1.0) -> dict:
+    """One scale per layer (see the module docstring); integers and statistics. ``factor``
+    (calibration) multiplies the weights' 8-bit range scale only, so that above 1 the largest
+    weights clip while the bias and the threshold never leave their ranges."""
     wfmt, bfmt, tfmt, sfmt = hw.fmt("weight"), hw.fmt("bias"), hw.fmt("threshold"), hw.fmt("state")
     W32 = np.asarray(p["W"], dtype=np.float32)
     b32 = np.asarray(p["bias"], dtype=np.float32)
@@ -510,7 +515,7 @@ def _quantize(p: dict, hw: HWConfig, topts: dict) -> dict:
         s_t = range_scale(np.array([-theta, theta], dtype=np.float32), tfmt.bits)
     else:
         s_t = range_scale(np.array([theta], dtype=np.float32), tfmt.bits)
-    s = min(s_w, s_b, s_t)
+    s = min(s_w * factor, s_b, s_t)
     if not math.isfinite(s):
         s = 1.0
     Wq_raw = _round32(W32, s)
@@ -535,8 +540,9 @@ def _quantize(p: dict, hw: HWConfig, topts: dict) -> dict:
 # ---------------------------------------------------------------------------------------------
 # main entry point
 # ---------------------------------------------------------------------------------------------
-def lower(graph: Graph, hw: HWConfig, opts: CompileOptions) -> Lowered:
-    """Check and lower ``graph``. Every check runs on whatever can be lowered: unsupported nodes
+def lower(graph: Graph, hw: HWConfig, opts: CompileOptions, *, scale_factor: dict[str, float] | None = None) -> Lowered:
+    """Check and lower ``graph``. ``scale_factor``: layer (neuron node) -> factor on its weight
+    scale (calibration; see :func:`_quantize`). Every check runs on whatever can be lowered: unsupported nodes
     are named one by one and looked through, so that the other rules (geometry, quantization,
     memory, cores, mapping) still report on the rest of the network. ``Lowered.network`` is None
     unless a Speck network could be built."""
@@ -569,6 +575,7 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions) -> Lowered:
 
     # -- per layer -------------------------------------------------------------------------------
     usage: dict[str, dict] = {}
+    room: dict[str, float] = {}
     built: dict[str, SpeckLayer] = {}
     mems: dict[str, LayerMemory] = {}
     for name in order:
@@ -592,13 +599,18 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions) -> Lowered:
             buildable = False
             has_bias = bool(np.any(geo["bias"] != 0))
         else:
-            q = _quantize(p, hw, topts)
+            factor = float((scale_factor or {}).get(name, 1.0))
+            q = _quantize(p, hw, topts, factor)
+            parts = q["scale_parts"]
+            room[name] = max(1.0, min(parts["bias"], parts["threshold"]) / parts["weight"]) if parts["weight"] > 0 else 1.0
             has_bias = bool(np.any(p["bias"] != 0))
             sl = SpeckLayer(name=name, weight=q["weight"], bias=q["bias"], threshold_high=q["threshold_high"],
                             threshold_low=q["threshold_low"], return_to_zero=(opts.reset == "zero"), stride=p["stride"],
                             padding=p["padding"], input_shape=p["in_shape"], neuron_shape=p["neuron_shape"], sources=sources,
                             kind=p["kind"], has_bias=has_bias, scale=q["scale"], weight_node=l.wnode.name)
             built[name] = sl
+            if factor != 1.0:
+                u["scale_factor"] = factor
             u.update({"scale": q["scale"], "threshold_high": q["threshold_high"], "threshold_low": q["threshold_low"],
                       "zeroed_weights": q["zeroed"], "nonzero_weights": q["nonzero"], "clipped_values": q["clipped"]})
             _quantization_rules(sl, l, q, viol)
@@ -626,7 +638,7 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions) -> Lowered:
     net = SpeckNetwork([built[k] for k in order], _input_shape(g), out.src, out.pool,
                        tuple(int(s) for s in (g.outputs[0].input_shape or g.outputs[0].output_shape or ())))
     in_shape = tuple(int(s) for s in (g.inputs[0].output_shape or ()))
-    return Lowered(net, report, topts, input_shape=in_shape, output_shape=net.output_shape)
+    return Lowered(net, report, topts, input_shape=in_shape, output_shape=net.output_shape, scale_room=room)
 
 
 def _wiring_rules(layers: dict[str, _Layer], order: list[str], hw: HWConfig, chk: LimitChecker, viol: list) -> None:

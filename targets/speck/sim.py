@@ -56,13 +56,14 @@ from nirdeploy.errors import UsageError
 
 from .config import INPUT, SpeckLayer, SpeckNetwork
 
-__all__ = ["SpeckSimResult", "simulate_binned", "simulate_events", "sum_pool"]
+__all__ = ["SpeckSimResult", "simulate_binned", "simulate_events", "simulate_network", "sum_pool"]
 
 
 @dataclass
 class SpeckSimResult:
     output: np.ndarray  # (batch, time, *output_shape) spike counts
     states: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # layer -> {"v", "spikes"}: (B, T, C, H, W)
+    saturated: dict[str, bool] = field(default_factory=dict)  # event mode: layer -> its 16-bit state saturated (or wrapped)
 
 
 def sum_pool(x: np.ndarray, k: int) -> np.ndarray:
@@ -442,6 +443,7 @@ class _EventLayer:
         self.wpn = np.concatenate([np.maximum(wm, 0), np.minimum(wm, 0)], axis=1)  # (c_in*kh*kw, 2 c_out)
         self.chan = np.arange(C, dtype=np.int64) * self.HW
         self.pending = np.zeros(B * self.N, np.int64)
+        self.saturated = False
         self.pos_mask = np.zeros(B * self.HW, bool)
         if self.ticks:
             b = l.bias.astype(np.int64)
@@ -684,6 +686,8 @@ class _EventLayer:
             if not q.size:
                 break
             vq = run[q]
+            if not self.saturated and ((vq > smax) | (vq < smin)).any():
+                self.saturated = True
             vq = self.sfmt.wrap(vq) if self.wrap else np.minimum(np.maximum(vq, smin), smax)
             s = vq >= th if self.ge else vq > th
             if l.return_to_zero:
@@ -731,4 +735,18 @@ def simulate_events(net: SpeckNetwork, x, *, state_format: IntFormat, spike_test
         streams[el.l.name] = el.run(ev, T, after_window, window=1) if record else el.run(ev, T, after_window)
     out = streams[net.output_layer]
     spikes = _Spikes(out.t, out.b, out.c, out.y, out.x, np.ones(out.t.size, np.int64))
-    return SpeckSimResult(_finish(net, spikes.dense(B, T, net.layer(net.output_layer).neuron_shape)), rec)
+    return SpeckSimResult(_finish(net, spikes.dense(B, T, net.layer(net.output_layer).neuron_shape)), rec,
+                          {el.l.name: el.saturated for el in layers})
+
+
+def simulate_network(net: SpeckNetwork, options: dict, state_format: IntFormat, x, *, mode: str | None = None, record: bool = False,
+                     progress: Callable[[int, int], None] | None = None) -> SpeckSimResult:
+    """Simulate with a compile's resolved target options: ``mode`` (default: the option
+    ``sim_mode``) "event" or "binned", with the options of that mode."""
+    mode = mode or options["sim_mode"]
+    if mode == "binned":
+        return simulate_binned(net, x, spikes=options["binned_spikes"], record=record, progress=progress)
+    if mode == "event":
+        return simulate_events(net, x, state_format=state_format, spike_test=options["spike_test"], state_overflow=options["state_overflow"],
+                               ticks_per_step=options["slow_clock_ticks_per_step"], record=record, progress=progress)
+    raise UsageError(f"mode must be 'event' or 'binned', got {mode!r}")

@@ -35,8 +35,9 @@ _LAYER = Schema({
 }, allow_extra=False)
 _NETWORK = Schema({"input_shape": _SHAPE3, "output_layer": _NAME, "output_pool": Int(1, 1 << 10),
                    "output_shape": ListOf(Int(1, 1 << 30), 0, 8), "layers": ListOf(_LAYER, 1, 64)}, allow_extra=False)
-_OPTIONS = Schema({k: (Int(0, 1 << 16) if allowed is int else Str(tuple(allowed) if k != "state_overflow" else ("saturate", "wrap")))
-                   for k, (allowed, _, _) in OPTIONS.items()}, allow_extra=False)
+# every option is optional (a folder written before an option existed gets its default)
+_OPTIONS = Schema({}, optional={k: (Int(0, 1 << 16) if allowed is int else Str(tuple(allowed) if k != "state_overflow" else ("saturate", "wrap")))
+                                for k, (allowed, _, _) in OPTIONS.items()}, allow_extra=False)
 #: the schema of speck_meta.json (format 1); cross-file and chip-limit checks follow in ``load``
 META_SCHEMA = Schema({"format": Int(), "variant": Str(max_len=100), "options": _OPTIONS, "network": _NETWORK,
                       "input_shape": ListOf(Int(1, 1 << 30), 1, 8), "output_shape": ListOf(Int(1, 1 << 30), 0, 8)},
@@ -57,9 +58,38 @@ class SpeckTarget(Target):
 
     # -- contract ----------------------------------------------------------------------------------
     def _lower(self, graph: Graph, variant: str, options: CompileOptions) -> Lowered:
-        low = lower(graph, self.hwconfig(variant), options)
+        """Lower; with sample input, calibrate (``options.calibration``: per-layer weight scales,
+        guarded by the agreement with the float reference on the sample, never worse than
+        uncalibrated; :mod:`.calibrate`) or measure that agreement (``options.sample``)."""
+        from .calibrate import agreement, calibrate_speck, skip
+
+        hw = self.hwconfig(variant)
+        low = lower(graph, hw, options)
+        sample = options.calibration if options.calibration is not None else options.sample
+        if sample is None:
+            return low
+        if low.network is None or not low.report.fits:
+            low.report.notes.append("sample input given, but the network does not fit: no calibration and no agreement measurement")
+            if options.calibration is not None:
+                skip("the network does not fit this variant").add_to_report(low.report)
+            return low
+        from nirdeploy.sim.reference import simulate_reference
+
+        x = np.asarray(sample)
+        ref = simulate_reference(graph, x, options.dt, scheme=options.scheme, reset=options.reset).output
         if options.calibration is not None:
-            low.report.notes.append("calibration input ignored: Speck calibration waits for the shared nirdeploy.backend.calibration")
+            low, cal = calibrate_speck(graph, hw, options, low, x, ref)
+            cal.add_to_report(low.report)
+            ag = cal.best_evaluation.figures
+        else:
+            a, _ = agreement(low, hw, x, ref)
+            ag = {"agreement": a["decision_agreement"], "correlation": a["value_correlation"]}
+        low.report.details["sample_agreement"] = {"samples": int(x.shape[0]), "steps": int(x.shape[1]), "mode": low.options["sim_mode"],
+                                                  "decision_agreement": ag.get("agreement"), "correlation": ag.get("correlation")}
+        low.report.notes.append(
+            f"sample ({x.shape[0]} x {x.shape[1]} steps, {low.options['sim_mode']} simulation): the chip's output decision equals the "
+            f"float reference's on {_pct(ag.get('agreement'))} of the samples the reference decides; spike-count correlation "
+            f"{_num(ag.get('correlation'))}")
         return low
 
     def check(self, graph: Graph, variant: str, options: CompileOptions) -> FitReport:
@@ -71,21 +101,13 @@ class SpeckTarget(Target):
 
     def simulate(self, artifact: Artifact, x: np.ndarray, *, record: bool = False, progress=None, mode: str | None = None) -> SimOutput:
         """Chip simulation; ``mode`` "event" (default from the compile option sim_mode) or "binned"."""
-        from .sim import simulate_binned, simulate_events
+        from .sim import simulate_network
 
         low: Lowered = artifact.payload
         if low.network is None:
             raise UsageError("this network did not lower onto Speck; see its report")
-        o = low.options
-        mode = mode or o["sim_mode"]
-        if mode == "binned":
-            res = simulate_binned(low.network, x, spikes=o["binned_spikes"], record=record, progress=progress)
-        elif mode == "event":
-            res = simulate_events(low.network, x, state_format=self.hwconfig(artifact.variant).fmt("state"), spike_test=o["spike_test"],
-                                  state_overflow=o["state_overflow"], ticks_per_step=o["slow_clock_ticks_per_step"], record=record,
-                                  progress=progress)
-        else:
-            raise UsageError(f"mode must be 'event' or 'binned', got {mode!r}")
+        res = simulate_network(low.network, low.options, self.hwconfig(artifact.variant).fmt("state"), x, mode=mode, record=record,
+                               progress=progress)
         return SimOutput(output=res.output, states=res.states if record else {})
 
     def export(self, artifact: Artifact, folder: Path) -> list[str]:
@@ -247,6 +269,14 @@ def _first_difference(a, b, path: str = "") -> str:
             if x != y:
                 return _first_difference(x, y, f"{path}[{i}]")
     return path
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f} %"
+
+
+def _num(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
 
 
 def _range_check(lo: int, hi: int):
