@@ -14,7 +14,7 @@ from nirdeploy.errors import NirDeployError
 import adversarial_commands as commands
 from adversarial import API_CASES as CORE_API_CASES, CLI_CASES as CORE_CLI_CASES, KINDS as CORE_KINDS, Ctx
 from conftest import require_oracle
-from safety_helpers import compile_braille, leftovers, snapshot
+from safety_helpers import compile_braille, compile_speck, leftovers, snapshot
 
 CLI_CASES = CORE_CLI_CASES + commands.CLI_CASES
 API_CASES = CORE_API_CASES + commands.API_CASES
@@ -33,6 +33,11 @@ def compiled(tmp_path_factory) -> Path:
     return compile_braille(tmp_path_factory.mktemp("compiled"))
 
 
+@pytest.fixture(scope="module")
+def speck_compiled(tmp_path_factory) -> Path:
+    return compile_speck(tmp_path_factory.mktemp("speck"))
+
+
 def test_the_tables_are_big_and_unique():
     ids = [c.id for c in CLI_CASES] + [c[0] for c in API_CASES]
     assert len(ids) == len(set(ids)) or len({(c.kind, c.id) for c in CLI_CASES}) == len(CLI_CASES)
@@ -41,9 +46,9 @@ def test_the_tables_are_big_and_unique():
 
 
 @pytest.mark.parametrize("case", CLI_CASES, ids=[f"{c.kind.replace(' ', '_')}-{c.id}" for c in CLI_CASES])
-def test_cli_case(case, tmp_path, compiled, monkeypatch):
+def test_cli_case(case, tmp_path, compiled, speck_compiled, monkeypatch):
     _needs(case.kind)
-    ctx = Ctx(tmp_path, compiled, monkeypatch.chdir)
+    ctx = Ctx(tmp_path, compiled, monkeypatch.chdir, speck_compiled)
     try:
         args = [str(a) for a in case.setup(ctx)]
         before = snapshot(tmp_path)
@@ -62,9 +67,9 @@ def test_cli_case(case, tmp_path, compiled, monkeypatch):
 
 
 @pytest.mark.parametrize("cid,call", API_CASES, ids=[c[0] for c in API_CASES])
-def test_api_case(cid, call, tmp_path, compiled, monkeypatch):
+def test_api_case(cid, call, tmp_path, compiled, speck_compiled, monkeypatch):
     _needs(cid)
-    ctx = Ctx(tmp_path, compiled, monkeypatch.chdir)
+    ctx = Ctx(tmp_path, compiled, monkeypatch.chdir, speck_compiled)
     with pytest.raises(NirDeployError) as e:
         call(ctx)
     assert e.value.exit_code == 2, e.value

@@ -25,8 +25,9 @@ from typing import Callable
 import numpy as np
 
 from .errors import DeploymentFolderError, DoesNotFitError, NirDeployError, TargetError, UsageError
-from .graph.ir import Graph
+from .graph.ir import Graph, non_nir_notice
 from .backend.report import FitReport
+from .backend.rules import report_non_nir_nodes
 from .evaluation.compare import compare_outputs
 from .backend.target import Artifact, CompileOptions, SimOutput, Target, available_targets, get_target, parse_target_spec
 from .inputs import check_callable, check_choice, check_events, check_flag, check_options, check_path, load_npy
@@ -109,6 +110,12 @@ def _input_shape(graph: Graph) -> tuple[int, ...] | None:
     return None
 
 
+def _graph_notices(graph: Graph) -> list[str]:
+    """Notices about the graph itself: nodes that are not NIR 1.0 primitives (``ir.NON_NIR_TYPES``)."""
+    n = non_nir_notice(graph)
+    return [n] if n else []
+
+
 def _options(graph: Graph, dt, reset, scheme, quantization, calibrate, notices: list[str] | None,
              target: Target | None = None, extra: dict | None = None, sample=None) -> CompileOptions:
     from .graph.discretize import check_delays, resolve_dt, resolve_reset
@@ -178,9 +185,10 @@ def check(
     at ``dt``), UnsupportedError, TargetError."""
     graph = load_graph(graph_or_path)
     t, variant = parse_target_spec(target)
-    notices: list[str] = []
+    notices = _graph_notices(graph)
     opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices, t, _target_options(t, target_options), sample)
     rep = t.check(graph, variant, opts)
+    report_non_nir_nodes(rep, graph)
     rep.notes[:0] = notices
     return rep
 
@@ -193,7 +201,7 @@ def check_all(graph_or_path, *, dt: float | None = None, reset: str | None = Non
     Raises UsageError, GraphLoadError, GraphValidationError, UnsupportedError, TargetError."""
     target_options = check_options("target_options", target_options)
     graph = load_graph(graph_or_path)
-    notices: list[str] = []
+    notices = _graph_notices(graph)
     opts = _options(graph, dt, reset, scheme, "channel", None, notices)
     targets = [get_target(name) for name in ([target] if target is not None else available_targets())]
     unknown = sorted(set(target_options or {}) - {k for t in targets for k in (getattr(t, "options", {}) or {})})
@@ -205,6 +213,7 @@ def check_all(graph_or_path, *, dt: float | None = None, reset: str | None = Non
         t_opts = CompileOptions(dt=opts.dt, reset=opts.reset, scheme=opts.scheme, quantization=opts.quantization, extra=mine)
         for v in t.variants():
             rep = t.check(graph, v, t_opts)
+            report_non_nir_nodes(rep, graph)
             rep.notes[:0] = notices
             reports.append(rep)
     return reports
@@ -401,9 +410,10 @@ def compile(
         check_output_folder(out, force=force, inputs=inputs)  # fail before the work, not after it
     graph = load_graph(graph_or_path)
     t, variant = parse_target_spec(target)
-    notices: list[str] = []
+    notices = _graph_notices(graph)
     opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices, t, _target_options(t, target_options), sample)
     art = t.compile(graph, variant, opts)
+    report_non_nir_nodes(art.report, graph)
     art.report.notes[:0] = notices
     src = os.fspath(graph_or_path) if isinstance(graph_or_path, (str, os.PathLike)) else None
     dep = Deployment(target=t, artifact=art, graph=graph, source_path=src, notices=notices, inputs=inputs)

@@ -25,6 +25,12 @@ Parameter representation in the IR (see :data:`nirdeploy.graph.validate.PARAM_KI
 * ``Input`` / ``Output`` ``shape`` and Conv / Flatten ``input_shape``: tuples of Python ints
   (Flatten's ``input_type`` in the file becomes ``input_shape``).
 
+Node types: the NIR 1.0 primitives (``ir.NODE_TYPES``) and the well-known layers NIR lacks
+(``ir.NON_NIR_TYPES``: MaxPool1d/2d, BatchNorm1d/2d, Dropout), read in NIR's layout with PyTorch's
+parameter names; the latter load so that every target can name them with a hint
+(:func:`nirdeploy.graph.ir.non_nir_notice` is the notice the commands print). Any other type is
+an "unknown node type" load error.
+
 Legacy details handled: node type ``Spike`` -> ``Threshold``; files without a ``version``
 dataset (nir 0.1.0); ``Input``/``Output`` with ``shape`` (or an ``input_type`` /
 ``output_type`` group); Flatten without ``input_type`` (nir 0.1); Conv stride/padding/dilation
@@ -32,7 +38,8 @@ stored as scalars or arrays; integer edge indices (nir 0.0.x). Missing optional 
 filled in and recorded in ``node.metadata[DEFAULTED_KEY]`` (a comma separated string, e.g.
 ``"v_reset"``): ``v_reset`` -> zeros like ``v_threshold``; ``w_in`` -> ones; Conv ``stride`` /
 ``dilation`` -> 1, ``padding`` -> 0, ``groups`` -> 1, ``bias`` -> zeros; Flatten ``start_dim``
--> 1, ``end_dim`` -> -1 (nir's defaults).
+-> 1, ``end_dim`` -> -1 (nir's defaults); MaxPool ``stride`` -> ``kernel_size``, ``padding`` -> 0,
+``dilation`` -> 1, ``ceil_mode`` -> 0 and BatchNorm ``eps`` -> 1e-5 (PyTorch's defaults).
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import GraphLoadError, GraphValidationError, Problem, UnsupportedError, UsageError
-from .ir import NODE_TYPES, Graph, Node
+from .ir import KNOWN_TYPES, NON_NIR_TYPES, Graph, Node
 
 __all__ = [
     "load",
@@ -66,6 +73,9 @@ __all__ = [
     "LEGACY_TYPE_NAMES",
     "defaulted_fields",
 ]
+
+#: what an unknown type should have been
+_KNOWN_HINT = "a NIR 1.0 primitive (or one of the recognised non-NIR layers " + ", ".join(NON_NIR_TYPES) + ")"
 
 #: metadata key listing the fields the loader filled with a default (comma separated)
 DEFAULTED_KEY = "nirdeploy_defaulted"
@@ -474,7 +484,7 @@ def _canonical_type(t: str) -> str:
 
 
 def _spatial_ndim(ntype: str) -> int:
-    return 1 if ntype == "Conv1d" else 2
+    return 1 if ntype in ("Conv1d", "MaxPool1d") else 2
 
 
 def _as_number_array(raw: Any) -> np.ndarray:
@@ -590,10 +600,19 @@ def _apply_defaults(ntype: str, params: dict, metadata: dict, missing: list[str]
             if k not in params:
                 params[k] = v
                 defaulted.append(k)
+    if ntype in ("MaxPool1d", "MaxPool2d"):  # PyTorch's defaults
+        nd = _spatial_ndim(ntype)
+        for k, v in (("stride", params.get("kernel_size")), ("padding", (0,) * nd), ("dilation", (1,) * nd), ("ceil_mode", 0)):
+            if k not in params and v is not None:
+                params[k] = v
+                defaulted.append(k)
+    if ntype in ("BatchNorm1d", "BatchNorm2d") and "eps" not in params:
+        params["eps"] = np.array(1e-5)
+        defaulted.append("eps")
     if defaulted:
         prev = [x for x in str(metadata.get(DEFAULTED_KEY, "")).split(",") if x]
         metadata[DEFAULTED_KEY] = ",".join(prev + [d for d in defaulted if d not in prev])
-    spec = NODE_TYPES[ntype]
+    spec = KNOWN_TYPES[ntype]
     still = [k for k in spec.required if k not in params and k in kinds]
     if ntype == "Output":  # nir 0.0.x wrote Output without a shape: inferred from the graph
         still = [k for k in still if k != "shape"]
@@ -893,8 +912,8 @@ class _Reader:
             self._problem(full, "", "type", e)
             return None
         ntype = _canonical_type(t)
-        if ntype not in NODE_TYPES:
-            self._problem(full, t, "type", f"unknown node type {t!r}", "a NIR 1.0 primitive", t)
+        if ntype not in KNOWN_TYPES:
+            self._problem(full, t, "type", f"unknown node type {t!r}", _KNOWN_HINT, t)
             return None
         meta: dict[str, Any] = {}
         if "metadata" in obj:
@@ -1088,8 +1107,8 @@ def _from_nir_node(name: str, n: Any, prefix: str, depth: int, problems: list[Pr
     full = prefix + name
     t = type(n).__name__
     ntype = _canonical_type(t)
-    if ntype not in NODE_TYPES:
-        problems.append(Problem(full, t, "type", f"unknown node type {t!r}", "a NIR 1.0 primitive", t))
+    if ntype not in KNOWN_TYPES:
+        problems.append(Problem(full, t, "type", f"unknown node type {t!r}", _KNOWN_HINT, t))
         return None
     meta = _copy_metadata(getattr(n, "metadata", None))
     if t != ntype:
@@ -1186,6 +1205,8 @@ def _to_nir_node(n: Node) -> Any:
     p = n.params
     md = dict(n.metadata)
     t = n.type
+    if t in NON_NIR_TYPES:
+        raise UnsupportedError(f"{n.name} ({t}): not a NIR 1.0 primitive, so nir cannot write it -- hint: {NON_NIR_TYPES[t].hint}")
     if t == "NIRGraph":
         sub = _to_nir_graph(n.subgraph if n.subgraph is not None else Graph())
         if md and hasattr(sub, "metadata"):

@@ -29,6 +29,8 @@ Semantics (one discrete time step ``t`` of length ``dt``):
   dilation, groups; 'same' with stride > 1 is rejected as PyTorch does), SumPool2d/AvgPool2d with
   zero padding (AvgPool divides by kh*kw, padding included, as "SumPool then Scale"), Flatten
   with NIR's batch-less ``start_dim``/``end_dim``.
+* The well-known layers NIR lacks (``ir.NON_NIR_TYPES``: MaxPool, BatchNorm, Dropout) have no NIR
+  semantics to simulate: UnsupportedError naming the node and the hint of its type.
 * Chip spiking rule (``spikes_per_step=N``, or per node through :class:`ChipSemantics`): a
   spiking node emits ``n = min(floor(v / v_threshold), N)`` spikes per step (0 when v < threshold;
   N every step when threshold <= 0) and subtracts ``n * v_threshold``; its output is the count n.
@@ -71,7 +73,7 @@ from ..graph.discretize import (
 from ..errors import UnsupportedError, UsageError
 from ..inputs import check_real_array
 from ..graph.passes import evaluation_order
-from ..graph.ir import Graph, Node
+from ..graph.ir import NON_NIR_TYPES, Graph, Node
 
 __all__ = ["ReferenceResult", "ChipSemantics", "simulate_reference", "prepare_graph", "conv_nd", "pool2d", "apply_stateless",
            "DELAY_STEP_TOLERANCE", "SPARSE_MAX_DENSITY", "SPARSE_MIN_WEIGHTS", "DIVERGENCE_LIMIT"]
@@ -509,6 +511,11 @@ def simulate_reference(
             runtimes[k] = _Dense(n)
         elif n.type == "Delay":
             runtimes[k] = _Delay(n, dt, notes, T)
+        elif n.type in NON_NIR_TYPES:
+            raise UnsupportedError(
+                f"{k} ({n.type}): not a NIR 1.0 primitive, so the reference simulator (NIR's semantics) does not run it "
+                f"-- hint: {NON_NIR_TYPES[n.type].hint}"
+            )
         elif n.type not in (
             "Input", "Output", "Affine", "Linear", "Scale", "Conv1d", "Conv2d",
             "SumPool2d", "AvgPool2d", "Flatten", "Threshold",
