@@ -63,6 +63,11 @@ RESET = "subtract"
 LATENCIES = (0, 1, 2)
 
 
+def _num(v) -> float:
+    """compare_outputs gives None where a figure is undefined (a silent side): printed as nan."""
+    return float("nan") if v is None else float(v)
+
+
 def _rockpool_parts():
     """mapper, XyloSim (Audio 2) and channel_quantize, imported without rockpool.devices.xylo's
     __init__ (which imports samna)."""
@@ -159,7 +164,7 @@ def main() -> None:
     for rate, label, lat, c in rows:
         print(
             f"{rate:5.2f} {label:10s} {lat:3d} {int(sum(c['chip_counts'])):9d} {int(sum(c['reference_counts'])):8d} "
-            f"{c['count_correlation']:10.3f} {c['elementwise_agreement']:10.4f} {c['argmax_agreement']:12.3f}"
+            f"{_num(c['count_correlation']):10.3f} {c['elementwise_agreement']:10.4f} {_num(c['argmax_agreement']):12.3f}"
         )
 
     print()
@@ -170,7 +175,7 @@ def main() -> None:
             cs = {L: c for r, lb, L, c in sweep if r == rate and lb == label}
             best = max(LATENCIES, key=lambda L: cs[L]["elementwise_agreement"])
             print(f"{rate:5.2f} {label:10s} " + " ".join(
-                f"{cs[L]['count_correlation']:9.3f} {cs[L]['elementwise_agreement']:10.4f}" for L in LATENCIES) + f"  L={best}")
+                f"{_num(cs[L]['count_correlation']):9.3f} {cs[L]['elementwise_agreement']:10.4f}" for L in LATENCIES) + f"  L={best}")
 
     print()
     cfg = dep.artifact.payload.config

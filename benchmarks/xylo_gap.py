@@ -31,6 +31,11 @@ CORPUS = Path(__file__).resolve().parents[1] / "examples" / "nir-corpus"
 GRAPHS = [("braille_noDelay_noBias_subtract.nir", "subtract"), ("braille_noDelay_bias_zero.nir", "zero")]
 
 
+def _num(v) -> float:
+    """compare_outputs gives None where a figure is undefined (a silent side): printed as nan."""
+    return float("nan") if v is None else float(v)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=64)
@@ -54,7 +59,7 @@ def main() -> None:
                 multi = float(np.sum(spk > 1)) / max(float(np.sum(spk > 0)), 1.0)
                 print(
                     f"{name:34s} {reset:8s} {rate:5.2f} {label:16s} {int(sum(c['chip_counts'])):9d} {int(sum(c['reference_counts'])):8d} "
-                    f"{c['count_correlation']:6.3f} {c['elementwise_agreement']:6.3f} {c['argmax_agreement']:7.3f} {multi:6.3f}"
+                    f"{_num(c['count_correlation']):6.3f} {c['elementwise_agreement']:6.3f} {_num(c['argmax_agreement']):7.3f} {multi:6.3f}"
                 )
     print("corr: correlation of per-sample, per-output spike counts; elem: fraction of equal (time, output) entries;")
     print("argmax: same most-active output; multi: fraction of hidden firing events with more than one spike in a step")

@@ -12,7 +12,7 @@ VENV=${VENV:-.venv}
 . "$VENV/bin/activate"
 python -m pip install -q --upgrade pip
 python -m pip install -q -e '.[test,torch,fast]'  # pytest, lxml (JUnit schema tests), hypothesis (property-based safety tests); CPU torch, snnTorch, nir, nirtorch; numba (Loihi 2 engine)
-python -m pip install -q 'xylosim==0.1.3' 'scipy'
+python -m pip install -q 'xylosim==0.1.3' 'scipy' 'scikit-learn==1.9.1'  # scikit-learn: the bundled digits data set
 python -m pip install -q --no-deps 'rockpool==3.1.0'
 # Sinabs (Speck oracle and frontend) and Norse (frontend) go in without their dependencies: every
 # sinabs requires samna (the installer stub) and 3.x pins nir<=1.0.4; Norse pulls torchvision and

@@ -40,6 +40,20 @@ def ff_graph(n_in=4, n_hid=8, n_out=3, seed=0, recurrent=False, scale=1.0, neuro
     return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
 
 
+def unsupported_if_graph(name: str):
+    """input -> Linear -> IF named ``name`` (Xylo has no IF: one violation naming the node) ->
+    Linear -> LIF -> output; for tests of how names are escaped in messages and reports."""
+    rng = np.random.default_rng(0)
+    return nir.NIRGraph(nodes={
+        "input": nir.Input(input_type={"input": np.array([3])}),
+        "fc": nir.Linear(weight=rng.normal(size=(4, 3))),
+        name: nir.IF(r=np.ones(4), v_threshold=np.ones(4), v_reset=np.zeros(4)),
+        "fc2": nir.Linear(weight=rng.normal(size=(2, 4))),
+        "out": nir.LIF(tau=np.ones(2) * 1e-3, r=np.ones(2) * 10, v_leak=np.zeros(2), v_threshold=np.ones(2), v_reset=np.zeros(2)),
+        "output": nir.Output(output_type={"output": np.array([2])}),
+    }, edges=[("input", "fc"), ("fc", name), (name, "fc2"), ("fc2", "out"), ("out", "output")], type_check=False)
+
+
 def write(graph, path):
     nir.write(str(path), graph)
     return path

@@ -78,7 +78,7 @@ def test_check_exit_codes(tmp_path):
     r = run("check", big, "--target", "xylo:audio2", "--dt", "1e-4", "--json")
     assert r.exit_code == 1
     rules = {v["rule"] for v in json.loads(r.output)["violations"] if v["severity"] == "error"}
-    assert {"input_channels", "hidden_neurons", "output_neurons", "max_fanout"} <= rules
+    assert {"input_channels", "hidden_neurons", "output_neurons"} <= rules
     r = run("check", BRAILLE, "--target", "nochip")
     assert r.exit_code == 2 and "unknown target" in r.output
 

@@ -524,3 +524,51 @@ def test_api_shapes_progress_and_errors():
     with pytest.raises(UsageError):  # 2 synapses on the 1-synapse IMU
         simulate(cfg2, hw, np.zeros((1, 3, cfg2.n_in), int))
     assert simulate(cfg2, a2, np.zeros((1, 3, cfg2.n_in), int)).spikes_out.shape == (1, 3, cfg2.n_out)
+
+
+# ------------------------------------------------- compiled audio2-sized nets, input fan-out > 64 --
+N_COMPILED = 12
+
+
+def _compiled_audio2_net(seed: int):
+    """A random NIR network of Audio 2 size compiled by nirdeploy: 16 input channels each feeding
+    far more than 64 hidden neurons (the dense input RAM allows up to 1000), a sparse recurrent
+    layer within the 64-target fan-out, and 8 outputs."""
+    import nir
+
+    import nirdeploy
+    from graphs import cuba
+
+    rng = np.random.default_rng(1000 + seed)
+    n_hid = int(rng.integers(100, 400))
+    w_in = rng.normal(0, 0.6, (n_hid, 16)) * (rng.random((n_hid, 16)) < rng.uniform(0.5, 1.0))
+    fan = int(rng.integers(8, 64))
+    w_rec = np.zeros((n_hid, n_hid))
+    for j in range(n_hid):  # each hidden neuron drives `fan` recurrent targets (columns of w_rec are pre)
+        w_rec[rng.choice(n_hid, fan, replace=False), j] = rng.normal(0, 0.3, fan)
+    nodes = {
+        "input": nir.Input(input_type={"input": np.array([16])}),
+        "fc1": nir.Linear(weight=w_in),
+        "lif1": cuba(n_hid, tau_syn=rng.choice([2e-4, 3e-4, 8e-4]), tau_mem=rng.choice([8e-4, 1e-3, 4e-3])),
+        "w_rec": nir.Linear(weight=w_rec),
+        "fc2": nir.Linear(weight=rng.normal(0, 0.3, (8, n_hid))),
+        "lif2": cuba(8),
+        "output": nir.Output(output_type={"output": np.array([8])}),
+    }
+    edges = [("input", "fc1"), ("fc1", "lif1"), ("lif1", "w_rec"), ("w_rec", "lif1"), ("lif1", "fc2"), ("fc2", "lif2"), ("lif2", "output")]
+    dep = nirdeploy.compile(nir.NIRGraph(nodes=nodes, edges=edges, type_check=False), target="xylo:audio2", dt=1e-4, reset="subtract")
+    x = rng.poisson(rng.uniform(0.2, 3.0), size=(3, 60, 16))
+    return dep, x
+
+
+@pytest.mark.parametrize("seed", range(N_COMPILED))
+def test_compiled_audio2_net_with_input_fanout_above_64_matches_xylosim(seed):
+    v2 = require_xylosim()
+    dep, x = _compiled_audio2_net(seed)
+    assert dep.fits, [str(v) for v in dep.report.errors]
+    cfg = dep.artifact.payload.config
+    per_channel = (cfg.weights_in != 0).any(axis=2).sum(axis=1)
+    assert per_channel.max() > 64  # the case the old fan-out rule refused
+    hw = _hw("audio2")
+    ours = XyloSimulator(cfg, hw).run(x, record=True)
+    _assert_same(ours, OracleNetwork(cfg, v2).run(x), cfg.n_syn, f"compiled seed {seed}")

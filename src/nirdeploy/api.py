@@ -7,6 +7,7 @@
 >>> y = dep.simulate(x)                 # x: (batch, time, 12) spike counts
 >>> dep.save("out/")                    # report.json + vendor export, written atomically
 >>> ref = nirdeploy.simulate_reference("braille.nir", x, dt=1e-4)
+>>> dep.evaluate(x, labels)             # chip and reference accuracy, readout stated
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ from typing import Callable
 import numpy as np
 
 from .errors import DeploymentFolderError, DoesNotFitError, NirDeployError, TargetError, UsageError
-from .graph.ir import Graph
+from .graph.ir import Graph, non_nir_notice
 from .backend.report import FitReport
+from .backend.rules import report_non_nir_nodes
 from .evaluation.compare import compare_outputs
 from .backend.target import Artifact, CompileOptions, SimOutput, Target, available_targets, get_target, parse_target_spec
-from .inputs import check_callable, check_choice, check_events, check_flag, check_path, load_npy
+from .inputs import check_callable, check_choice, check_events, check_flag, check_options, check_path, load_npy
 from .outputs import atomic_folder, check_output_folder, signal_guard
 
 __all__ = [
@@ -85,10 +87,9 @@ def _check_choice(name: str, value: str, choices) -> str:
 def _target_options(t: Target, target_options: dict | None) -> dict:
     """Target-specific options (``--target-option KEY=VALUE``): only names the target declares in
     its ``options`` mapping are accepted."""
+    target_options = check_options("target_options", target_options)
     if not target_options:
         return {}
-    if not isinstance(target_options, dict):
-        raise UsageError("target_options must be a mapping of option names to values")
     known = getattr(t, "options", {}) or {}
     bad = sorted(k for k in target_options if k not in known)
     if bad:
@@ -109,8 +110,14 @@ def _input_shape(graph: Graph) -> tuple[int, ...] | None:
     return None
 
 
+def _graph_notices(graph: Graph) -> list[str]:
+    """Notices about the graph itself: nodes that are not NIR 1.0 primitives (``ir.NON_NIR_TYPES``)."""
+    n = non_nir_notice(graph)
+    return [n] if n else []
+
+
 def _options(graph: Graph, dt, reset, scheme, quantization, calibrate, notices: list[str] | None,
-             target: Target | None = None, extra: dict | None = None) -> CompileOptions:
+             target: Target | None = None, extra: dict | None = None, sample=None) -> CompileOptions:
     from .graph.discretize import check_delays, resolve_dt, resolve_reset
 
     if reset is not None:
@@ -129,7 +136,13 @@ def _options(graph: Graph, dt, reset, scheme, quantization, calibrate, notices: 
         if isinstance(calibrate, (str, bytes, os.PathLike)):
             calibrate = load_npy(check_path(calibrate, "calibrate"), what="calibration input")
         cal = check_events(calibrate, _input_shape(graph), what="calibration input")
-    return CompileOptions(dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibration=cal, extra=dict(extra or {}))
+    smp = None
+    if sample is not None:
+        if isinstance(sample, (str, bytes, os.PathLike)):
+            sample = load_npy(check_path(sample, "sample"), what="sample input")
+        smp = check_events(sample, _input_shape(graph), what="sample input")
+    return CompileOptions(dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibration=cal, extra=dict(extra or {}),
+                          sample=smp)
 
 
 def inspect(graph_or_path, *, dt: float | None = None, scheme: str = "euler") -> dict:
@@ -159,19 +172,23 @@ def check(
     quantization: str = "channel",
     calibrate=None,
     target_options: dict | None = None,
+    sample=None,
 ) -> FitReport:
     """Fit report of a graph on ``target`` (``"name"`` or ``"name:variant"``). ``target_options``:
     options the target declares (e.g. Speck's ``{"lower_bound": "-threshold"}``).
 
     ``calibrate``: sample input, an array or a ``.npy`` path, ``(batch, time, *input_shape)``
-    event counts. Raises UsageError (bad argument, unknown target, variant or target option, dt
+    event counts, to calibrate the quantization on (a guarded search, see
+    :mod:`nirdeploy.backend.calibration`); ``sample``: sample input that is only measured (the
+    fidelity report: multi-spike share, saturation, predicted agreement with the reference). Raises UsageError (bad argument, unknown target, variant or target option, dt
     missing and not inferable), GraphLoadError, GraphValidationError (also a Delay that overflows
     at ``dt``), UnsupportedError, TargetError."""
     graph = load_graph(graph_or_path)
     t, variant = parse_target_spec(target)
-    notices: list[str] = []
-    opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices, t, _target_options(t, target_options))
+    notices = _graph_notices(graph)
+    opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices, t, _target_options(t, target_options), sample)
     rep = t.check(graph, variant, opts)
+    report_non_nir_nodes(rep, graph)
     rep.notes[:0] = notices
     return rep
 
@@ -182,10 +199,9 @@ def check_all(graph_or_path, *, dt: float | None = None, reset: str | None = Non
     Each target gets the ``target_options`` it declares; an option no target declares is an error.
 
     Raises UsageError, GraphLoadError, GraphValidationError, UnsupportedError, TargetError."""
-    if target_options is not None and not isinstance(target_options, dict):
-        raise UsageError("target_options must be a mapping of option names to values")
+    target_options = check_options("target_options", target_options)
     graph = load_graph(graph_or_path)
-    notices: list[str] = []
+    notices = _graph_notices(graph)
     opts = _options(graph, dt, reset, scheme, "channel", None, notices)
     targets = [get_target(name) for name in ([target] if target is not None else available_targets())]
     unknown = sorted(set(target_options or {}) - {k for t in targets for k in (getattr(t, "options", {}) or {})})
@@ -197,6 +213,7 @@ def check_all(graph_or_path, *, dt: float | None = None, reset: str | None = Non
         t_opts = CompileOptions(dt=opts.dt, reset=opts.reset, scheme=opts.scheme, quantization=opts.quantization, extra=mine)
         for v in t.variants():
             rep = t.check(graph, v, t_opts)
+            report_non_nir_nodes(rep, graph)
             rep.notes[:0] = notices
             reports.append(rep)
     return reports
@@ -233,6 +250,82 @@ class Deployment:
         x = check_events(x, self.artifact.input_shape)
         out = self.target.simulate(self.artifact, x, record=record, progress=progress)
         return out if record else out.output
+
+    @property
+    def readout(self) -> str:
+        """How a decision is read from the outputs: ``"spikes"`` or ``"vmem"`` (the report says)."""
+        return str(self.report.details.get("readout", "spikes"))
+
+    def source_graph(self) -> Graph:
+        """The NIR graph this deployment was compiled from (the copy in its folder after loading).
+        Raises UsageError when the deployment holds no copy of its graph."""
+        if self.graph is not None:
+            return self.graph
+        if self.source_path is None:
+            raise UsageError("this deployment holds no copy of its graph; cannot run the reference")
+        self.graph = load_graph(self.source_path)
+        return self.graph
+
+    def chip_semantics(self):
+        """The target's :class:`~nirdeploy.sim.reference.ChipSemantics` for this network (its
+        spiking rule, effective decays, state range, input clipping), or None."""
+        return self.target.chip_semantics(self.artifact)
+
+    def simulate_reference(self, x, *, chip_semantics: bool = False, spikes_per_step: int | None = None) -> np.ndarray:
+        """Float reference of the source graph with this deployment's dt, reset and scheme, on
+        ``x`` (batch, time, *input_shape). ``chip_semantics=True``: with the chip's semantics
+        (:meth:`chip_semantics`; subtractive reset). Returns (batch, time, *output_shape).
+
+        Raises UsageError (bad input, no graph copy, a target without chip semantics)."""
+        from .sim.reference import simulate_reference as _sim
+
+        check_flag("chip_semantics", chip_semantics)
+        s = self.report.settings
+        sem = self.chip_semantics() if chip_semantics else None
+        if chip_semantics and sem is None:
+            raise UsageError(f"target {self.artifact.target!r} does not describe its chip semantics")
+        reset = "subtract" if (sem is not None or spikes_per_step is not None) else s.get("reset", "zero")
+        x = check_events(x, self.artifact.input_shape)
+        return _sim(self.source_graph(), x, s["dt"], scheme=s.get("scheme", "euler"), reset=reset,
+                    spikes_per_step=spikes_per_step, chip=sem).output
+
+    def evaluate(self, x, labels=None, *, reference: bool = True) -> dict:
+        """Chip and reference on ``x`` (batch, time, *input_shape): readout agreement and, with
+        ``labels`` (batch,) integer classes, accuracy. The readout is stated (``"spikes"``:
+        spike-count argmax; ``"vmem"``: maximum Vmem) and the chip is read ``latency_steps`` later
+        than the reference. Keys: ``readout``, ``latency_steps``, ``samples``, ``chip`` (with
+        labels), and with ``reference``: ``agreement`` (chip vs reference decisions, silent samples
+        counted), ``reference``, ``reference_chip_semantics`` and ``agreement_chip_semantics``
+        (when the target describes its semantics).
+
+        Raises UsageError (bad input or labels, no graph copy)."""
+        from .evaluation.compare import accuracy, readout_agreement
+
+        check_flag("reference", reference)
+        x = check_events(x, self.artifact.input_shape)
+        T, L = x.shape[1], min(int(self.artifact.latency_steps), x.shape[1])
+        if L >= T:
+            raise UsageError(f"the input needs more than {L} time steps (the chip's latency); it has {T}")
+        chip = self.simulate(x)
+        out: dict = {"readout": self.readout, "latency_steps": L, "samples": int(x.shape[0])}
+
+        def acc(y, a, b):
+            return accuracy(y, labels, self.readout, a, b)
+
+        if labels is not None:
+            out["chip"] = acc(chip, L, T)
+        if reference:
+            ref = self.simulate_reference(x)
+            ag = readout_agreement(chip, ref, L, self.readout)
+            out["agreement"] = {k: v for k, v in ag.items() if k not in ("chip_decisions", "reference_decisions")}
+            if labels is not None:
+                out["reference"] = acc(ref, 0, T - L)
+            if self.chip_semantics() is not None:
+                refc = self.simulate_reference(x, chip_semantics=True)
+                if labels is not None:
+                    out["reference_chip_semantics"] = acc(refc, 0, T - L)
+                out["agreement_chip_semantics"] = readout_agreement(chip, refc, L, self.readout)["decision_agreement"]
+        return out
 
     def save(self, folder, *, force: bool = False) -> Path:
         """Write the compiled folder (see :mod:`nirdeploy.backend.compiled`): the target's export
@@ -302,23 +395,25 @@ def compile(
     out: str | os.PathLike | None = None,
     force: bool = False,
     target_options: dict | None = None,
+    sample=None,
 ) -> Deployment:
     """Lower, discretize and quantize for ``target``; the result carries its fit report.
     With ``out``, the deployment folder is written too (atomically; see :meth:`Deployment.save`).
-    ``target_options``: see :func:`check`.
+    ``target_options``, ``calibrate`` and ``sample``: see :func:`check`.
 
     Raises UsageError, GraphLoadError, GraphValidationError, UnsupportedError, TargetError, and
     with ``out``: OutputError (checked before the work starts), DoesNotFitError."""
     check_flag("force", force)
-    inputs = [os.fspath(p) for p in (graph_or_path, calibrate) if isinstance(p, (str, os.PathLike))]
+    inputs = [os.fspath(p) for p in (graph_or_path, calibrate, sample) if isinstance(p, (str, os.PathLike))]
     if out is not None:
         out = check_path(out, "out")
         check_output_folder(out, force=force, inputs=inputs)  # fail before the work, not after it
     graph = load_graph(graph_or_path)
     t, variant = parse_target_spec(target)
-    notices: list[str] = []
-    opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices, t, _target_options(t, target_options))
+    notices = _graph_notices(graph)
+    opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices, t, _target_options(t, target_options), sample)
     art = t.compile(graph, variant, opts)
+    report_non_nir_nodes(art.report, graph)
     art.report.notes[:0] = notices
     src = os.fspath(graph_or_path) if isinstance(graph_or_path, (str, os.PathLike)) else None
     dep = Deployment(target=t, artifact=art, graph=graph, source_path=src, notices=notices, inputs=inputs)
@@ -356,29 +451,43 @@ def simulate_reference(
     scheme: str = "euler",
     record: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    spikes_per_step: int | None = None,
+    full: bool = False,
 ):
     """Float64 reference simulation of the NIR graph itself. ``x``: (batch, time, *input_shape)
-    event counts. Returns the output array, or the full result (``.output``, ``.states``) when
-    ``record``.
+    event counts. Returns the output array, or the full result (``.output``, ``.states``,
+    ``.notes`` such as divergence and the dt/reset notices, ``.reset``) when ``record`` (states
+    recorded) or ``full`` (no states).
 
-    Raises UsageError (bad argument or input), GraphLoadError, GraphValidationError (also a
-    Delay that overflows at ``dt``), UnsupportedError."""
+    ``reset`` None: the reset recorded in the graph, else ``"zero"`` (``"subtract"`` with
+    ``spikes_per_step``). ``spikes_per_step=N``: the chip spiking rule, floor(v / threshold)
+    spikes per step, at most N, subtractive reset.
+
+    Raises UsageError (bad argument or input, ``reset="zero"`` with ``spikes_per_step``),
+    GraphLoadError, GraphValidationError (also a Delay that overflows at ``dt``),
+    UnsupportedError."""
     from .graph.discretize import check_delays, resolve_dt, resolve_reset
     from .sim.reference import simulate_reference as _sim
 
     check_choice("scheme", scheme, SCHEMES)
     check_flag("record", record)
+    check_flag("full", full)
     check_callable("progress", progress)
     dt = _dt_arg(dt)
     graph = load_graph(graph_or_path)
     if reset is not None:
         check_choice("reset", reset, RESETS)
-    reset, _ = resolve_reset(graph, reset)
+    notices = []
+    if spikes_per_step is None or reset is not None:
+        reset, r_notice = resolve_reset(graph, reset)
+        notices += [r_notice] if r_notice else []
     x = check_events(x, _input_shape(graph))
-    dt, _ = resolve_dt(graph, dt)
+    dt, dt_notice = resolve_dt(graph, dt)
+    notices[:0] = [dt_notice] if dt_notice else []
     check_delays(graph, dt)
-    res = _sim(graph, x, dt, scheme=scheme, reset=reset, record=record, progress=progress)
-    return res if record else res.output
+    res = _sim(graph, x, dt, scheme=scheme, reset=reset, record=record, progress=progress, spikes_per_step=spikes_per_step)
+    res.notices = notices  # what the caller should say (dt inferred, reset recorded); res.notes: what happened
+    return res if (record or full) else res.output
 
 
 # -- arrays and folders (kept for callers of the earlier names) ----------------------------------
@@ -402,7 +511,10 @@ COMPARE_LIBRARIES = ("snntorch", "norse", "sinabs")
 def from_torch(model, sample, *, library: str, dt: float | None = None, strict: bool = True,
                fold_batchnorm: bool = False, path=None) -> Graph:
     """A trained snnTorch / Norse / Sinabs model as a Graph that reproduces it; needs the
-    ``[torch]`` extra. See :func:`nirdeploy.frontends.from_torch`."""
+    ``[torch]`` extra. See :func:`nirdeploy.frontends.from_torch`.
+
+    Raises UsageError (a bad argument: library, model, sample, dt, flags, path), UnsupportedError,
+    ExportMismatchError (``strict``), OutputError (``path``), MissingDependencyError."""
     from .frontends import from_torch as _from_torch
 
     return _from_torch(model, sample, library=library, dt=dt, strict=strict, fold_batchnorm=fold_batchnorm, path=path)
@@ -411,7 +523,10 @@ def from_torch(model, sample, *, library: str, dt: float | None = None, strict: 
 def to_torch(graph_or_path, *, library: str | None = None, dt: float | None = None, reset: str | None = None,
              scheme: str = "euler", dtype=None):
     """``graph`` as a runnable torch module: nirdeploy's reference semantics (no library), or a
-    snnTorch / Norse / Sinabs model with dt, reset and r handled; needs the ``[torch]`` extra."""
+    snnTorch / Norse / Sinabs model with dt, reset and r handled; needs the ``[torch]`` extra.
+
+    Raises UsageError (a bad argument), GraphLoadError, GraphValidationError, UnsupportedError,
+    MissingDependencyError."""
     from .frontends import to_torch as _to_torch
 
     return _to_torch(graph_or_path, library=library, dt=dt, reset=reset, scheme=scheme, dtype=dtype)
@@ -428,21 +543,24 @@ def compare(graph_or_path, x, *, runs=("reference",), dt: float | None = None, r
     ``min_agreement`` (a fraction in [0, 1]; default 0.99, and then ``"below_min"`` is False: the
     comparison is a report). Returns ``{"rows", "explanations", "dt", "reset", "text",
     "min_agreement", "below_min"}``; ``below_min`` is True when ``min_agreement`` was given and a
-    row is flagged. See :mod:`nirdeploy.evaluation.crosscheck`."""
+    row is flagged. See :mod:`nirdeploy.evaluation.crosscheck`. ``runs`` may also be one string,
+    comma-separated as on the command line; ``labels``: (batch,) class indices
+    (:func:`nirdeploy.inputs.check_labels`).
+
+    Raises UsageError (a bad argument, input, run name or labels), GraphLoadError,
+    GraphValidationError, UnsupportedError, DeploymentFolderError (a compiled folder given as a
+    run is damaged), MissingDependencyError (a library run without the library)."""
     from .evaluation.crosscheck import compare_columns, explain, render_comparison
     from .graph.discretize import resolve_dt, resolve_reset
     from .graph.provenance import recorded
+    from .inputs import check_labels, check_number
 
     from .evaluation.crosscheck import AGREEMENT_FLAG
 
     if min_agreement is not None:
-        try:
-            min_agreement = float(min_agreement)
-        except (TypeError, ValueError):
-            raise UsageError(f"min_agreement must be a fraction in [0, 1], got {min_agreement!r}") from None
-        if not 0.0 <= min_agreement <= 1.0:
-            raise UsageError(f"min_agreement must be a fraction in [0, 1] (0.99 = 99 %), got {min_agreement:g}")
+        min_agreement = check_number("min_agreement", min_agreement, 0.0, 1.0, kind="a fraction (0.99 = 99 %)")
     flag_below = AGREEMENT_FLAG if min_agreement is None else min_agreement
+    runs = _run_specs(runs)
     graph = load_graph(graph_or_path)
     if reset is not None:
         check_choice("reset", reset, RESETS)
@@ -450,13 +568,11 @@ def compare(graph_or_path, x, *, runs=("reference",), dt: float | None = None, r
     reset, _ = resolve_reset(graph, reset)
     dt, _ = resolve_dt(graph, _dt_arg(dt))
     x = check_events(x, _input_shape(graph))
-    runs = list(dict.fromkeys(runs))
-    if "reference" not in runs:
-        runs.insert(0, "reference")
+    lab = None
+    if labels is not None:
+        out = graph.outputs[0].output_shape if len(graph.outputs) == 1 else None
+        lab = check_labels(labels, x.shape[0], int(np.prod(out)) if out is not None else None)
     cols = [_run_column(graph, graph_or_path, spec, x, dt, reset, scheme) for spec in runs]
-    lab = None if labels is None else np.asarray(labels)
-    if lab is not None and lab.shape[:1] != x.shape[:1]:
-        raise UsageError(f"labels must have one entry per sample ({x.shape[0]}); got shape {lab.shape}")
     rows = compare_columns(cols, lab, flag_below=flag_below)
     rec = recorded(graph)
     facts = {"dt": dt, "reset": reset, "recorded_dt": rec.dt, "recorded_reset": rec.reset, "source": rec.source,
@@ -465,6 +581,21 @@ def compare(graph_or_path, x, *, runs=("reference",), dt: float | None = None, r
     below = min_agreement is not None and any(r.get("flag") for r in rows)
     return {"rows": rows, "explanations": expl, "dt": dt, "reset": reset, "min_agreement": min_agreement,
             "below_min": below, "text": render_comparison(rows, expl, flag_below=flag_below)}
+
+
+def _run_specs(runs) -> list[str]:
+    """``runs`` as a list of run names (a string is split at commas), "reference" first."""
+    if isinstance(runs, str):
+        runs = runs.split(",")
+    if isinstance(runs, (bytes, dict)) or not isinstance(runs, (list, tuple)):
+        raise UsageError(f"runs must be a list of run names (or one comma-separated string), got {type(runs).__name__}")
+    bad = [r for r in runs if not isinstance(r, str)]
+    if bad:
+        raise UsageError(f"runs must be names such as 'reference', 'torch', 'norse:native' or a compiled folder; got {bad[0]!r}")
+    specs = list(dict.fromkeys(r.strip() for r in runs if r.strip()))
+    if "reference" not in specs:
+        specs.insert(0, "reference")
+    return specs
 
 
 def _r_facts(graph: Graph) -> dict:
@@ -535,7 +666,7 @@ def _run_library(graph: Graph, source, lib: str, mode: str, x: np.ndarray, dt: f
             return mod.native_import(str(source))(x)
         from .graph.loading import write_nir
 
-        with tempfile.TemporaryDirectory() as d:
+        with signal_guard(), tempfile.TemporaryDirectory() as d:  # removed on SIGTERM/SIGHUP/SIGINT too
             p = os.path.join(d, "graph.nir")
             write_nir(graph, p)
             return mod.native_import(p)(x)

@@ -187,19 +187,31 @@ _max_chips_opt = click.option("--max-chips", type=click.IntRange(min=1), default
 
 
 def _parse_target_options(items, max_chips: int | None = None) -> dict:
-    """KEY=VALUE pairs; integers become ints. ``--max-chips N`` adds ``max_chips``."""
+    """KEY=VALUE pairs (:func:`nirdeploy.inputs.parse_key_values`); integers become ints.
+    ``--max-chips N`` adds ``max_chips`` (given both ways, it is an error)."""
     from .errors import UsageError
+    from .inputs import parse_key_values
 
-    out: dict = {}
-    for it in items or ():
-        key, sep, value = it.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--target-option takes KEY=VALUE, got {it!r}")
-        v = value.strip()
-        out[key.strip()] = int(v) if v.lstrip("-").isdigit() else v
+    out = parse_key_values(items, "--target-option")
     if max_chips is not None:
+        if "max_chips" in out:
+            raise UsageError(f"max_chips is given twice (--max-chips {max_chips} and -T max_chips={out['max_chips']}); give it once")
         out["max_chips"] = max_chips
     return out
+
+
+_sample_opt = click.option("--sample", type=click.Path(dir_okay=False), default=None,
+                           help="sample input .npy (batch, time, *input_shape) that is only measured: fidelity report (multi-spike share, "
+                                "saturation, predicted agreement with the reference)")
+_calibrate_opt = click.option("--calibrate", type=click.Path(), default=None,
+                              help="sample input .npy (batch, time, *input_shape) to calibrate the quantization on (guarded: never worse than "
+                                   "uncalibrated on that sample), then measured like --sample")
+
+
+def _notices(notices) -> None:
+    for n in notices:
+        if n:
+            _echo(f"notice: {n}", err=True)
 
 
 @main.command("check")
@@ -211,12 +223,15 @@ def _parse_target_options(items, max_chips: int | None = None) -> dict:
 @_quant_opt
 @_topt_opt
 @_max_chips_opt
+@_sample_opt
+@_calibrate_opt
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON (same as --format json)")
 @click.option("--format", "output_format", type=click.Choice(CHECK_FORMATS), default=None,
               help="text (default), json, junit (JUnit XML for CI test reports) or github (workflow-command annotations)")
-@click.option("--budget", type=click.Path(dir_okay=False), default=None,
+@click.option("--budget", default=None, metavar="BUDGET.toml",
               help="budget.toml: share of each resource to keep free, agreement floors; over budget exits 1")
-def check_cmd(graph, target, dt, reset, scheme, quantization, target_options, max_chips, as_json, output_format, budget) -> None:
+def check_cmd(graph, target, dt, reset, scheme, quantization, target_options, max_chips, sample, calibrate, as_json, output_format,
+              budget) -> None:
     """Does GRAPH fit TARGET? Exit 0 if it fits, 1 if not, 2 on invalid input."""
 
     def body():
@@ -227,15 +242,25 @@ def check_cmd(graph, target, dt, reset, scheme, quantization, target_options, ma
 
         fmt = _format(output_format, as_json)
         topts = _parse_target_options(target_options, max_chips)
+        many, only = multi_target(target)
+        if many and (sample is not None or calibrate is not None):
+            from .errors import UsageError
+
+            raise UsageError("--sample and --calibrate measure one target: give TARGET[:VARIANT]")
         if fmt != "text" or budget is not None:
             return check_command(graph, target, fmt=fmt, budget=budget, echo=_echo, echo_json=_echo_json, dt=dt,
-                                 reset=reset, scheme=scheme, quantization=quantization, target_options=topts)
-        many, only = multi_target(target)
+                                 reset=reset, scheme=scheme, quantization=quantization, target_options=topts,
+                                 sample=sample, calibrate=calibrate)
         if many:
+            if dt is None:  # the dt every target uses, said once (single reports carry it in their notes)
+                from .graph.discretize import resolve_dt
+
+                _notices([resolve_dt(api.load_graph(graph), None)[1]])
             reps = api.check_all(graph, dt=dt, reset=reset, scheme=scheme, target_options=topts, target=only)
             _echo(render_fit_table(reps), nl=False)
             return EXIT_OK if any(r.fits for r in reps) else EXIT_NOFIT
-        rep = api.check(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization, target_options=topts)
+        rep = api.check(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization, target_options=topts,
+                        sample=sample, calibrate=calibrate)
         _echo(rep.render())
         return EXIT_OK if rep.fits else EXIT_NOFIT
 
@@ -249,13 +274,14 @@ def check_cmd(graph, target, dt, reset, scheme, quantization, target_options, ma
 @_reset_opt
 @_scheme_opt
 @_quant_opt
-@click.option("--calibrate", type=click.Path(), default=None, help="sample input .npy (batch, time, *input_shape) used to choose scales")
+@_calibrate_opt
+@_sample_opt
 @click.option("-o", "--out", "out", required=True, type=click.Path(), help="output folder (written atomically; never replaces what nirdeploy did not write)")
 @click.option("--force", is_flag=True, help="replace OUT if it is a folder nirdeploy wrote (its deployment.json lists every file in it)")
 @_topt_opt
 @_max_chips_opt
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, out, force, target_options, max_chips, as_json) -> None:
+def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, sample, out, force, target_options, max_chips, as_json) -> None:
     """Lower GRAPH for TARGET and write OUT/report.json, the vendor export and what `simulate` needs.
 
     A network that does not fit still gets its report printed, but no folder (exit 1)."""
@@ -264,9 +290,9 @@ def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, out, 
         from . import api
         from .outputs import check_output_folder
 
-        check_output_folder(out, force=force, inputs=[graph, calibrate])  # fail before the work, not after it
+        check_output_folder(out, force=force, inputs=[graph, calibrate, sample])  # fail before the work, not after it
         dep = api.compile(graph, target=target, dt=dt, reset=reset, scheme=scheme, quantization=quantization, calibrate=calibrate,
-                          target_options=_parse_target_options(target_options, max_chips))
+                          target_options=_parse_target_options(target_options, max_chips), sample=sample)
         for n in dep.notices:
             _echo(f"notice: {n}", err=True)
         rep = dep.report
@@ -292,8 +318,13 @@ def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, out, 
 @_dt_opt
 @_reset_opt
 @_scheme_opt
+@click.option("--spikes-per-step", "spikes_per_step", type=click.IntRange(min=1), default=None,
+              help="reference with a chip's spiking rule: floor(v / threshold) spikes per step, at most N, subtractive reset (Xylo: 31)")
 @click.option("--compare-reference", is_flag=True, help="also run the reference on the compiled graph and print agreement")
-def simulate_cmd(source, input_path, out, reference, dt, reset, scheme, compare_reference) -> None:
+@click.option("--labels", "labels_path", type=click.Path(dir_okay=False), default=None,
+              help="y.npy: one integer label per sample; prints the accuracy of the chip, the reference and the reference with the "
+                   "chip's semantics (runs the reference)")
+def simulate_cmd(source, input_path, out, reference, dt, reset, scheme, spikes_per_step, compare_reference, labels_path) -> None:
     """Chip simulation of a compiled folder, or (--reference) float simulation of a .nir graph.
 
     Every check and comparison happens before Y.npy is written: a command that fails writes
@@ -307,26 +338,31 @@ def simulate_cmd(source, input_path, out, reference, dt, reset, scheme, compare_
         from .inputs import load_npy
         from .outputs import check_output_file
 
-        check_output_file(out, inputs=[input_path, source])
+        check_output_file(out, inputs=[input_path, source] + ([labels_path] if labels_path else []))
         x = load_npy(input_path)
+        labels = load_npy(labels_path, what="labels") if labels_path is not None else None
         if reference:
             if os.path.isdir(source):
                 raise UsageError("--reference takes a .nir graph, not a compiled folder")
+            if labels is not None:
+                raise UsageError("--labels needs a compiled folder (chip and reference accuracy); use it without --reference")
             g = api.load_graph(source)
-            if dt is None:
-                from .graph.discretize import resolve_dt
-
-                _, notice = resolve_dt(g, None)
-                if notice:
-                    _echo(f"notice: {notice}", err=True)
             with _Progress(int(np.prod(x.shape)) * 8, "reference") as prog:
-                y = api.simulate_reference(g, x, dt=dt, reset=reset, scheme=scheme, progress=prog)
-            _save_npy(out, y, [input_path, source])
-            _echo(f"wrote {out} {tuple(y.shape)}", err=True)
+                res = api.simulate_reference(g, x, dt=dt, reset=reset, scheme=scheme, progress=prog, spikes_per_step=spikes_per_step, full=True)
+            _notices(res.notices)
+            _notices([_reset_notice(res.reset, reset, spikes_per_step)])
+            for n in res.notes:
+                _echo(f"warning: {n}", err=True)
+            _save_npy(out, res.output, [input_path, source])
+            _echo(f"wrote {out} {tuple(res.output.shape)}", err=True)
             return EXIT_OK
+        if spikes_per_step is not None:
+            raise UsageError("--spikes-per-step applies to the reference (--reference); a compiled folder simulates the chip itself")
         if not os.path.isdir(source):
             raise UsageError(f"{source} is not a compiled folder (use --reference to simulate a .nir graph)")
         dep = api.load_deployment(source)
+        if labels is not None and dep.source_path is None:
+            raise UsageError("this folder holds no copy of its graph; --labels needs the reference")
         if compare_reference:
             if dep.source_path is None:
                 raise UsageError("this folder holds no copy of its graph; cannot compare")
@@ -335,15 +371,21 @@ def simulate_cmd(source, input_path, out, reference, dt, reset, scheme, compare_
                 raise UsageError(f"--compare-reference needs more than {lat} time steps (the chip's latency); the input has {x.shape[1]}")
         with _Progress(int(np.prod(x.shape)) * 64, "chip simulation") as prog:
             y = dep.simulate(x, progress=prog)
-        cmp = None
-        if compare_reference:
+        cmp = ev = None
+        if compare_reference or labels is not None:
             s = dep.report.settings
-            ref = api.simulate_reference(dep.source_path, x, dt=s["dt"], reset=s.get("reset", "zero"), scheme=s.get("scheme", "euler"))
-            cmp = api.compare_outputs(y, ref, dep.artifact.latency_steps)
+            _notices([f"reference: dt = {s['dt']:g} s, reset = {s.get('reset', 'zero')}, scheme = {s.get('scheme', 'euler')} (the compiled settings)"])
+        if compare_reference:
+            ref = dep.simulate_reference(x)
+            cmp = api.compare_outputs(y, ref, dep.artifact.latency_steps, dep.readout)
+        if labels is not None:
+            ev = dep.evaluate(x, labels)  # validates the labels before anything is written
         _save_npy(out, y, [input_path, source])
         _echo(f"wrote {out} {tuple(y.shape)}", err=True)
         if cmp is not None:
             _print_compare(cmp)
+        if ev is not None:
+            _print_accuracy(ev)
         return EXIT_OK
 
     _run(body)
@@ -352,13 +394,13 @@ def simulate_cmd(source, input_path, out, reference, dt, reset, scheme, compare_
 @main.command("export")
 @click.argument("factory", metavar="MODEL.py:FUNCTION")
 @click.option("--library", "-l", required=True, type=click.Choice(["snntorch", "norse", "sinabs"]), help="library the model is built with")
-@click.option("--weights", "-w", type=click.Path(dir_okay=False), default=None, help="state_dict saved with torch.save (loaded with weights_only=True)")
-@click.option("--sample", type=click.Path(dir_okay=False), default=None, help="X.npy (batch, time, *input_shape) to trace and verify with")
+@click.option("--weights", "-w", default=None, metavar="PATH", help="state_dict saved with torch.save (loaded with weights_only=True)")
+@click.option("--sample", default=None, metavar="X.npy", help="X.npy (batch, time, *input_shape) to trace and verify with")
 @click.option("--input-shape", default=None, help="e.g. 2,34,34: verify on random Poisson spikes of this shape instead of --sample")
 @click.option("--dt", type=float, default=None, help="time step the model was trained with, in seconds (recorded in the graph)")
 @click.option("--fold-batchnorm", is_flag=True, help="fold BatchNorm into the preceding Conv/Linear")
 @click.option("--no-strict", is_flag=True, help="write the graph even when it does not reproduce the model (with a warning)")
-@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="G.nir to write")
+@click.option("-o", "--out", "out", required=True, metavar="G.nir", help="G.nir to write (a new or regular file)")
 @click.option("--force", is_flag=True, help="replace OUT if it exists")
 def export_cmd(factory, library, weights, sample, input_shape, dt, fold_batchnorm, no_strict, out, force) -> None:
     """Export a trained torch model to NIR. MODEL.py:FUNCTION builds the model (no arguments);
@@ -398,14 +440,14 @@ def export_cmd(factory, library, weights, sample, input_shape, dt, fold_batchnor
 
 @main.command("compare")
 @click.argument("graph", type=click.Path(dir_okay=False))
-@click.option("--input", "-i", "input_path", required=True, type=click.Path(dir_okay=False), help="X.npy: (batch, time, *input_shape)")
+@click.option("--input", "-i", "input_path", required=True, metavar="X.npy", help="X.npy: (batch, time, *input_shape)")
 @click.option("--with", "runs", default="reference,torch", show_default=True,
               help="comma-separated runs: reference, torch, snntorch, norse, sinabs (nirdeploy's dt-aware conversions), "
                    "LIBRARY:native (the library's own importer), or compiled folders (OUT_FOLDER)")
 @_dt_opt
 @_reset_opt
 @_scheme_opt
-@click.option("--labels", type=click.Path(dir_okay=False), default=None, help="Y.npy (batch,) class labels: adds accuracy (most active output)")
+@click.option("--labels", default=None, metavar="Y.npy", help="Y.npy (batch,) class labels: adds accuracy (most active output)")
 @click.option("--min-agreement", type=float, default=None, metavar="X",
               help="exit 1 when a run failed or its spike agreement with the reference is below X (a fraction, "
                    "e.g. 0.99); runs below X are marked DIFFERS [default: no threshold, exit 0; DIFFERS below 0.99]")
@@ -419,8 +461,10 @@ def compare_cmd(graph, input_path, runs, dt, reset, scheme, labels, min_agreemen
     def body():
         from . import api
 
-        x = api.load_input_array(input_path)
-        lab = api.load_input_array(labels) if labels else None
+        from .inputs import load_npy
+
+        x = load_npy(input_path)
+        lab = load_npy(labels, what="labels") if labels is not None else None
         specs = [s.strip() for s in runs.split(",") if s.strip()]
         res = api.compare(graph, x, runs=specs, dt=dt, reset=reset, scheme=scheme, labels=lab, min_agreement=min_agreement)
         if as_json:
@@ -434,37 +478,37 @@ def compare_cmd(graph, input_path, runs, dt, reset, scheme, labels, min_agreemen
 
 
 @main.command("nmnist")
-@click.argument("root", type=click.Path(file_okay=False))
+@click.argument("root")
 @click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
 @click.option("--dt", type=float, default=1e-3, show_default=True, help="bin width = network time step, in seconds")
 @click.option("--steps", type=int, default=None, help="steps per sample (default: enough for the longest sample)")
 @click.option("--limit", type=int, default=None, help="at most this many samples, round-robin over the digits")
 @click.option("--first-saccade", is_flag=True, help="keep only the first saccade (events before 100 ms)")
-@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="X.npy to write: (samples, steps, 2, 34, 34)")
-@click.option("--labels-out", type=click.Path(dir_okay=False), default=None, help="Y.npy to write: (samples,) digit labels")
+@click.option("-o", "--out", "out", required=True, metavar="X.npy", help="X.npy to write: (samples, steps, 2, 34, 34)")
+@click.option("--labels-out", default=None, metavar="Y.npy", help="Y.npy to write: (samples,) digit labels (written together with X.npy)")
 @click.option("--force", is_flag=True, help="replace existing output files")
 def nmnist_cmd(root, split, dt, steps, limit, first_saccade, out, labels_out, force) -> None:
     """Bin N-MNIST recordings already on disk (ROOT/NMNIST/Test/<digit>/*.bin, tonic's layout)
     into X.npy for simulate/compare (--labels Y.npy). Needs tonic; never downloads."""
 
     def body():
-        from .data.nmnist import load_nmnist
+        import numpy as np
+
+        from .data.nmnist import load_nmnist, split_folder
         from .errors import UsageError
+        from .outputs import atomic_files, check_distinct_files
 
-        from .outputs import check_output_file
-
-        data_dir = os.path.join(root, "NMNIST")
-        targets = [out] + ([labels_out] if labels_out else [])
-        if labels_out and os.path.abspath(labels_out) == os.path.abspath(out):
-            raise UsageError("-o and --labels-out name the same file")
+        data_dir = split_folder(root, split)  # the recordings: never written into
+        targets = [out] + ([labels_out] if labels_out is not None else [])
         for t in targets:
             if os.path.lexists(t) and not force:
                 raise UsageError(f"{t} already exists; use --force to replace it")
-            check_output_file(t, [data_dir])  # before the work; never inside the recordings
+        check_distinct_files(targets, [data_dir])  # before the work: devices, links, inputs, the same file twice
         x, y = load_nmnist(root, split=split, dt=dt, n_steps=steps, limit=limit, first_saccade_only=first_saccade)
-        _save_npy(out, x, [data_dir])
-        if labels_out:
-            _save_npy(labels_out, y, [data_dir])
+        with atomic_files(targets, inputs=[data_dir]) as files:  # both or neither
+            np.save(files[0], x)
+            if labels_out is not None:
+                np.save(files[1], y)
         _echo(f"wrote {out}: {x.shape[0]} samples x {x.shape[1]} steps of dt = {dt:g} s, {int(x.sum())} events"
                    + (f"; {labels_out}: labels" if labels_out else ""), err=True)
         return EXIT_OK
@@ -476,6 +520,32 @@ def _print_compare(cmp: dict) -> None:
     from .render import render_comparison
 
     _echo(render_comparison(cmp), nl=False)
+
+
+def _reset_notice(used: str, given, spikes_per_step) -> str:
+    if given is not None:
+        return f"reference reset: {used}"
+    if spikes_per_step is not None:
+        return f"reference reset: {used} (implied by --spikes-per-step)"
+    return (f"reference reset: {used} (the default: the reset recorded in the graph, else NIR's v_reset semantics; graphs trained "
+            "with subtractive reset, snnTorch's default, need --reset subtract)")
+
+
+def _print_accuracy(ev: dict) -> None:
+    from .evaluation.compare import describe_readout
+    from .render import render_rows
+
+    def row(name, a):
+        return [name, f"{100 * a['accuracy']:.1f} %", a["silent_samples"], f"{a['window'][0]}..{a['window'][1] - 1}"]
+
+    rows = [row("chip (bit-accurate simulation)", ev["chip"])]
+    if "reference" in ev:
+        rows.append(row("reference (float NIR graph)", ev["reference"]))
+    if "reference_chip_semantics" in ev:
+        rows.append(row("reference with the chip's spiking rule and time constants", ev["reference_chip_semantics"]))
+    _echo(render_rows(f"Accuracy on {ev['samples']} labelled samples; readout: {describe_readout(ev['readout'])}; "
+                      f"chip read {ev['latency_steps']} step(s) later (latency)",
+                      ["network", "accuracy", "silent samples", "steps read"], rows), nl=False)
 
 
 def _save_npy(path: str, y, inputs) -> None:

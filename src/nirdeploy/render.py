@@ -11,13 +11,16 @@ __all__ = ["render_report", "render_rows", "render_comparison", "render_fit_tabl
 _UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
-def terminal_safe(text: str) -> str:
+def terminal_safe(text: str, keep: str = "") -> str:
     """``text`` with every character that could drive a terminal (escape sequences, carriage
     returns, bidirectional overrides) written as a visible escape (``\\x1b``, ``\\u202e``).
-    The CLI passes every message through this: node names and paths come from files."""
+    The CLI passes every message through this: node names and paths come from files.
+    Characters in ``keep`` stay (GitHub annotations escape CR their own way)."""
 
     def esc(m: re.Match) -> str:
         c = ord(m.group(0))
+        if m.group(0) in keep:
+            return m.group(0)
         return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
 
     return _UNSAFE.sub(esc, text)
@@ -66,13 +69,31 @@ def render_report(report) -> str:
 
 
 def render_comparison(cmp: dict) -> str:
-    """Table of per-output spike counts, chip against reference, and the agreement figures of a
-    :func:`nirdeploy.compare_outputs` result."""
+    """Table of per-output spike counts (or Vmem sums), chip against reference, and the agreement
+    figures of a :func:`nirdeploy.compare_outputs` result. When either side's output is silent on
+    every sample it says so instead of printing agreement figures (they would measure nothing)."""
+    import math
+
+    readout = cmp.get("readout", "spikes")
+    unit = "spikes" if readout == "spikes" else "sum of Vmem"
     rows = [[i, f"{c:g}", f"{r:g}"] for i, (c, r) in enumerate(zip(cmp["chip_counts"], cmp["reference_counts"]))]
-    table = render_rows("", ["output", "chip spikes", "reference spikes"], rows)
-    return f"Chip vs reference (chip shifted by {cmp['latency_steps']} steps of latency)\n" + table + (
-        f"spike-count correlation {cmp['count_correlation']:.3f}; element-wise agreement {cmp['elementwise_agreement']:.3f}; "
-        f"same winning output in {100 * cmp['argmax_agreement']:.1f} % of samples\n"
+    table = render_rows("", ["output", f"chip {unit}", f"reference {unit}"], rows)
+    head = f"Chip vs reference (chip shifted by {cmp['latency_steps']} steps of latency)\n" + table
+    n = cmp.get("samples")
+    sc, sr = cmp.get("silent_chip_samples", 0), cmp.get("silent_reference_samples", 0)
+    if n is not None and (sc == n or sr == n):
+        who = " and ".join(w for w, k in (("the chip's", sc), ("the reference's", sr)) if k == n)
+        return head + f"{who} output is silent on all {n} samples (no output activity): no agreement figures are meaningful\n"
+
+    def num(v, fmt):
+        return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+    agree = cmp["argmax_agreement"]
+    return head + (
+        f"{'spike-count' if readout == 'spikes' else 'Vmem-sum'} correlation {num(cmp['count_correlation'], '.3f')}; "
+        f"element-wise agreement {cmp['elementwise_agreement']:.3f}; "
+        f"same winning output in {num(None if agree is None else 100 * agree, '.1f')} % of samples"
+        + (f" (of the {n - sr} the reference decides; silent samples: chip {sc}, reference {sr})" if sc or sr else "") + "\n"
     )
 
 

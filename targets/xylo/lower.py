@@ -28,8 +28,15 @@ spread over a few steps (a warning says so).
 Quantization: per post-neuron scale ``s`` (``"channel"``) or one scale for the hidden population
 and one for the outputs (``"global"``). The scale aims the threshold at ``THRESHOLD_TARGET`` for
 state resolution and headroom, and each weight matrix gets the smallest left shift that lets the
-largest weight use the int8 range; then ``s`` is lowered where a weight would not fit. With
-calibration input, neurons whose states saturate get their scale halved until they do not.
+largest weight use the int8 range; then ``s`` is lowered where a weight would not fit. A neuron
+that would lose every input weight gets a larger scale when its threshold leaves room (else it is
+a blocking violation); a Vmem readout gets a smaller one when a single source firing every step
+would overflow int16. Calibration (``calibrate.py``) multiplies the scales by per-neuron factors.
+
+Nothing is lost silently: synapses whose decay would round to dash 0 (no signal at all) are
+raised to the hw_config's ``dash_min_useful`` with a warning stating the effective tau, forward
+Euler with dt > 2 tau is a blocking violation, a time constant that changes by more than 5 % and
+a matrix that loses more than 5 % of its weights to int8 rounding are warnings with numbers.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from nirdeploy.backend.report import FitReport, NodeUsage, Resource, Violation
 from nirdeploy.backend.target import CompileOptions
 
 from .config import XyloConfig
+from .rules import LayerMap, fit_rules
 
 __all__ = ["lower", "Lowered", "SUPPORTED_NODES", "THRESHOLD_TARGET"]
 
@@ -88,9 +96,21 @@ class Lowered:
     readout: str = "spikes"  # spikes | vmem
     output_scale: np.ndarray | None = None  # Vmem_out / output_scale = reference voltage (LI readout)
     output_offset: int = 0
+    layers: "LayerMap | None" = None  # which NIR layer owns which chip neuron (None after load: see the report's nodes)
+    scales: tuple | None = None  # (hidden, output) quantization scales: chip units per reference unit
 
 
 INPUT = "__input__"
+
+
+def _named(layers) -> "Node | None":
+    """Several layers as one violation location: their names, and their type when they share one."""
+    layers = [l for l in layers if l is not None]
+    if not layers:
+        return None
+    nodes = [getattr(l, "node", l) for l in layers]
+    types = {n.type for n in nodes}
+    return Node(", ".join(n.name for n in nodes), types.pop() if len(types) == 1 else "", {})
 
 
 def _v(rule, message, node: Node | None = None, *, limit=None, actual=None, hint="", severity="error") -> Violation:
@@ -132,7 +152,7 @@ def _structure(g: Graph, hw: HWConfig, viol: list[Violation]):
     inputs, outputs = g.inputs, g.outputs
     if len(inputs) != 1 or len(outputs) != 1:
         viol.append(_v("single_input_output", f"Xylo takes one Input and one Output node; the graph has {len(inputs)} and {len(outputs)}",
-                       limit=1, actual=max(len(inputs), len(outputs)), hint="split the graph, or merge its inputs into one vector"))
+                       _named(inputs + outputs) if inputs or outputs else Node("graph", "NIRGraph", {}), limit=1, actual=max(len(inputs), len(outputs)), hint="split the graph, or merge its inputs into one vector"))
         return None
     inp, out = inputs[0], outputs[0]
     unsupported = [n for n in g.nodes.values() if n.type not in SUPPORTED_NODES]
@@ -140,13 +160,25 @@ def _structure(g: Graph, hw: HWConfig, viol: list[Violation]):
         viol.append(_v("unsupported_node", f"{n.type} has no Xylo equivalent", n,
                        hint="Xylo runs Affine/Linear weights into LIF or CubaLIF neurons (LI/CubaLI as readout)"))
     ok = not unsupported
+    def flattened(name: str) -> bool:  # every path out of `name` passes a Flatten to one dimension
+        succ = g.successors(name)
+        return bool(succ) and all(g.nodes[s].type == "Flatten" and g.nodes[s].output_shape is not None
+                                  and len(g.nodes[s].output_shape) <= 1 for s in succ)
+
     for n in g.nodes.values():
-        if n.type in SUPPORTED_NODES and n.type not in ("Flatten", "NIRGraph"):
+        if n.type in SUPPORTED_NODES and n.type != "NIRGraph":
             shp = n.output_shape if n.type != "Output" else n.input_shape
             if shp is not None and len(shp) > 1:
+                if n.type == "Input" and flattened(n.name):
+                    continue  # an N-d input flattened before any weight: the chip sees the flat vector
                 ok = False
-                viol.append(_v("not_one_dimensional", f"Xylo layers are vectors; {n.type} has shape {tuple(shp)}", n,
-                               limit=1, actual=len(shp), hint="flatten the network to 1-D layers"))
+                if n.type == "Flatten":
+                    msg, hint = (f"Flatten {n.name!r} leaves shape {tuple(shp)}; Xylo layers are vectors",
+                                 "flatten every dimension (start_dim 0, end_dim -1 in NIR's batch-less dims)")
+                else:
+                    msg, hint = (f"Xylo layers are vectors; {n.type} has shape {tuple(shp)}",
+                                 "flatten the network to 1-D layers" + (": put a Flatten right after the Input" if n.type == "Input" else ""))
+                viol.append(_v("not_one_dimensional", msg, n, limit=1, actual=len(shp), hint=hint))
     if not ok:
         return None
 
@@ -280,7 +312,8 @@ def _latencies(hidden: list[_Layer], out_layer: _Layer, viol: list[Violation]) -
         l.latency = lat.get(l.name, 0)
     if mismatch:
         viol.append(_v("latency_mismatch", "paths into a layer reach it with different Xylo latencies, so the chip's timing differs from the "
-                       f"reference by more than a constant shift: {', '.join(sorted(set(mismatch)))}", severity="warning",
+                       f"reference by more than a constant shift: {', '.join(sorted(set(mismatch)))}",
+                       _named([l for l in hidden + [out_layer] if any(m.endswith(f"-> {l.name}") for m in mismatch)]), severity="warning",
                        hint="avoid skip connections around hidden layers, or retrain with the per-hop delay"))
     return lat.get(out_layer.name, 0)
 
@@ -317,22 +350,46 @@ class _ChipLayer:
     bias: np.ndarray  # per-step additive term on Vmem (float)
 
 
-def _check_dash(what: str, raw, clipped, tau, node, dfmt, dt, scheme, viol, usage, label: str) -> None:
+TAU_CHANGE_WARN = 0.05  # requested vs effective time constant: a warning above this relative change
+
+
+def _stability(tau: np.ndarray, what: str, node: Node, dt: float, scheme: str, viol: list[Violation]) -> None:
+    """Forward Euler diverges for dt > 2 tau (|1 - dt/tau| > 1): a blocking violation."""
+    if scheme != "euler":
+        return
+    bad = np.asarray(tau) * 2.0 < dt
+    if np.any(bad):
+        viol.append(_v("unstable_discretization", f"{int(bad.sum())} neuron(s) have dt = {dt:g} s > 2 {what} (min {what} {float(np.min(tau)):.3g} s): "
+                       f"the forward-Euler decay 1 - dt/{what} = {1 - dt / float(np.min(tau)):.3g} makes the state grow without bound, "
+                       "so the reference diverges and no chip configuration can follow it", node, limit=f"{what} >= dt/2", actual=float(np.min(tau)),
+                       hint=f"a {what} this short is often a unit error in the exporter (seconds vs milliseconds); check it, or pass "
+                            "--scheme exact (exponential decay, stable for every dt)"))
+
+
+def _check_dash(what: str, raw, used, tau, node, dfmt, dt, scheme, viol, usage, label: str) -> None:
+    """Record requested vs effective time constants; warn about clipping, dash 0 and changes > 5 %."""
     if np.any(raw > dfmt.max):
         viol.append(_v(f"{what}_clipped", f"{int(np.sum(raw > dfmt.max))} neuron(s) need {what} > {dfmt.max}; clipped (time constant shortened)",
                        node, limit=dfmt.max, actual=int(raw.max()), severity="warning", hint=f"tau/dt must stay below 2**{dfmt.max}: use a larger dt"))
-    if np.any(clipped == 0):
-        viol.append(_v(f"{what}_zero", f"{int(np.sum(clipped == 0))} neuron(s) round to {what} = 0, which clears the state every step "
-                       f"(tau below about 1.41 dt: min tau {float(tau.min()):.3g} s vs dt {dt:.3g} s)"
-                       + ("; with dash_mem 0 a Vmem that reaches -32768 stays there" if what == "dash_mem" else ""),
+    if what == "dash_mem" and np.any(used == 0):
+        viol.append(_v(f"{what}_zero", f"{int(np.sum(used == 0))} neuron(s) round to {what} = 0: the membrane is cleared every step, a memoryless "
+                       f"neuron (tau below about 1.41 dt: min tau {float(tau.min()):.3g} s vs dt {dt:.3g} s); a Vmem that reaches -32768 stays there",
                        node, limit=1, actual=0, severity="warning", hint="use a smaller dt or a longer time constant"))
-    eff = _tau_eff(clipped, dt, scheme)
+    eff = _tau_eff(used, dt, scheme)
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.where(tau > 0, np.abs(eff - tau) / tau, 0.0)
     usage[f"{label}_requested_s"] = _span(tau)
     usage[f"{label}_effective_s"] = _span(eff)
-    usage[what] = _span(clipped)
+    usage[what] = _span(used)
     usage[f"{label}_max_rel_error"] = float(np.max(rel)) if rel.size else 0.0
+    changed = rel > TAU_CHANGE_WARN
+    if np.any(changed):
+        i = int(np.argmax(rel))
+        viol.append(_v("time_constant_changed", f"{label}: requested {float(tau[i]):.4g} s, effective on the chip {float(eff[i]):.4g} s "
+                       f"({100 * (eff[i] - tau[i]) / tau[i]:+.0f} %; {int(changed.sum())} of {changed.size} neuron(s) change by more than "
+                       f"{100 * TAU_CHANGE_WARN:.0f} %; Xylo decays by 2**-dash, {what} {int(used[i])})", node, limit=f"{100 * TAU_CHANGE_WARN:.0f} %",
+                       actual=f"{100 * float(rel[i]):.0f} %", severity="warning",
+                       hint="train with time constants tau = dt * 2**k (Euler) so that they map exactly, or choose dt accordingly"))
 
 
 def _vec(a, n: int) -> np.ndarray:
@@ -345,9 +402,11 @@ def _chip_layer(layer: _Layer, filters: dict[str, Node], hw: HWConfig, opts: Com
     n = layer.n
     dfmt = hw.fmt("dash")
     dt = opts.dt
+    dash_min = int(hw.limits.get("dash_min_useful", dfmt.min))
     raw_mem = _dash(d.alpha_v, dfmt)
     dash_mem = np.clip(raw_mem, dfmt.min, dfmt.max)
     tau_mem = _vec(node.params["tau_mem" if node.type.startswith("Cuba") else "tau"], n)
+    _stability(tau_mem, "tau_mem" if node.type.startswith("Cuba") else "tau", node, dt, opts.scheme, viol)
     _check_dash("dash_mem", raw_mem, dash_mem, tau_mem, node, dfmt, dt, opts.scheme, viol, usage, "tau_mem")
     compensate = opts.extra.get("compensate_synapse_gain", True)  # False: Rockpool's behaviour, for comparisons
     gain_v = _vec(d.gain_v, n)
@@ -358,24 +417,38 @@ def _chip_layer(layer: _Layer, filters: dict[str, Node], hw: HWConfig, opts: Com
         b_in = sum((c.bias for c in layer.contributions if c.filt == kind), np.zeros(n))
         if kind is None and not d.cuba:
             # a LIF/LI without a synaptic current: Xylo always has one; dash 1, same total charge
-            dash = np.ones(n)
+            dash = np.full(n, float(max(dash_min, 1)))
             a_syn = 1.0 - 2.0 ** (-dash)
             k = gain_v * (1.0 - a_syn) / (a_syn if compensate else 1.0)
             steady = gain_v * b_in
-            viol.append(_v("lif_synapse_added", f"{node.type} has no synaptic current; Xylo always has one, so it gets dash_syn{suffix} = 1 "
-                           f"(tau_syn = {_tau_eff(np.array([1.0]), dt, opts.scheme)[0]:.3g} s) and weights that deliver the same total charge "
+            viol.append(_v("lif_synapse_added", f"{node.type} has no synaptic current; Xylo always has one, so it gets dash_syn{suffix} = {int(dash[0])} "
+                           f"(tau_syn = {_tau_eff(dash[:1], dt, opts.scheme)[0]:.3g} s) and weights that deliver the same total charge "
                            "over a few steps instead of at once", node, severity="warning", hint="export CubaLIF from the training library for an exact match"))
+            usage.setdefault("synapse_kinds", []).append("added")
         else:
             if kind is None:  # CubaLIF / CubaLI: the neuron's own synapse
                 alpha, gain, tau, cbias = d.alpha_i, d.gain_i, _vec(node.params["tau_syn"], n), np.zeros(n)
+                tname, snode = "tau_syn", node
+                usage.setdefault("synapse_kinds", []).append("own")
             else:  # an LI node acting as the synapse
                 f = discretize_node(filters[kind], dt, opts.scheme, name=kind)
                 alpha, gain, tau, cbias = f.alpha_v, f.gain_v, _vec(filters[kind].params["tau"], n), _vec(f.bias_v, n)
+                tname, snode = "tau", filters[kind]
                 usage.setdefault("synapse_filters", []).append(kind)
+                usage.setdefault("synapse_kinds", []).append(kind)
+            _stability(tau, tname, snode, dt, opts.scheme, viol)
             alpha, gain = _vec(alpha, n), _vec(gain, n)
             raw = _dash(alpha, dfmt)
-            dash = np.clip(raw, dfmt.min, dfmt.max)
-            _check_dash(f"dash_syn{suffix}", raw, dash, tau, filters.get(kind, node), dfmt, dt, opts.scheme, viol, usage, f"tau_syn{suffix}")
+            dash = np.clip(raw, max(dfmt.min, dash_min), dfmt.max)
+            low = raw < dash_min
+            if np.any(low):
+                eff = _tau_eff(np.array([float(dash_min)]), dt, opts.scheme)[0]
+                viol.append(_v(f"dash_syn{suffix}_raised", f"{int(low.sum())} synapse(s) round to dash_syn{suffix} < {dash_min}: Xylo decays a synaptic "
+                               f"current right after delivering the event, so dash 0 would clear it and the neurons would receive no input at all; "
+                               f"raised to dash {dash_min}, effective tau_syn {eff:.3g} s (requested {float(np.min(tau)):.3g} s, dt {dt:g} s)",
+                               snode, limit=dash_min, actual=int(raw.min()), severity="warning",
+                               hint=f"tau_syn below about 1.41 dt cannot be represented: train with tau_syn >= {1.5 * dt:.3g} s, or use a smaller dt"))
+            _check_dash(f"dash_syn{suffix}", raw, dash, tau, snode, dfmt, dt, opts.scheme, viol, usage, f"tau_syn{suffix}")
             a_syn = 1.0 - 2.0 ** (-dash)  # gain of an event through Xylo's delivery-then-decay
             safe = np.where((a_syn > 0) & compensate, a_syn, 1.0)
             k = gain_v * gain / safe
@@ -461,7 +534,9 @@ def _quant_matrix(w: np.ndarray, scale_cols: np.ndarray, shift: int, wfmt) -> tu
 # ---------------------------------------------------------------------------------------------
 # entry point
 # ---------------------------------------------------------------------------------------------
-def lower(graph: Graph, hw: HWConfig, opts: CompileOptions, *, threshold_target: np.ndarray | float | None = None) -> Lowered:
+def lower(graph: Graph, hw: HWConfig, opts: CompileOptions, *, scale_factor: np.ndarray | None = None) -> Lowered:
+    """Lower ``graph`` onto ``hw``. ``scale_factor`` (hidden then output neurons, default 1):
+    multipliers of the per-neuron quantization scales, chosen by calibration."""
     from nirdeploy.graph.passes import normalize
 
     g = normalize(graph)
@@ -491,7 +566,8 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions, *, threshold_target:
     if opts.reset == "zero":
         viol.append(_v("reset_semantics", "compiled with --reset zero, but Xylo resets by subtracting the threshold (v -= theta, up to "
                        f"{lim['max_hidden_spikes_per_step']} spikes per step): after a spike the chip keeps the overshoot v - theta where "
-                       "the reference restarts from v_reset", severity="warning",
+                       "the reference restarts from v_reset", _named([l for l in [*hidden, out_layer] if l.node.type in SPIKING]) or _named(hidden),
+                       severity="warning",
                        hint="train with subtractive reset (snnTorch reset_mechanism='subtract') and compile with --reset subtract"))
     for l in [*hidden, out_layer]:
         vr = l.node.params.get("v_reset")
@@ -539,45 +615,62 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions, *, threshold_target:
 
     # -- quantize -----------------------------------------------------------------------------
     wfmt, tfmt, bfmt = hw.fmt("weight"), hw.fmt("threshold"), hw.fmt("bias")
+    smax = hw.fmt("state").max
     max_shift = min(int(lim.get("max_recommended_weight_shift", hw.fmt("weight_shift").max)), hw.fmt("weight_shift").max)
     thr_h = np.concatenate([chip[l.name].threshold for l in hidden]) if hidden else np.zeros(0)
     bias_h = np.concatenate([chip[l.name].bias for l in hidden]) if hidden else np.zeros(0)
     thr_o, bias_o = chip[out_layer.name].threshold, chip[out_layer.name].bias
-    tt = np.full(n_hid + n_out, float(THRESHOLD_TARGET)) if threshold_target is None else np.broadcast_to(np.asarray(threshold_target, dtype=np.float64), (n_hid + n_out,)).copy()
+    tt = np.full(n_hid + n_out, float(THRESHOLD_TARGET))
     mode = opts.quantization
-    s_h, sh_h = _choose_scales([(np.abs(W_in).max(axis=(0, 2), initial=0), "in"), (np.abs(W_rec).max(axis=(0, 2), initial=0), "rec")],
-                               thr_h, bias_h, wfmt, tfmt, bfmt, max_shift, mode, tt[:n_hid])
+    wmax_h = [(np.abs(W_in).max(axis=(0, 2), initial=0), "in"), (np.abs(W_rec).max(axis=(0, 2), initial=0), "rec")]
+    wmax_o = [(np.abs(W_out).max(axis=0, initial=0), "out")]
+    s_h, sh_h = _choose_scales(wmax_h, thr_h, bias_h, wfmt, tfmt, bfmt, max_shift, mode, tt[:n_hid])
+    # a Vmem readout has no threshold to aim at: the largest output weight uses the int8 range
+    thr_for_scale = np.full(n_out, np.nan) if readout == "vmem" else thr_o
+    s_o, sh_o = _choose_scales(wmax_o, thr_for_scale, bias_o, wfmt, tfmt, bfmt, max_shift, mode, tt[n_hid:])
+    if scale_factor is not None:  # calibration: per-neuron multipliers of the chosen scales
+        f = np.broadcast_to(np.asarray(scale_factor, dtype=np.float64), (n_hid + n_out,))
+        f_h, f_o = (np.full(n_hid, f[:n_hid].min(initial=1.0)), np.full(n_out, f[n_hid:].min(initial=1.0))) if mode == "global" else (f[:n_hid], f[n_hid:])
+        s_h, s_o = s_h * f_h, s_o * f_o
     if readout == "vmem":
-        # no threshold to aim at: scale so the largest output weight uses the int8 range, no shift
-        thr_for_scale = np.full(n_out, np.nan)
-    else:
-        thr_for_scale = thr_o
-    s_o, sh_o = _choose_scales([(np.abs(W_out).max(axis=0, initial=0), "out")], thr_for_scale, bias_o, wfmt, tfmt, bfmt, max_shift, mode, tt[n_hid:])
+        s_o = _readout_range(W_out, s_o, sh_o["out"], chip[out_layer.name], out_layer.node, wfmt, smax, viol)
+    s_h, s_o = _rescue_lost_inputs(hidden, out_layer, readout, [W_in, W_rec], W_out, s_h, s_o, sh_h, sh_o, thr_h, thr_o, wfmt, tfmt, mode, viol)
     qi, st_in = _quant_matrix(W_in, s_h, sh_h["in"], wfmt)
     qr, st_rec = _quant_matrix(W_rec, s_h, sh_h["rec"], wfmt)
     qo, st_out = _quant_matrix(W_out, s_o, sh_o["out"], wfmt)
+    _weight_loss(W_in, qi, "weights_in", hidden, None, viol)
+    _weight_loss(W_rec, qr, "weights_rec", hidden, None, viol)
+    _weight_loss(W_out, qo, "weights_out", None, out_layer, viol)
 
-    def q_thr(thr, s, node_names):
+    def q_thr(thr, s, layer_list):
         raw = np.where(np.isfinite(thr), np.sign(thr) * np.floor(np.abs(thr * s) + 0.5), tfmt.max)
         q = np.clip(raw, 1, tfmt.max).astype(np.int64)
+        names = ", ".join(l.name for l in layer_list)
         if np.any(np.isfinite(thr) & (raw < 1)):
-            viol.append(_v("threshold_rounds_to_zero", f"{int(np.sum(np.isfinite(thr) & (raw < 1)))} threshold(s) quantize below 1 and were set to 1",
-                           None, severity="warning", hint=f"layers {node_names}: weights are large relative to the threshold"))
+            viol.append(_v("threshold_rounds_to_zero", f"{int(np.sum(np.isfinite(thr) & (raw < 1)))} threshold(s) quantize below 1 and were set to 1 "
+                           f"(layers {names})", _named(layer_list), severity="warning",
+                           hint="weights are large relative to the threshold"))
         if np.any(raw > tfmt.max):
-            viol.append(_v("threshold_saturated", "threshold(s) exceed the 16-bit range and were clipped", None, severity="warning"))
+            viol.append(_v("threshold_saturated", f"threshold(s) exceed the 16-bit range and were clipped (layers {names})",
+                           _named(layer_list), severity="warning"))
         return q
 
-    th_q = q_thr(thr_h, s_h, [l.name for l in hidden])
-    tho_q = q_thr(thr_o, s_o, [out_layer.name])
+    th_q = q_thr(thr_h, s_h, hidden)
+    tho_q = q_thr(thr_o, s_o, [out_layer])
     b_q = bfmt.quantize(bias_h * s_h)
     bo_q = bfmt.quantize(bias_o * s_o)
-    bias_lost = int(np.sum((bias_h != 0) & (b_q == 0)) + np.sum((bias_o != 0) & (bo_q == 0)))
-    if bias_lost:
-        viol.append(_v("bias_rounds_to_zero", f"{bias_lost} non-zero bias value(s) quantize to 0", severity="warning",
+    lost_b = np.concatenate([(bias_h != 0) & (b_q == 0), (bias_o != 0) & (bo_q == 0)])
+    nz_b = np.concatenate([b_q != 0, bo_q != 0])
+
+    def owners(mask):
+        return _named([l for l in hidden if mask[l.offset:l.offset + l.n].any()] + ([out_layer] if mask[n_hid:].any() else []))
+
+    if lost_b.any():
+        viol.append(_v("bias_rounds_to_zero", f"{int(lost_b.sum())} non-zero bias value(s) quantize to 0", owners(lost_b), severity="warning",
                        hint="v_leak * dt / tau is below one threshold step / scale"))
-    bias_enable = bool(np.any(b_q != 0) or np.any(bo_q != 0))
+    bias_enable = bool(nz_b.any())
     if bias_enable and not lim.get("bias", False):
-        viol.append(_v("bias_unsupported", f"{hw.name} has no neuron bias", limit=0, actual=int(np.count_nonzero(b_q) + np.count_nonzero(bo_q))))
+        viol.append(_v("bias_unsupported", f"{hw.name} has no neuron bias", owners(nz_b), limit=0, actual=int(nz_b.sum())))
 
     dash_mem = np.concatenate([chip[l.name].dash_mem for l in hidden]) if hidden else np.zeros(0, np.int64)
     dash_syn = np.concatenate([chip[l.name].dash_syn[0] for l in hidden]) if hidden else np.zeros(0, np.int64)
@@ -602,8 +695,12 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions, *, threshold_target:
         bias_enable=bias_enable,
     )
 
+    gv_h = np.concatenate([_vec(l.disc.gain_v, l.n) for l in hidden]) if hidden else np.zeros(0)
+    gv_o = _vec(out_layer.disc.gain_v, n_out)
+
     # -- fit rules -------------------------------------------------------------------------------
-    fit_rules(cfg, hw, viol, report, layers={l.name: (l.offset, l.n) for l in hidden})
+    layer_map = LayerMap([(l.name, l.node.type, l.offset, l.n) for l in hidden], (out_layer.name, out_layer.node.type), inp.name)
+    fit_rules(cfg, hw, report, layer_map)
     for l in hidden:
         usage[l.name]["hidden_ids"] = [l.offset, l.offset + l.n - 1]
     usage[out_layer.name]["output_ids"] = [0, n_out - 1]
@@ -612,7 +709,10 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions, *, threshold_target:
         {
             "latency_steps": latency,
             "readout": readout,
-            "quantization": {"mode": mode, "threshold_target": THRESHOLD_TARGET, "weights_in": st_in, "weights_rec": st_rec, "weights_out": st_out},
+            "quantization": {"mode": mode, "threshold_target": THRESHOLD_TARGET, "weights_in": st_in, "weights_rec": st_rec, "weights_out": st_out,
+                             # chip units per reference unit, per neuron: Vmem = v_scale * v, Isyn = i_scale * i
+                             "v_scale": {"hidden": s_h.tolist(), "output": s_o.tolist()},
+                             "i_scale": {"hidden": (s_h * gv_h).tolist(), "output": (s_o * gv_o).tolist()}},
             "weight_shift": {"in": sh_h["in"], "rec": sh_h["rec"], "out": sh_o["out"]},
             "input_events_cap": lim["max_input_events_per_step"],
         }
@@ -622,77 +722,126 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions, *, threshold_target:
     return Lowered(
         cfg,
         report,
-        input_shape=(n_in,),
+        input_shape=tuple(int(v) for v in inp.output_shape) if inp.output_shape is not None else (n_in,),
         output_shape=(n_out,),
         latency_steps=latency,
         readout=readout,
         output_scale=s_o if readout == "vmem" else None,
+        layers=layer_map,
+        scales=(s_h, s_o),
     )
 
 
-def fit_rules(cfg: XyloConfig, hw: HWConfig, viol: list[Violation], report: FitReport, layers: dict[str, tuple[int, int]] | None = None) -> None:
-    """Every limit in the hw_config, checked on an integer configuration; all violations collected."""
-    lim = hw.limits
-    name = f"{hw.target}:{hw.variant}"
+LOSS_WARN = 0.05  # weights of one matrix into one layer that quantize to 0: a warning above this share
 
-    def res(rname, used, limit, unit, rule, hint):
-        report.resources.append(Resource(rname, used, limit, unit))
-        if limit is not None and used > limit:
-            viol.append(_v(rule, f"{rname} {used} > {limit} on {name}", limit=limit, actual=used, hint=hint))
 
-    res("input channels", cfg.n_in, lim["input_channels"], "channels", "input_channels",
-        f"reduce the input to {lim['input_channels']} channels (e.g. merge or select channels before the first layer)")
-    res("hidden neurons", cfg.n_hidden, lim["hidden_neurons"], "neurons", "hidden_neurons",
-        f"shrink the hidden layers to {lim['hidden_neurons']} neurons in total")
-    res("output neurons", cfg.n_out, lim["output_neurons"], "neurons", "output_neurons",
-        f"use at most {lim['output_neurons']} output neurons (e.g. fewer classes per chip)")
-    res("synapses per hidden neuron", cfg.n_syn, lim["synapses_per_hidden"], "synapses", "synapses_per_hidden", "use one synaptic time constant per neuron")
-    nz_in = (cfg.weights_in != 0).any(axis=2) if cfg.weights_in.size else np.zeros((cfg.n_in, cfg.n_hidden), bool)
-    nz_rec = (cfg.weights_rec != 0) if cfg.weights_rec.size else np.zeros((cfg.n_hidden, cfg.n_hidden, 1), bool)
-    fan_in_ch = (cfg.weights_in != 0).sum(axis=(1, 2)) if cfg.weights_in.size else np.zeros(cfg.n_in, int)
-    fan_hid = nz_rec.sum(axis=(1, 2)) + (cfg.weights_out != 0).sum(axis=1) if cfg.n_hidden else np.zeros(0, int)
-    max_fan = int(max(fan_in_ch.max(initial=0), fan_hid.max(initial=0)))
-    res("max fan-out per neuron", max_fan, lim["max_fanout"], "synapses", "max_fanout",
-        f"prune weights so that no neuron or input channel drives more than {lim['max_fanout']} synapses")
-    if "recurrent_weight_words" in lim:
-        for s in range(cfg.n_syn):
-            res(f"recurrent weights (synapse {s + 1})", int(nz_rec[:, :, s].sum()), lim["recurrent_weight_words"], "weights",
-                "recurrent_weight_memory", "prune hidden->hidden weights")
-    # Audio 3 / IMU: inputs reach only the first N hidden neurons, outputs read only the last N
-    # (on Audio 2 the windows span the whole population and the hidden-neuron rule covers them)
-    ien = int(np.nonzero(nz_in.any(axis=0))[0].max() + 1) if nz_in.any() else 0
-    if lim["input_window"] < lim["hidden_neurons"]:
-        res("input window (hidden ids reached by inputs)", ien, lim["input_window"], "neurons", "input_window",
-            f"input weights may only reach the first {lim['input_window']} hidden neurons: make the input-fed layer at most {lim['input_window']} wide")
-    nz_out_rows = np.nonzero((cfg.weights_out != 0).any(axis=1))[0]
-    oen = int(cfg.n_hidden - nz_out_rows.min()) if nz_out_rows.size else 0
-    if lim["output_window"] < lim["hidden_neurons"]:
-        res("output window (hidden ids feeding outputs)", oen, lim["output_window"], "neurons", "output_window",
-            f"output weights may only come from the last {lim['output_window']} hidden neurons: make the last hidden layer at most {lim['output_window']} wide")
-    tfmt = hw.fmt("threshold")
-    for arr, what in ((cfg.threshold, "threshold"), (cfg.threshold_out, "threshold_out")):
-        bad = int(np.sum((arr < 1) | (arr > tfmt.max)))
-        if bad:
-            viol.append(_v("threshold_range", f"{bad} {what} value(s) outside [1, {tfmt.max}]", limit=[1, tfmt.max], actual=int(arr.min())))
-    wfmt = hw.fmt("weight")
-    for arr, what in ((cfg.weights_in, "weights_in"), (cfg.weights_rec, "weights_rec"), (cfg.weights_out, "weights_out")):
-        bad = wfmt.count_out_of_range(arr)
-        if bad:
-            viol.append(_v("weight_range", f"{bad} {what} value(s) outside {wfmt}", limit=[wfmt.min, wfmt.max], actual=int(np.abs(arr).max())))
-    sfmt = hw.fmt("weight_shift")
-    for v, what in ((cfg.weight_shift_in, "in"), (cfg.weight_shift_rec, "rec"), (cfg.weight_shift_out, "out")):
-        if not sfmt.in_range(v):
-            viol.append(_v("weight_shift_range", f"weight_shift_{what} {v} outside {sfmt.min}..{sfmt.max}", limit=sfmt.max, actual=v))
-        elif v > lim.get("max_recommended_weight_shift", sfmt.max):
-            viol.append(_v("weight_shift_wraps", f"weight_shift_{what} {v}: shifted 8-bit weights can wrap in 16 bits", limit=lim["max_recommended_weight_shift"],
-                           actual=v, severity="warning"))
-    dfmt = hw.fmt("dash")
-    for arr, what in ((cfg.dash_mem, "dash_mem"), (cfg.dash_syn, "dash_syn"), (cfg.dash_mem_out, "dash_mem_out"), (cfg.dash_syn_out, "dash_syn_out")):
-        bad = dfmt.count_out_of_range(arr)
-        if bad:
-            viol.append(_v("dash_range", f"{bad} {what} value(s) outside {dfmt.min}..{dfmt.max}", limit=dfmt.max, actual=int(arr.max())))
-    bfmt = hw.fmt("bias")
-    for arr, what in ((cfg.bias, "bias"), (cfg.bias_out, "bias_out")):
-        bad = bfmt.count_out_of_range(arr)
-        if bad:
-            viol.append(_v("bias_range", f"{bad} {what} value(s) outside {bfmt}", limit=[bfmt.min, bfmt.max], actual=int(np.abs(arr).max())))
+def _weight_loss(w: np.ndarray, q: np.ndarray, what: str, hidden: list[_Layer] | None, out_layer: _Layer | None, viol: list[Violation]) -> None:
+    """Warn, per destination layer, when more than LOSS_WARN of a matrix's non-zero weights become 0."""
+    targets = [(l, slice(l.offset, l.offset + l.n)) for l in hidden] if hidden is not None else [(out_layer, slice(None))]
+    for l, sl in targets:
+        nz = w[:, sl] != 0
+        n_nz = int(nz.sum())
+        lost = int((nz & (q[:, sl] == 0)).sum())
+        if n_nz and lost / n_nz > LOSS_WARN:
+            viol.append(_v("weights_quantized_to_zero", f"{what}: {lost} of {n_nz} non-zero weights into this layer ({100 * lost / n_nz:.0f} %) "
+                           "quantize to 0 in int8", l.node, limit=f"{100 * LOSS_WARN:.0f} %", actual=f"{100 * lost / n_nz:.0f} %", severity="warning",
+                           hint="the layer's weights span more than the int8 range (8 bits per post-neuron scale): prune or regularise small "
+                                "weights in training, or check that --quantization channel is used"))
+
+
+def _readout_range(W_out: np.ndarray, s_o: np.ndarray, shift: int, cl: "_ChipLayer", node: Node, wfmt, smax: int, viol: list[Violation]) -> np.ndarray:
+    """A Vmem readout must not reach the int16 maximum: there it fires (threshold_out is the maximum)
+    and subtracts, so the readout collapses where the reference keeps rising.
+
+    In chip units, one source firing every step drives a readout to ``w << shift`` times
+    ``G = (2**dash_syn - 1) * 2**dash_mem`` (the steady state of Xylo's two decays). If the largest
+    single weight already overflows, the readout's scale is lowered so that it does not (a
+    warning states the effective scale); if even a weight of 1 overflows, it is a blocking
+    violation. If all sources together could overflow, a warning says so (sample input measures it)."""
+    G = (2.0 ** cl.dash_syn[0] - 1.0) * np.where(cl.dash_mem > 0, 2.0 ** cl.dash_mem, 1.0)
+    wpos = np.clip(W_out, 0, None) * s_o[None, :]  # shifted integer units, before rounding
+    single = wpos.max(axis=0, initial=0) * G
+    total = wpos.sum(axis=0) * G
+    s_new = s_o.copy()
+    over = single > smax
+    if np.any(over):
+        s_new[over] = s_o[over] * (smax / single[over]) * 0.98
+        largest = wpos[:, over].max(axis=0) * (s_new[over] / s_o[over]) / 2.0**shift
+        dead = largest < 0.5
+        oi = np.nonzero(over)[0]
+        if np.any(~dead):
+            viol.append(_v("readout_rescaled", f"{int((~dead).sum())} readout neuron(s) would overflow int16 when one hidden neuron fires every step "
+                           f"(steady-state gain {float(G[oi[~dead]].max()):.0f} per unit weight): their scale was lowered by up to "
+                           f"{float((s_o[oi[~dead]] / s_new[oi[~dead]]).max()):.3g}x, largest int8 weight now {float(largest[~dead].min()):.3g}",
+                           node, limit=smax, actual=float(single[oi[~dead]].max()), severity="warning",
+                           hint="shorter readout time constants keep more weight resolution"))
+        if np.any(dead):
+            viol.append(_v("readout_overflow", f"readout neuron(s) {', '.join(map(str, oi[dead]))} overflow int16 even with an int8 weight of 1 when a "
+                           f"hidden neuron fires every step (steady-state gain {float(G[oi[dead]].max()):.0f} > {smax}): on the chip the readout fires "
+                           "and subtracts its threshold, so it drops to 0 where the reference keeps rising", node, limit=smax,
+                           actual=float(G[oi[dead]].max()),
+                           hint="shorten the readout's tau_mem / tau_syn (dash_mem + dash_syn must stay below 15), or read out spikes"))
+    total_new = total * (s_new / np.where(s_o > 0, s_o, 1.0))
+    may = total_new > smax
+    if np.any(may):
+        viol.append(_v("readout_may_overflow", f"{int(may.sum())} readout neuron(s) overflow int16 if all their positive sources fire once every step "
+                       f"(worst case {float(total_new[may].max()):.0f} > {smax}); there the readout fires and drops to 0", node, limit=smax,
+                       actual=float(total_new[may].max()), severity="warning",
+                       hint="pass --sample X.npy to measure the readout range on real input, or --calibrate X.npy to fit the scale to it"))
+    return s_new
+
+
+def _rescue_lost_inputs(hidden, out_layer, readout, W_h, W_out, s_h, s_o, sh_h, sh_o, thr_h, thr_o, wfmt, tfmt, mode, viol):
+    """A neuron whose every input weight rounds to 0 can never fire on the chip. With per-neuron
+    scales its scale is raised (up to the int8 range of its largest weight and half the threshold
+    range); a neuron that still loses everything is a blocking violation."""
+    s_h, s_o = s_h.copy(), s_o.copy()
+    shifts_h = [sh_h["in"], sh_h["rec"]]
+
+    def lost_h(s):
+        had = np.zeros(s.size, bool)
+        kept = np.zeros(s.size, bool)
+        for W, sh in zip(W_h, shifts_h):
+            had |= (W != 0).any(axis=(0, 2))
+            kept |= (np.abs(W) * (s[None, :, None] / 2.0**sh) >= 0.5).any(axis=(0, 2))
+        return had & ~kept
+
+    def lost_o(s):
+        return (W_out != 0).any(axis=0) & ~(np.abs(W_out) * (s[None, :] / 2.0 ** sh_o["out"]) >= 0.5).any(axis=0)
+
+    for lost, s, thr, Ws, shifts, layers in ((lost_h, s_h, thr_h, W_h, shifts_h, hidden),
+                                              (lost_o, s_o, thr_o, [W_out[:, :, None]], [sh_o["out"]], [out_layer])):
+        bad = lost(s)
+        if not bad.any():
+            continue
+        if mode != "global":
+            lim_w = np.full(s.size, np.inf)
+            for W, sh in zip(Ws, shifts):
+                wm = np.abs(W).max(axis=(0, 2))
+                with np.errstate(divide="ignore"):
+                    lim_w = np.minimum(lim_w, np.where(wm > 0, wfmt.max * 2.0**sh / wm, np.inf))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                lim_t = np.where(np.isfinite(thr) & (thr > 0), 0.5 * tfmt.max / np.abs(thr), np.inf)
+            raised = np.minimum(lim_w, lim_t)
+            up = bad & np.isfinite(raised) & (raised > s)
+            s[up] = raised[up]
+            fixed = up & ~lost(s)
+            if fixed.any():
+                for l in layers:
+                    ids = np.nonzero(fixed[l.offset:l.offset + l.n] if l.role == "hidden" else fixed)[0]
+                    if ids.size:
+                        viol.append(_v("scale_raised", f"{ids.size} neuron(s) (indices {', '.join(map(str, ids[:8]))}{', ...' if ids.size > 8 else ''}) would "
+                                       f"lose every input weight at the threshold target {THRESHOLD_TARGET}; their scale was raised so that their largest "
+                                       "weights survive (less headroom before Vmem saturates)", l.node, severity="warning",
+                                       hint="their weights are small relative to the threshold: rescale them in training"))
+        bad = lost(s)
+        for l in layers:
+            ids = np.nonzero(bad[l.offset:l.offset + l.n] if l.role == "hidden" else bad)[0]
+            if ids.size:
+                viol.append(_v("inputs_quantized_away", f"{ids.size} neuron(s) (indices {', '.join(map(str, ids[:8]))}{', ...' if ids.size > 8 else ''}) "
+                               "lose every input weight in int8 quantization: they receive nothing and can never fire on the chip", l.node,
+                               limit=">= 1 weight", actual=0,
+                               hint=("--quantization global gives all neurons one scale: use --quantization channel" if mode == "global" else
+                                     "their weights are far below their threshold (under 1/(2*32767) of it): retrain with a smaller threshold "
+                                     "or larger weights, or prune these neurons")))
+    return s_h, s_o

@@ -10,16 +10,18 @@ from nirdeploy.errors import UsageError
 from nirdeploy.graph.ir import Graph
 from nirdeploy.backend.report import FitReport
 from nirdeploy.backend.target import Artifact, CompileOptions, SimOutput, Target
+from nirdeploy.sim.reference import ChipSemantics
 
+from .calibrate import calibrate_xylo, skip
 from .config import XyloConfig
-from .lower import SUPPORTED_NODES, THRESHOLD_TARGET, Lowered, lower
+from .cycles import real_time_rule
+from .lower import SUPPORTED_NODES, Lowered, lower
 
 __all__ = ["XyloTarget"]
 
 CONFIG_FILE = "xylo_config.npz"
 META_FILE = "xylo_meta.json"
 SPEC_FILE = "rockpool_spec.npz"
-CALIBRATION_ROUNDS = 6
 
 
 class XyloTarget(Target):
@@ -36,53 +38,37 @@ class XyloTarget(Target):
 
     # -- lowering ----------------------------------------------------------------------------------
     def _lower(self, graph: Graph, variant: str, options: CompileOptions) -> Lowered:
+        """Lower; with sample input, calibrate (``options.calibration``) and/or measure fidelity
+        (``options.sample``); then the real-time rule (with measured activity when there is a sample)."""
         hw = self.hwconfig(variant)
         low = lower(graph, hw, options)
-        if options.calibration is not None and low.config is not None:
-            low = self._calibrate(graph, hw, options, low)
-        return low
+        sample = options.calibration if options.calibration is not None else options.sample
+        activity, steps = None, None
+        if low.config is not None and sample is not None:
+            x_ref, x_chip = _sample_input(sample, low, "--calibrate" if options.calibration is not None else "--sample")
+            steps = int(x_chip.shape[1])
+            if not low.report.fits:
+                low.report.notes.append("sample input given, but the network does not fit: no calibration and no fidelity measurement")
+                if options.calibration is not None:
+                    skip(low, "the network does not fit this variant").add_to_report(low.report)
+            else:
+                from .fidelity import fidelity_report
 
-    def _calibrate(self, graph, hw, options, low: Lowered) -> Lowered:
-        """Halve the scale of every neuron whose Vmem or Isyn saturates on the sample input."""
-        from .sim import simulate
+                ref = _reference(graph, x_ref, options)
+                # the chip's semantics (spiking rule, decays) do not depend on the scales calibration changes
+                ref_chip = _reference(graph, x_ref, options, chip=xylo_chip_semantics(low.config, low.report, hw))
+                if options.calibration is not None:
+                    low, cal, res = calibrate_xylo(graph, hw, options, low, x_chip, ref, ref_chip_out=ref_chip)
+                    cal.add_to_report(low.report)
+                else:
+                    from .sim import simulate
 
-        x = np.asarray(options.calibration)
-        if x.ndim != 3 or x.shape[2] != low.config.n_in:
-            raise UsageError(f"calibration input has shape {x.shape}; expected (batch, time, {low.config.n_in})")
-        x = np.clip(x, 0, None).astype(np.int64)
-        smax, smin = hw.fmt("state").max, hw.fmt("state").min
-        n_hid = low.config.n_hidden
-        target = np.full(n_hid + low.config.n_out, float(THRESHOLD_TARGET))
-        history = []
-        for _ in range(CALIBRATION_ROUNDS):
-            st = simulate(low.config, hw, x, record=True).states
-            sat_h = np.zeros(n_hid, bool)
-            for k in ("Vmem", "Isyn", "Isyn2"):
-                if k in st:
-                    a = st[k]
-                    sat_h |= ((a >= smax) | (a <= smin)).any(axis=(0, 1))
-            sat_o = np.zeros(low.config.n_out, bool)
-            for k in ("Vmem_out", "Isyn_out"):
-                a = st[k]
-                sat_o |= ((a >= smax) | (a <= smin)).any(axis=(0, 1))
-            sat = np.concatenate([sat_h, sat_o])
-            history.append(int(sat.sum()))
-            if not sat.any():
-                break
-            target[sat] /= 2.0
-            low = lower(graph, hw, options, threshold_target=target)
-        else:
-            st = simulate(low.config, hw, x, record=True).states
-            history.append(int(sum(((st[k] >= smax) | (st[k] <= smin)).any(axis=(0, 1)).sum() for k in ("Vmem", "Isyn", "Vmem_out", "Isyn_out"))))
-        low.report.details["calibration"] = {
-            "samples": int(x.shape[0]),
-            "steps": int(x.shape[1]),
-            "saturating_neurons_per_round": history,
-            "threshold_target_min": float(target.min()),
-        }
-        low.report.notes.append(
-            f"calibration on {x.shape[0]} sample(s): saturating neurons per round {history}"
-        )
+                    res = simulate(low.config, hw, x_chip, record=True)
+                fid = fidelity_report(low, hw, low.report, x_chip, res, ref, ref_chip, measured_only=options.calibration is None)
+                activity = fid["activity"]
+        if low.config is not None:
+            hidden = ", ".join(n.node for n in low.report.nodes if n.usage.get("role") == "hidden")
+            real_time_rule(low.config, hw, options.dt, low.report, activity=activity, steps=steps, node=hidden)
         return low
 
     # -- contract ----------------------------------------------------------------------------------
@@ -102,19 +88,31 @@ class XyloTarget(Target):
         )
 
     def simulate(self, artifact: Artifact, x: np.ndarray, *, record: bool = False, progress=None) -> SimOutput:
-        from .sim import simulate
+        from .sim import simulate  # looked up at call time (tests pause it there)
 
         low: Lowered = artifact.payload
         if low.config is None:
             raise UsageError("this network did not lower onto Xylo; see its report")
         hw = self.hwconfig(artifact.variant)
         need_states = record or low.readout == "vmem"
-        res = simulate(low.config, hw, np.asarray(x, dtype=np.int64), record=need_states, progress=progress)
+        x = np.asarray(x, dtype=np.int64)
+        if x.ndim > 3:  # an N-d Input flattened before the first weights: the chip sees the flat vector
+            x = x.reshape(x.shape[0], x.shape[1], -1)
+        res = simulate(low.config, hw, x, record=need_states, progress=progress)
         if low.readout == "vmem":
             out = res.states["Vmem_out"] / low.output_scale
         else:
             out = res.spikes_out
         return SimOutput(output=out, states=dict(res.states) if record else {})
+
+    def chip_semantics(self, artifact: Artifact) -> ChipSemantics | None:
+        """Xylo's semantics for the reference simulator: hidden layers fire up to 31 spikes per step
+        and outputs 1 (floor(v / threshold), subtractive reset), every decay is the chip's
+        ``1 - 2**-dash``, input counts above 15 are dropped."""
+        low: Lowered = artifact.payload
+        if low.config is None:
+            return None
+        return xylo_chip_semantics(low.config, artifact.report, self.hwconfig(artifact.variant))
 
     def export(self, artifact: Artifact, folder: Path) -> list[str]:
         """Write xylo_config.npz (what ``load`` rebuilds the network from), rockpool_spec.npz
@@ -174,6 +172,82 @@ class XyloTarget(Target):
         report = read_report(folder)
         low = Lowered(cfg, report, tuple(meta["input_shape"]), tuple(meta["output_shape"]), int(meta["latency_steps"]), meta["readout"], scale)
         return Artifact(self.name, meta["variant"], report, low, low.input_shape, low.output_shape, low.latency_steps)
+
+
+def _sample_input(sample, low: Lowered, flag: str) -> tuple[np.ndarray, np.ndarray]:
+    """(reference input as given, chip input (batch, time, n_in) int64) from a sample array."""
+    x = np.asarray(sample)
+    want = tuple(low.input_shape)
+    if x.ndim != 2 + len(want) or tuple(x.shape[2:]) != want or x.shape[0] < 1 or x.shape[1] < 1:
+        raise UsageError(f"{flag} input has shape {x.shape}; expected (batch, time, {', '.join(map(str, want))})")
+    if x.dtype.kind not in "biuf" or (x.dtype.kind == "f" and not np.all(np.isfinite(x))):
+        raise UsageError(f"{flag} input must hold finite numbers (spike counts), got dtype {x.dtype}")
+    if np.any(x < 0) or (x.dtype.kind == "f" and np.any(x != np.round(x))):
+        raise UsageError(f"{flag} input must be non-negative integer spike counts")
+    xi = x.astype(np.int64).reshape(x.shape[0], x.shape[1], -1)
+    return x, xi
+
+
+def _reference(graph, x, options: CompileOptions, chip: ChipSemantics | None = None) -> np.ndarray:
+    """Reference outputs on ``x`` with the compile settings (or with the chip's semantics)."""
+    from nirdeploy.sim.reference import simulate_reference
+
+    reset = "subtract" if chip is not None else options.reset
+    return simulate_reference(graph, x, options.dt, scheme=options.scheme, reset=reset, chip=chip).output
+
+
+def xylo_chip_semantics(cfg: XyloConfig, report: FitReport, hw) -> ChipSemantics:
+    """:class:`ChipSemantics` of a Xylo configuration, from the per-layer neuron ids and synapse
+    kinds recorded in the report's nodes (so it works on a reloaded deployment too)."""
+    sem = ChipSemantics(input_max=float(hw.limits["max_input_events_per_step"]),
+                        description=f"Xylo ({hw.name}): hidden neurons fire floor(v/threshold) spikes, at most "
+                                    f"{hw.limits['max_hidden_spikes_per_step']} per step, outputs at most {hw.limits['max_output_spikes_per_step']}, "
+                                    "with subtractive reset; every decay is the chip's 1 - 2**-dash; states clamp at the int16 range "
+                                    f"of the compiled scales; input counts above {hw.limits['max_input_events_per_step']} per step are dropped")
+
+    def alpha(d):
+        return 1.0 - 2.0 ** (-np.asarray(d, dtype=np.float64))
+
+    spiking = report.details.get("readout", "spikes") == "spikes"
+    q = report.details.get("quantization", {})
+    smin, smax = float(hw.fmt("state").min), float(hw.fmt("state").max)
+
+    def state_range(node, role, a, b, has_i):
+        vs, is_ = q.get("v_scale", {}).get(role), q.get("i_scale", {}).get(role)
+        if vs is None:
+            return
+        hi = smax / np.asarray(vs[a:b])
+        if role == "output" and not spiking:  # a Vmem readout does not clamp at the maximum: it fires there (see the fidelity report)
+            hi = np.full(hi.shape, np.inf)
+        r = {"v": (smin / np.asarray(vs[a:b]), hi)}
+        if has_i and is_ is not None:
+            with np.errstate(divide="ignore"):
+                isc = np.asarray(is_[a:b], dtype=np.float64)
+                r["i"] = (np.where(isc > 0, smin / isc, -np.inf), np.where(isc > 0, smax / isc, np.inf))
+        sem.state_range[node] = r
+
+    for nu in report.nodes:
+        u = nu.usage
+        kinds = list(u.get("synapse_kinds", []))
+        if u.get("role") == "hidden" and "hidden_ids" in u:
+            a, b = int(u["hidden_ids"][0]), int(u["hidden_ids"][1]) + 1
+            sem.spikes_per_step[nu.node] = int(hw.limits["max_hidden_spikes_per_step"])
+            dm, syns = cfg.dash_mem[a:b], [cfg.dash_syn[a:b], cfg.dash_syn_2[a:b]]
+            state_range(nu.node, "hidden", a, b, "own" in kinds)
+        elif u.get("role") == "output":
+            if spiking:
+                sem.spikes_per_step[nu.node] = int(hw.limits["max_output_spikes_per_step"])
+            dm, syns = cfg.dash_mem_out, [cfg.dash_syn_out]
+            state_range(nu.node, "output", 0, cfg.n_out, "own" in kinds)
+        else:
+            continue
+        sem.decay.setdefault(nu.node, {})["alpha_v"] = alpha(dm)
+        for k, kind in enumerate(kinds[: len(syns)]):
+            if kind == "own":
+                sem.decay[nu.node]["alpha_i"] = alpha(syns[k])
+            elif kind != "added":  # an LI node acting as this layer's synapse
+                sem.decay.setdefault(kind, {})["alpha_v"] = alpha(syns[k])
+    return sem
 
 
 def _schemas():

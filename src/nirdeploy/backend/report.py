@@ -59,7 +59,7 @@ class Violation:
         return {k: json_safe(v) for k, v in asdict(self).items()}
 
     def __str__(self) -> str:
-        where = f"{self.node} ({self.node_type}): " if self.node else ""
+        where = (f"{self.node} ({self.node_type}): " if self.node_type else f"{self.node}: ") if self.node else ""
         s = f"[{self.rule}] {where}{self.message}"
         if self.hint:
             s += f" -- hint: {self.hint}"

@@ -70,12 +70,15 @@ class CompileOptions:
     reset: str = "zero"  # "zero" | "subtract"
     scheme: str = "euler"  # "euler" | "exact"
     quantization: str = "channel"  # target-specific: e.g. "channel" | "global"
-    calibration: np.ndarray | None = None  # sample input (batch, time, *input_shape)
+    calibration: np.ndarray | None = None  # sample input (batch, time, *input_shape) to calibrate on
     extra: dict[str, Any] = field(default_factory=dict)
+    sample: np.ndarray | None = None  # sample input that is only measured (fidelity report), never changes the result
 
     def to_dict(self) -> dict:
         d = {"dt": self.dt, "reset": self.reset, "scheme": self.scheme, "quantization": self.quantization,
              "calibrated": self.calibration is not None}
+        if self.sample is not None:
+            d["sample"] = list(np.shape(self.sample))
         d.update(self.extra)
         return d
 
@@ -145,6 +148,13 @@ class Target(abc.ABC):
 
     @abc.abstractmethod
     def load(self, folder: Path) -> Artifact: ...
+
+    # -- optional --------------------------------------------------------------------------------
+    def chip_semantics(self, artifact: Artifact):
+        """What the compiled network's chip does differently from the NIR graph, as a
+        :class:`nirdeploy.sim.reference.ChipSemantics` (spiking rule per layer, effective decays,
+        input clipping) for the reference simulator; None when the target does not say."""
+        return None
 
 
 # -- registry --------------------------------------------------------------------------------------

@@ -27,8 +27,9 @@ def output_format(fmt: str | None, as_json: bool) -> str:
 
 def check_command(graph: str, target: str, *, fmt: str, budget: str | None, echo: Callable[..., None],
                   echo_json: Callable[[object], None], dt=None, reset: str = "zero", scheme: str = "euler",
-                  quantization: str = "channel", target_options: dict | None = None) -> int:
-    """Run the check, print it in ``fmt`` through ``echo``/``echo_json``, return the exit code."""
+                  quantization: str = "channel", target_options: dict | None = None, sample=None, calibrate=None) -> int:
+    """Run the check, print it in ``fmt`` through ``echo``/``echo_json``, return the exit code.
+    ``sample`` / ``calibrate``: sample input for one target's fidelity report (see :func:`nirdeploy.check`)."""
     from .. import api
     from . import formats
     from ..backend.target import multi_target
@@ -42,7 +43,8 @@ def check_command(graph: str, target: str, *, fmt: str, budget: str | None, echo
         if many:
             reports = api.check_all(graph, target_options=target_options, target=only, **opts)
         else:
-            reports = [api.check(graph, target=target, quantization=quantization, target_options=target_options, **opts)]
+            reports = [api.check(graph, target=target, quantization=quantization, target_options=target_options, sample=sample,
+                                 calibrate=calibrate, **opts)]
         seconds = (time.perf_counter() - t0) / len(reports) if reports else 0.0
         results = [] if b is None else evaluate_budget(graph, reports, b, quantization=quantization, target_options=target_options, **opts)
     except NirDeployError as e:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DoesNotFitError, UsageError
+from ..errors import DoesNotFitError
 
 __all__ = ["ChipRun", "run_chip_and_reference", "accuracy", "silent_sides"]
 
@@ -60,13 +60,6 @@ def _aligned(run: ChipRun) -> tuple[np.ndarray, np.ndarray]:
     return run.chip[:, L:].reshape(b, T - L, -1), run.reference[:, : T - L].reshape(b, T - L, -1)
 
 
-def _scores(out: np.ndarray, readout: str) -> np.ndarray:
-    """Per-sample, per-output score: spike count, or maximum Vmem for a membrane readout."""
-    if out.shape[1] == 0:
-        return np.zeros((out.shape[0], out.shape[2]))
-    return out.max(axis=1) if readout == "vmem" else out.sum(axis=1)
-
-
 def silent_sides(run: ChipRun) -> list[str]:
     """Which sides (``"chip"``, ``"reference"``) produce no output at all on the whole input: a
     comparison with a silent side measures nothing (both argmaxes are 0)."""
@@ -81,26 +74,19 @@ def accuracy(run: ChipRun, labels) -> dict:
     readout (``report.details["readout"] == "vmem"``). A sample whose outputs are all zero has no
     prediction and counts as wrong; the counts of such silent samples are returned.
     Raises :class:`UsageError` for labels of the wrong shape or out of range."""
-    y = np.asarray(labels)
+    from ..evaluation.compare import accuracy as _accuracy
+    from ..inputs import check_labels
+
     b = run.chip.shape[0]
-    if y.dtype.kind not in "iu" and not (y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y))):
-        raise UsageError(f"labels must be integer class indices, got dtype {y.dtype}")
-    if y.shape != (b,):
-        raise UsageError(f"labels have shape {tuple(y.shape)}; expected ({b},): one class index per sample")
-    y = y.astype(np.int64)
     c, r = _aligned(run)
-    n_out = c.shape[2]
-    if y.size and (y.min() < 0 or y.max() >= n_out):
-        raise UsageError(f"labels must be class indices in [0, {n_out - 1}] (the network has {n_out} outputs); "
-                         f"got values in [{y.min()}, {y.max()}]")
+    y = check_labels(labels, b, c.shape[2])
     readout = str(run.report.details.get("readout", "spikes"))
     out = {"readout": "maximum Vmem argmax" if readout == "vmem" else "spike-count argmax", "samples": int(b),
            "latency_steps": run.latency_steps}
-    for side, a in (("chip", c), ("reference", r)):
-        s = _scores(a, readout)
-        silent = ~np.any(s != 0, axis=1)
-        correct = (s.argmax(axis=1) == y) & ~silent
-        out[f"{side}_accuracy"] = float(correct.mean()) if b else 0.0
-        out[f"{side}_silent_samples"] = int(silent.sum())
+    T, L = run.chip.shape[1], run.latency_steps
+    for side, a, (start, stop) in (("chip", run.chip, (L, T)), ("reference", run.reference, (0, T - L))):
+        acc = _accuracy(a, y, readout, start, stop)  # the core's readout: one definition everywhere
+        out[f"{side}_accuracy"] = acc["accuracy"]
+        out[f"{side}_silent_samples"] = acc["silent_samples"]
     out["drop"] = out["reference_accuracy"] - out["chip_accuracy"]
     return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ir import NODE_TYPES, Graph
+from .ir import NODE_TYPES, Graph, non_nir_notice
 
 __all__ = ["inspect_graph", "render_inspection"]
 
@@ -29,27 +29,39 @@ def _param_summary(v) -> object:
     return v
 
 
-def inspect_graph(graph: Graph, dt: float | None = None, scheme: str = "euler") -> dict:
-    """With ``dt``, every neuron's discrete decay factors, input gains and effective time
-    constants are included (``"discretization"``). Values may be non-finite (a decay of 1e300 s
-    has an infinite effective time constant); ``nirdeploy inspect --json`` writes those as the
-    strings ``"inf"``, ``"-inf"`` and ``"nan"`` (:func:`nirdeploy.backend.report.json_safe`)."""
-    from .discretize import discretize, infer_dt
-    from .passes import normalize, recurrent_loops
+# the normalization pipeline without identity removal: inspect lists every node of the file
+_LISTING_PASSES = ("infer_shapes", "inline_subgraphs", "broadcast_params", "infer_shapes", "topo_sort", "mark_recurrent")
 
-    flat = normalize(graph)
+
+def inspect_graph(graph: Graph, dt: float | None = None, scheme: str = "euler") -> dict:
+    """Every node of the file (subgraphs inlined with dotted names; nodes that pass their input
+    through unchanged are listed with ``"identity": True`` - the simulators skip them), with
+    ``dt`` also every neuron's discrete decay factors, input gains and effective time constants
+    (``"discretization"``). ``"subgraphs"`` names the inlined NIRGraph containers, so that the
+    listed nodes plus the containers add up to ``node_counts``. Values may be non-finite (a decay
+    of 1e300 s has an infinite effective time constant); ``nirdeploy inspect --json`` writes those
+    as the strings ``"inf"``, ``"-inf"`` and ``"nan"`` (:func:`nirdeploy.backend.report.json_safe`)."""
+    from .discretize import discretize, infer_dt
+    from .passes import PASSES, check, is_identity, recurrent_loops
+
+    check(graph)  # the same validation as every other command
+    flat = graph
+    for name in _LISTING_PASSES:
+        flat = PASSES[name](flat)
     nodes = []
     for name, n in flat.nodes.items():
         nodes.append(
             {
                 "name": name,
                 "type": n.type,
+                "identity": bool(is_identity(n)),
                 "input_shape": list(n.input_shape) if n.input_shape is not None else None,
                 "output_shape": list(n.output_shape) if n.output_shape is not None else None,
                 "neurons": n.n_neurons if n.type in NODE_TYPES and NODE_TYPES[n.type].category == "neuron" else 0,
                 "params": {k: _param_summary(v) for k, v in n.params.items() if k not in ("shape",)},
             }
         )
+    subgraphs = [full for full, n in graph.iter_nodes_recursive() if n.type == "NIRGraph"]
     from .provenance import recorded
 
     cands = infer_dt(graph)
@@ -64,20 +76,27 @@ def inspect_graph(graph: Graph, dt: float | None = None, scheme: str = "euler") 
         "outputs": {n.name: list(n.input_shape or ()) for n in flat.outputs},
         "nodes": nodes,
         "edges": [list(e) for e in flat.edges],
+        "subgraphs": subgraphs,
         "recurrent_loops": recurrent_loops(flat),
         "delayed_edges": sorted(list(e) for e in flat.delayed_edges),
         "dt_candidates": [c.to_dict() for c in cands],
         "recorded": {"dt": rec.dt, "reset": rec.reset, "source": rec.source, "spike_rule": rec.spike_rule,
                      "problems": list(rec.problems)},
         "discretization": disc,
+        "notices": [x for x in (non_nir_notice(graph),) if x],
     }
 
 
 def render_inspection(info: dict) -> str:
     from ..render import render_rows
 
-    out = [
-        f"NIR version {info['nir_version']}; {len(info['nodes'])} nodes after inlining; {info['n_neurons']} neurons",
+    n_id = sum(1 for n in info["nodes"] if n.get("identity"))
+    out = [f"notice: {n}" for n in info.get("notices") or []]
+    out += [
+        f"NIR version {info['nir_version']}; {len(info['nodes'])} nodes after inlining"
+        + (f" ({len(info['subgraphs'])} subgraph container(s) inlined: {', '.join(info['subgraphs'])})" if info.get("subgraphs") else "")
+        + (f"; {n_id} identity node(s) marked '=', skipped by the simulators" if n_id else "")
+        + f"; {info['n_neurons']} neurons",
         "inputs: " + ", ".join(f"{k} {v}" for k, v in info["inputs"].items())
         + "; outputs: " + ", ".join(f"{k} {v}" for k, v in info["outputs"].items()),
     ]
@@ -91,7 +110,7 @@ def render_inspection(info: dict) -> str:
                 ps.append(f"{k}{v.get('shape')}")
             else:
                 ps.append(f"{k}={v}")
-        rows.append([n["name"], n["type"], n["input_shape"], n["output_shape"], n["neurons"] or "", " ".join(ps)])
+        rows.append([n["name"], n["type"] + (" (=)" if n.get("identity") else ""), n["input_shape"], n["output_shape"], n["neurons"] or "", " ".join(ps)])
     out.append(render_rows("Nodes", ["name", "type", "in", "out", "neurons", "parameters"], rows))
     if info["recurrent_loops"]:
         out.append("recurrent loops: " + "; ".join(" -> ".join(l) for l in info["recurrent_loops"]))

@@ -29,6 +29,22 @@ Semantics (one discrete time step ``t`` of length ``dt``):
   dilation, groups; 'same' with stride > 1 is rejected as PyTorch does), SumPool2d/AvgPool2d with
   zero padding (AvgPool divides by kh*kw, padding included, as "SumPool then Scale"), Flatten
   with NIR's batch-less ``start_dim``/``end_dim``.
+* The well-known layers NIR lacks (``ir.NON_NIR_TYPES``: MaxPool, BatchNorm, Dropout) have no NIR
+  semantics to simulate: UnsupportedError naming the node and the hint of its type.
+* Chip spiking rule (``spikes_per_step=N``, or per node through :class:`ChipSemantics`): a
+  spiking node emits ``n = min(floor(v / v_threshold), N)`` spikes per step (0 when v < threshold;
+  N every step when threshold <= 0) and subtracts ``n * v_threshold``; its output is the count n.
+  This is the rule of chips that fire several spikes per step by subtraction (Xylo: N = 31 for
+  hidden and 1 for output neurons), so the float reference can show what that rule does to a
+  network trained with one spike per step. ``spikes_per_step`` implies subtractive reset.
+* :class:`ChipSemantics` also replaces a neuron's per-step decays by the chip's effective ones
+  (``alpha_v``, ``alpha_i``; the gains stay those of the graph), clamps states to the chip's
+  range, and clips input counts.
+* Affine/Linear applied to sparse input (spikes: few inputs active in a step) use only the weight
+  rows of the inputs that are active in some sample of the batch instead of the whole matrix;
+  the result equals the dense product up to floating-point summation order.
+* A state that overflows float64 or grows beyond 1e100 is reported in ``notes`` (divergence,
+  e.g. forward Euler with dt > 2 tau); numpy's overflow warnings are suppressed.
 * Delay: y[t] = x[t - k] with k = round(delay/dt) per element, zero before the line fills.
   A delay that is not a whole number of steps (|delay/dt - k| > 1e-3) or is negative raises
   UnsupportedError; k = 0 passes the input through in the same step.
@@ -45,6 +61,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ..graph.discretize import (
     check_delays,
     DISCRETIZED_TYPES,
+    RESET_SUBTRACT,
     RESET_ZERO,
     SCHEME_EULER,
     NeuronDiscretization,
@@ -53,15 +70,39 @@ from ..graph.discretize import (
     validate_reset,
     validate_scheme,
 )
-from ..errors import UnsupportedError
+from ..errors import UnsupportedError, UsageError
 from ..inputs import check_real_array
 from ..graph.passes import evaluation_order
-from ..graph.ir import Graph, Node
+from ..graph.ir import NON_NIR_TYPES, Graph, Node
 
-__all__ = ["ReferenceResult", "simulate_reference", "prepare_graph", "conv_nd", "pool2d", "apply_stateless", "DELAY_STEP_TOLERANCE",
-           "delay_steps"]
+__all__ = ["ReferenceResult", "ChipSemantics", "simulate_reference", "prepare_graph", "conv_nd", "pool2d", "apply_stateless",
+           "DELAY_STEP_TOLERANCE", "SPARSE_MAX_DENSITY", "SPARSE_MIN_WEIGHTS", "DIVERGENCE_LIMIT", "delay_steps"]
 
 DELAY_STEP_TOLERANCE = 1e-3  # in steps: how far delay/dt may be from an integer
+SPARSE_MAX_DENSITY = 0.5  # Affine/Linear: when at most this share of the inputs is active in the batch, only their rows are used
+SPARSE_MIN_WEIGHTS = 16384  # ... when the weight matrix is at least this large (below, a dense product is cheaper)
+DIVERGENCE_LIMIT = 1e100  # a neuron state beyond this magnitude is reported as diverging
+
+
+@dataclass
+class ChipSemantics:
+    """What a chip does differently from the NIR graph, applied by :func:`simulate_reference`.
+
+    ``spikes_per_step``: node -> N, the chip's spiking rule for that spiking node (see the module
+    docstring); ``decay``: node -> {"alpha_v": array, "alpha_i": array}, the chip's effective
+    per-step decays (either key may be missing); ``state_range``: node -> {"v": (lo, hi),
+    "i": (lo, hi)}, the chip's state range in reference units (its integer bounds divided by the
+    neuron's scale): the state is clamped to it after each update, before spikes (the chip
+    saturates after every addition, so this is the saturation's first-order effect);
+    ``input_max``: input counts per step above this are clipped (the chip drops the extra events). Node names are those of the normalized graph
+    (subgraph nodes dotted). Targets build one from a compiled network
+    (``Target.chip_semantics``); ``description`` says what it contains."""
+
+    spikes_per_step: dict[str, int] = field(default_factory=dict)
+    decay: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    input_max: float | None = None
+    state_range: dict[str, dict[str, tuple]] = field(default_factory=dict)
+    description: str = ""
 
 
 @dataclass
@@ -74,7 +115,8 @@ class ReferenceResult:
     order: list[str] = field(default_factory=list)
     delayed_edges: list[tuple[str, str]] = field(default_factory=list)
     discretization: dict[str, NeuronDiscretization] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what happened (discretization findings, divergence)
+    notices: list[str] = field(default_factory=list)  # how settings were chosen (set by nirdeploy.simulate_reference)
 
 
 # -- graph preparation ---------------------------------------------------------------------------
@@ -214,6 +256,38 @@ def _linear(x: np.ndarray, w: np.ndarray, node: Node) -> np.ndarray:
     return x @ w.T
 
 
+class _Dense:
+    """Affine/Linear weights prepared once: ``W.T`` contiguous, so that sparse input (spikes)
+    multiplies only the rows of the active inputs instead of the whole matrix."""
+
+    def __init__(self, node: Node):
+        self.node = node
+        self.bias = None if node.type != "Affine" or node.params.get("bias") is None else np.asarray(node.params["bias"], dtype=np.float64)
+        self.wt: np.ndarray | None = None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.wt is None:
+            w = np.asarray(self.node.params["weight"], dtype=np.float64)
+            if w.ndim == 1:
+                w = w.reshape(1, -1) if w.size == x.shape[-1] else w.reshape(-1, 1)
+            _linear(x[:1], w, self.node)  # shape checks with the usual messages
+            self.wt = np.ascontiguousarray(w.T)
+        wt = self.wt
+        if x.ndim == 2 and x.shape[1] == wt.shape[0] and x.size and wt.size >= SPARSE_MIN_WEIGHTS:
+            # only the weight rows of the inputs that are active in some sample take part
+            # (spikes are mostly 0: the product over them is the product over all inputs)
+            cols = np.flatnonzero(x.any(axis=0))
+            if cols.size <= SPARSE_MAX_DENSITY * x.shape[1]:
+                y = x[:, cols] @ wt[cols]
+            else:
+                y = x @ wt
+        else:
+            if x.shape[-1] != wt.shape[0]:
+                _linear(x, wt.T, self.node)  # raises the shape error
+            y = x @ wt
+        return y + self.bias if self.bias is not None else y
+
+
 def apply_stateless(node: Node, x: np.ndarray) -> np.ndarray:
     """One stateless node (Affine, Linear, Scale, Conv, pooling, Flatten, Threshold) applied to a
     batch ``x`` (B, *input_shape), with exactly the semantics of this simulator. Targets use it to
@@ -227,11 +301,15 @@ def apply_stateless(node: Node, x: np.ndarray) -> np.ndarray:
 
 
 class _Neuron:
-    def __init__(self, d: NeuronDiscretization, reset: str):
+    def __init__(self, d: NeuronDiscretization, reset: str, cap: int | None = None, ranges: dict | None = None):
         self.d = d
         self.reset = reset
+        self.cap = cap  # None: one spike per step with `reset`; N: floor(v/theta) spikes, at most N, subtracted
+        self.ranges = ranges or {}  # "v" / "i": (lo, hi) clamps (a chip's saturation)
         self.v: np.ndarray | None = None
         self.i: np.ndarray | None = None
+        self.diverged_at: int | None = None
+        self.t = 0
 
     def step(self, x: np.ndarray, rec: dict | None) -> np.ndarray:
         d = self.d
@@ -248,11 +326,22 @@ class _Neuron:
                 self.i = np.zeros(x.shape)
         if d.cuba:
             self.i = d.alpha_i * self.i + d.gain_i * x
+            if "i" in self.ranges:
+                self.i = np.clip(self.i, *self.ranges["i"])
             drive = self.i
         else:
             drive = x
         v = d.alpha_v * self.v + d.gain_v * drive + d.bias_v
-        if d.spiking:
+        if "v" in self.ranges:
+            v = np.clip(v, *self.ranges["v"])
+        if d.spiking and self.cap is not None:
+            th = d.threshold
+            with np.errstate(divide="ignore", invalid="ignore"):
+                n = np.where(th > 0, np.clip(np.floor(v / np.where(th > 0, th, 1.0)), 0, self.cap), np.where(v >= th, self.cap, 0))
+            n = np.nan_to_num(n, nan=0.0)
+            v = v - n * th
+            out = n
+        elif d.spiking:
             z = v > d.threshold
             if self.reset == RESET_ZERO:
                 v = np.where(z, d.v_reset, v)
@@ -261,6 +350,9 @@ class _Neuron:
             out = z.astype(np.float64)
         else:
             out = v
+        if self.diverged_at is None and not (np.abs(v).max(initial=0.0) <= DIVERGENCE_LIMIT):
+            self.diverged_at = self.t
+        self.t += 1
         self.v = v
         if rec is not None:
             rec.setdefault("v", []).append(v)
@@ -340,9 +432,11 @@ def simulate_reference(
     dt: float | None,
     *,
     scheme: str = SCHEME_EULER,
-    reset: str = RESET_ZERO,
+    reset: str | None = None,
     record: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    spikes_per_step: int | None = None,
+    chip: ChipSemantics | None = None,
 ) -> ReferenceResult:
     """Simulate ``graph`` on ``x`` of shape (batch, time, *input_shape) in float64.
 
@@ -351,9 +445,24 @@ def simulate_reference(
     records the notice in ``notes``. Returns ``.output`` (batch, time, *output_shape) from the
     single Output node and, with ``record=True``, ``.states[node][var]`` (batch, time, *shape) with
     vars ``"v"``, ``"i"`` (Cuba), ``"spikes"`` (spiking) and ``"out"`` (every node).
+
+    ``reset``: ``"zero"`` or ``"subtract"``; None means ``"zero"``, or ``"subtract"`` with
+    ``spikes_per_step``. ``spikes_per_step=N`` (N >= 1) applies the chip spiking rule to every
+    spiking node (output = spike counts); ``chip`` applies a target's :class:`ChipSemantics`
+    (per-node caps, which take precedence, effective decays, input clipping). Raises
+    UsageError for ``reset="zero"`` together with a spike cap (the rule subtracts).
     """
     validate_scheme(scheme)
+    caps_given = spikes_per_step is not None or (chip is not None and bool(chip.spikes_per_step))
+    if reset is None:
+        reset = RESET_SUBTRACT if caps_given else RESET_ZERO
     validate_reset(reset)
+    if spikes_per_step is not None:
+        if isinstance(spikes_per_step, bool) or not isinstance(spikes_per_step, (int, np.integer)) or spikes_per_step < 1:
+            raise UsageError(f"spikes_per_step must be an integer >= 1, got {spikes_per_step!r}")
+        spikes_per_step = int(spikes_per_step)
+    if caps_given and reset == RESET_ZERO:
+        raise UsageError("spikes_per_step fires floor(v / threshold) spikes and subtracts them (subtractive reset); it cannot be combined with reset='zero'")
     notes: list[str] = []
     if dt is None:
         from ..graph.discretize import resolve_dt
@@ -383,14 +492,38 @@ def simulate_reference(
 
     runtimes: dict[str, Any] = {}
     discr: dict[str, NeuronDiscretization] = {}
+    if chip is not None:
+        unknown = sorted((set(chip.spikes_per_step) | set(chip.decay) | set(chip.state_range)) - set(g.nodes))
+        if unknown:
+            raise UsageError(f"chip semantics name node(s) the graph does not have: {', '.join(unknown)}")
+        if chip.input_max is not None:
+            x = np.minimum(x, float(chip.input_max))
     for k in order:
         n = g.nodes[k]
         if n.type in DISCRETIZED_TYPES:
             discr[k] = discretize_node(n, dt, scheme, name=k)
             notes.extend(discr[k].notes)
-            runtimes[k] = _Neuron(discr[k], reset)
+            cap = spikes_per_step
+            if chip is not None:
+                cap = chip.spikes_per_step.get(k, cap)
+                for key, val in chip.decay.get(k, {}).items():
+                    if key not in ("alpha_v", "alpha_i") or (key == "alpha_i" and discr[k].alpha_i is None):
+                        raise UsageError(f"chip semantics: {k} ({n.type}) has no decay {key!r}")
+                    setattr(discr[k], key, np.broadcast_to(np.asarray(val, dtype=np.float64), discr[k].shape).copy())
+            ranges = None
+            if chip is not None and k in chip.state_range:
+                ranges = {key: tuple(np.broadcast_to(np.asarray(b, dtype=np.float64), discr[k].shape) for b in lohi)
+                          for key, lohi in chip.state_range[k].items() if key in ("v", "i")}
+            runtimes[k] = _Neuron(discr[k], reset, cap, ranges)
+        elif n.type in ("Affine", "Linear"):
+            runtimes[k] = _Dense(n)
         elif n.type == "Delay":
             runtimes[k] = _Delay(n, dt, notes, T)
+        elif n.type in NON_NIR_TYPES:
+            raise UnsupportedError(
+                f"{k} ({n.type}): not a NIR 1.0 primitive, so the reference simulator (NIR's semantics) does not run it "
+                f"-- hint: {NON_NIR_TYPES[n.type].hint}"
+            )
         elif n.type not in (
             "Input", "Output", "Affine", "Linear", "Scale", "Conv1d", "Conv2d",
             "SumPool2d", "AvgPool2d", "Flatten", "Threshold",
@@ -400,47 +533,55 @@ def simulate_reference(
     rec: dict[str, dict[str, list]] | None = {k: {} for k in order} if record else None
     outputs: list[np.ndarray] = []
     prev: dict[str, np.ndarray] = {}
-    for t in range(T):
-        cur: dict[str, np.ndarray] = {}
-        for k in order:
-            n = g.nodes[k]
-            if n.type == "Input":
-                y = x[:, t]
-            else:
-                parts = []
-                for s, is_delayed in preds[k]:
-                    if is_delayed:
-                        if s in prev:
-                            parts.append(prev[s])
-                    else:
-                        parts.append(cur[s])
-                if parts:
-                    inp = parts[0]
-                    for p in parts[1:]:
-                        if p.shape != inp.shape:
-                            raise UnsupportedError(
-                                f"{k} ({n.type}): inputs of different shapes are summed: {inp.shape[1:]} and {p.shape[1:]}"
-                            )
-                        inp = inp + p
+    err = np.seterr(over="ignore", invalid="ignore")  # divergence is reported in notes instead
+    try:
+        for t in range(T):
+            cur: dict[str, np.ndarray] = {}
+            for k in order:
+                n = g.nodes[k]
+                if n.type == "Input":
+                    y = x[:, t]
                 else:
-                    shp = None
-                    for s, _ in preds[k]:
-                        shp = _static_out_shape(g.nodes[s])
-                        if shp is not None:
-                            break
-                    if shp is None and n.input_shape is not None:
-                        shp = tuple(n.input_shape)
-                    if shp is None:
-                        raise UnsupportedError(f"{k} ({n.type}): no input at step {t} and its input shape is unknown")
-                    inp = np.zeros((B,) + tuple(shp))
-                y = _eval(n, inp, runtimes.get(k), rec[k] if rec is not None else None)
-            cur[k] = y
-            if rec is not None:
-                rec[k].setdefault("out", []).append(y)
-        outputs.append(cur[out_name])
-        prev = cur
-        if progress is not None:
-            progress(t + 1, T)
+                    parts = []
+                    for s, is_delayed in preds[k]:
+                        if is_delayed:
+                            if s in prev:
+                                parts.append(prev[s])
+                        else:
+                            parts.append(cur[s])
+                    if parts:
+                        inp = parts[0]
+                        for p in parts[1:]:
+                            if p.shape != inp.shape:
+                                raise UnsupportedError(
+                                    f"{k} ({n.type}): inputs of different shapes are summed: {inp.shape[1:]} and {p.shape[1:]}"
+                                )
+                            inp = inp + p
+                    else:
+                        shp = None
+                        for s, _ in preds[k]:
+                            shp = _static_out_shape(g.nodes[s])
+                            if shp is not None:
+                                break
+                        if shp is None and n.input_shape is not None:
+                            shp = tuple(n.input_shape)
+                        if shp is None:
+                            raise UnsupportedError(f"{k} ({n.type}): no input at step {t} and its input shape is unknown")
+                        inp = np.zeros((B,) + tuple(shp))
+                    y = _eval(n, inp, runtimes.get(k), rec[k] if rec is not None else None)
+                cur[k] = y
+                if rec is not None:
+                    rec[k].setdefault("out", []).append(y)
+            outputs.append(cur[out_name])
+            prev = cur
+            if progress is not None:
+                progress(t + 1, T)
+    finally:
+        np.seterr(**err)
+    for k, rt in runtimes.items():
+        if isinstance(rt, _Neuron) and rt.diverged_at is not None:
+            notes.append(f"{k} ({g.nodes[k].type}): the state diverges (|v| beyond {DIVERGENCE_LIMIT:g} or not finite from step {rt.diverged_at} on): "
+                         "the discretization is unstable (forward Euler with dt > 2 tau; a tau in the wrong unit?) and the output is meaningless")
 
     if T:
         output = np.stack(outputs, axis=1)
@@ -472,12 +613,8 @@ def _eval(n: Node, x: np.ndarray, rt: Any, rec: dict | None) -> np.ndarray:
     p = n.params
     if t == "Output":
         return x
-    if t == "Affine":
-        y = _linear(x, p["weight"], n)
-        b = p.get("bias")
-        return y + np.asarray(b, dtype=np.float64) if b is not None else y
-    if t == "Linear":
-        return _linear(x, p["weight"], n)
+    if t in ("Affine", "Linear"):
+        return rt(x) if rt is not None else _Dense(n)(x)
     if t == "Scale":
         return x * np.asarray(p["scale"], dtype=np.float64)
     if t in ("Conv1d", "Conv2d"):
