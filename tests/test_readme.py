@@ -30,7 +30,7 @@ def test_primitive_table_reflects_targets():
     assert rows["CubaLIF"]["reference simulator"] == rows["CubaLIF"]["xylo"] == "yes"
     assert rows["Conv2d"]["reference simulator"] == "yes" and rows["Conv2d"]["xylo"] == "no"
     assert rows["Conv2d"]["loihi2"] == rows["SumPool2d"]["loihi2"] == rows["IF"]["loihi2"] == "yes"
-    assert rows["Delay"]["loihi2"] == "no"
+    assert rows["Delay"]["loihi2"] == "yes" and rows["Delay"]["xylo"] == "no"  # Loihi 2: synaptic delays (DelayDense)
     assert len(rows) == 19  # every NIR 1.0 node type plus Input, Output, NIRGraph
 
 

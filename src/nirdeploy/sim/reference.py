@@ -76,7 +76,7 @@ from ..graph.passes import evaluation_order
 from ..graph.ir import NON_NIR_TYPES, Graph, Node
 
 __all__ = ["ReferenceResult", "ChipSemantics", "simulate_reference", "prepare_graph", "conv_nd", "pool2d", "apply_stateless",
-           "DELAY_STEP_TOLERANCE", "SPARSE_MAX_DENSITY", "SPARSE_MIN_WEIGHTS", "DIVERGENCE_LIMIT"]
+           "DELAY_STEP_TOLERANCE", "SPARSE_MAX_DENSITY", "SPARSE_MIN_WEIGHTS", "DIVERGENCE_LIMIT", "delay_steps"]
 
 DELAY_STEP_TOLERANCE = 1e-3  # in steps: how far delay/dt may be from an integer
 SPARSE_MAX_DENSITY = 0.5  # Affine/Linear: when at most this share of the inputs is active in the batch, only their rows are used
@@ -363,19 +363,27 @@ class _Neuron:
         return out
 
 
+def delay_steps(node: Node, dt: float) -> np.ndarray:
+    """A Delay node's delays in whole steps of ``dt``: round(delay / dt) per element, as float64
+    (integers). Raises UnsupportedError for a negative or non-finite delay, or one more than
+    :data:`DELAY_STEP_TOLERANCE` steps away from a whole number of steps."""
+    d = np.asarray(node.params["delay"], dtype=np.float64)
+    if np.any(~np.isfinite(d)) or np.any(d < 0):
+        raise UnsupportedError(f"{node.name} (Delay): delays must be finite and >= 0")
+    q = d / dt
+    k = np.rint(q)
+    off = np.abs(q - k)
+    if np.any(off > DELAY_STEP_TOLERANCE):
+        raise UnsupportedError(
+            f"{node.name} (Delay): delay {d.ravel()[np.argmax(off.ravel())]:g} s is not a whole number "
+            f"of steps of dt = {dt:g} s (off by {np.max(off):.3g} steps)"
+        )
+    return k
+
+
 class _Delay:
     def __init__(self, node: Node, dt: float, notes: list[str], T: int):
-        d = np.asarray(node.params["delay"], dtype=np.float64)
-        if np.any(~np.isfinite(d)) or np.any(d < 0):
-            raise UnsupportedError(f"{node.name} (Delay): delays must be finite and >= 0")
-        q = d / dt
-        k = np.rint(q)
-        off = np.abs(q - k)
-        if np.any(off > DELAY_STEP_TOLERANCE):
-            raise UnsupportedError(
-                f"{node.name} (Delay): delay {d.ravel()[np.argmax(off.ravel())]:g} s is not a whole number "
-                f"of steps of dt = {dt:g} s (off by {np.max(off):.3g} steps)"
-            )
+        k = delay_steps(node, dt)
         # a delay of T steps or more outputs zeros for the whole run: the line never needs more
         # than T + 1 slots (check_delays has bounded k, so the cast cannot overflow)
         self.k = np.minimum(k, T).astype(np.int64)
