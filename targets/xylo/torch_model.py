@@ -6,9 +6,9 @@ Per step, exactly as the bit-accurate simulator (every case below is computed, n
 1. delivery: input counts ``min(x, 15)`` and the previous step's hidden spike counts, one
    saturating add of ``n * int16(w << shift)`` per (source, synapse) in the order input channels
    ascending, then hidden neurons ascending (``n`` adds of one weight with saturation after each
-   equal one saturating add of ``n * w``). When no partial sum can leave int16 (per state entry:
-   state + positive terms <= max and state + negative terms >= min) the result is the plain sum;
-   the other entries are computed in order by :func:`nirdeploy.torch.chip.clamp_sequence`;
+   equal one saturating add of ``n * w``). Where no partial sum in that order leaves int16 the
+   result is the plain sum; the state entries where one does are computed term by term, in order,
+   by :func:`nirdeploy.torch.chip.clamp_sequence`;
 2. synaptic decay ``I -= max(I >> dash, min(I, 1))``;
 3. ``dv = wrap16(-D(V, dash_mem))`` (only V = -32768 with dash 0 wraps), ``dv = sat(dv + sum
    Isyn)``, ``dv = sat(dv + bias)`` when the bias is enabled, ``V = sat(V + dv)``;
@@ -220,9 +220,16 @@ class XyloChipModel(ChipModel):
                 new = I + P + N
                 risky = ((I + P) > hi) | ((I + N) < lo)
                 if bool(risky.any()):
+                    # entries whose positive or negative terms alone could leave int16: the ones
+                    # whose partial sums in delivery order really do are added term by term
                     b, c = torch.nonzero(risky, as_tuple=True)
-                    exact = clamp_sequence(I[b, c], src[b] * W[:, c].T, lo, hi)
-                    new = new.index_put((b, c), exact)
+                    terms = src[b] * W[:, c].T  # (entries, sources) in delivery order
+                    with torch.no_grad():
+                        partial = I[b, c][:, None] + torch.cumsum(terms, 1)
+                        sat = ((partial > hi) | (partial < lo)).any(1)
+                    if bool(sat.any()):
+                        b, c = b[sat], c[sat]
+                        new = new.index_put((b, c), clamp_sequence(I[b, c], terms[sat], lo, hi))
                 I = new
             # 2. synaptic decay
             I = I - _decay(I, dsyn)

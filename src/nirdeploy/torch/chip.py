@@ -180,6 +180,17 @@ class GraphWeights(torch.nn.Module):
                 self.names[_key(name)] = name
         self._targets = self._locate()
         self._cache: tuple[bytes, Any] | None = None
+        #: per parameter, the entries that are exactly 0 in the graph (see :meth:`keep_zeros`)
+        self.zero_masks = {k: p.detach() == 0 for k, p in self.params.items()}
+
+    def keep_zeros(self) -> None:
+        """Keep the graph's zero weights at zero while training (their gradients are dropped), so
+        that a pruned or block-structured graph keeps its structure: fan-out, weight memory and
+        the synapses a chip stores do not change."""
+        for k, p in self.params.items():
+            m = self.zero_masks[k]
+            if bool(m.any()):
+                p.register_hook(lambda g, m=m: g.masked_fill(m, 0.0))
 
     def _locate(self) -> dict[str, tuple[Any, tuple]]:
         """Normalized name -> (node of ``self.source`` holding that weight, its weight shape)."""
