@@ -58,8 +58,21 @@ def _sum_pool(x: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def _lexsort(*keys: torch.Tensor) -> torch.Tensor:
-    """Indices sorting by keys[0], then keys[1], ... (stable)."""
-    order = torch.arange(keys[0].numel())
+    """Indices sorting by keys[0], then keys[1], ... (non-negative integer keys; stable). One
+    sort of a combined key when it fits 62 bits, else one stable sort per key."""
+    n = keys[0].numel()
+    if n == 0:
+        return torch.zeros(0, dtype=torch.int64)
+    combined, span = torch.zeros(n, dtype=torch.int64), 1
+    for k in reversed(keys):
+        top = int(k.max()) + 1
+        if span * top >= 1 << 62:
+            break
+        combined = combined + k * span
+        span *= top
+    else:
+        return torch.sort(combined * n + torch.arange(n)).indices  # ties broken by position: stable
+    order = torch.arange(n)
     for k in reversed(keys):
         order = order[torch.sort(k[order], stable=True).indices]
     return order
@@ -343,18 +356,22 @@ class SpeckChipModel(ChipModel):
         gid, k, w = torch.cat(gids), torch.cat(keys), torch.cat(ws)
         order = _lexsort(gid, k)
         gid, k, w = gid[order], k[order], w[order]
-        rank = _rank_in_groups(gid)
-        by_rank = torch.sort(rank, stable=True).indices
-        counts = torch.bincount(rank)
+        # every neuron's contributions are contiguous and in event order: the r-th update of all
+        # neurons at once is the element r of every group longer than r
+        change = torch.ones(gid.numel(), dtype=torch.bool)
+        change[1:] = gid[1:] != gid[:-1]
+        starts = torch.nonzero(change).flatten()
+        lens = torch.diff(torch.cat([starts, torch.tensor([gid.numel()])]))
         spk = torch.zeros(gid.numel(), dtype=torch.bool)
         th, low = int(l.threshold_high), int(l.threshold_low)
         smin, smax = int(self.sfmt.min), int(self.sfmt.max)
         span = 1 << int(self.sfmt.bits)
         V = st["V"]
-        off = 0
-        for cnt in counts.tolist():
-            idx = by_rank[off: off + cnt]
-            off += cnt
+        for r in range(int(lens.max())):
+            keep = lens > r
+            if not bool(keep.all()):
+                starts, lens = starts[keep], lens[keep]
+            idx = starts + r
             g = gid[idx]
             v = V[g] + w[idx]
             if wrap:
