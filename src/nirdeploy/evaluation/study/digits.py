@@ -82,6 +82,10 @@ class StudyConfig:
     batch: int = 64
     penalty: float = 1.0  # membrane penalty weight (0: none)
     finetune_epochs: int = 3
+    finetune_lr: float = 1e-3  # Adam on the graph's float weights, through the chip model
+    finetune_batch: int = 32
+    finetune_penalty: float = 0.1  # membrane-headroom penalty weight in fine-tuning
+    finetune_eval: int = 64  # test samples for finetune's own before/after figures
     sample_size: int = 64  # samples for export verification and the fidelity report
     raster_index: int = 0  # which test sample the raster plot shows
     jobs: int = 2  # worker processes for independent target runs
@@ -210,33 +214,19 @@ def _chip_job(job: dict) -> dict:
     return out
 
 
-def _finetune_call(graph_path: str, target: str, x_train, y_train, *, epochs: int, seed: int):
-    """Call issue 11's ``nirdeploy.finetune(graph, target, x_train, y_train, readout=...,
-    epochs=...)``; returns (graph, deployment). Raises LookupError when it does not exist."""
-    import inspect
-
+def _finetune_call(job: dict):
+    """``nirdeploy.finetune`` of one network for one target (chip mode: the target's chip model),
+    with the study's settings; returns the :class:`~nirdeploy.torch.finetune.FinetuneResult`.
+    Raises LookupError when this nirdeploy has no ``finetune``."""
     import nirdeploy
 
     fn = getattr(nirdeploy, "finetune", None)
     if fn is None:
         raise LookupError(FINETUNE_UNAVAILABLE)
-    kw = {"readout": "spikes", "epochs": int(epochs)}
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        params = {}
-    if "seed" in params:
-        kw["seed"] = int(seed)
-    if "progress" in params:
-        kw["progress"] = False
-    res = fn(graph_path, target, x_train, y_train, **kw)
-    if isinstance(res, tuple) and len(res) == 2:
-        return res
-    graph, dep = getattr(res, "graph", None), getattr(res, "deployment", None)
-    if graph is None or dep is None:
-        raise TypeError(f"nirdeploy.finetune returned {type(res).__name__}; the study expects (graph, deployment) "
-                        "or an object with .graph and .deployment")
-    return graph, dep
+    return fn(job["graph"], job["target"], job["x_train"], job["y_train"], readout="spikes", epochs=int(job["epochs"]),
+              lr=float(job["lr"]), batch_size=int(job["batch"]), membrane_penalty=float(job["penalty"]), seed=int(job["seed"]),
+              x_val=job.get("x_val"), y_val=job.get("y_val"), progress=False, threads=int(job.get("threads", 1)),
+              chip_options=job.get("chip_options"))
 
 
 def _finetune_job(job: dict) -> dict:
@@ -245,13 +235,15 @@ def _finetune_job(job: dict) -> dict:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            graph, dep = _finetune_call(job["graph"], job["target"], job["x_train"], job["y_train"], epochs=job["epochs"], seed=job["seed"])
+            res = _finetune_call(job)
+            graph, dep = res.graph, res.deployment
     except LookupError as e:
         return {"status": "unavailable", "reason": str(e)}
     except NirDeployError as e:
         return {"status": "failed", "reason": f"{type(e).__name__}: {e}"[:2000], "seconds": time.perf_counter() - t0}
     train_s = time.perf_counter() - t0
-    out = {"status": "done", "train_seconds": train_s, **_report_summary(dep.report)}
+    out = {"status": "done", "train_seconds": train_s, "history": res.history, "before": res.before, "after": res.after,
+           "settings": res.settings, **_report_summary(dep.report)}
     if job.get("save"):
         from ...graph.loading import save_nir
 
@@ -396,10 +388,10 @@ def _intended(network: str, target: str) -> bool:
 
 
 def run_digits(out: str | os.PathLike | None = None, *, quick: bool = False, config: StudyConfig | None = None,
-               readme: str | os.PathLike | None = None, log: Callable[[str], None] | None = None) -> dict:
+               readme: str | os.PathLike | None = None, log: Callable[[str], None] | None = None, force: bool = False) -> dict:
     """Run the digits study (see the module docstring) and return the results (the content of
     ``results.json``). ``out``: folder to write (new or empty; written atomically at the end, so
-    a failed run leaves nothing); ``quick``: the small CI configuration (:data:`QUICK`, a few
+    a failed run leaves nothing; ``force``: replace a folder nirdeploy wrote); ``quick``: the small CI configuration (:data:`QUICK`, a few
     minutes; checks the pipeline, not the accuracy); ``config`` overrides both; ``readme``: a
     README whose study table (between :data:`~nirdeploy.evaluation.study.report.BEGIN` and
     ``END``) is rewritten from the results. ``log``: progress lines (default: stderr).
@@ -415,7 +407,7 @@ def run_digits(out: str | os.PathLike | None = None, *, quick: bool = False, con
         raise UsageError("config must be a StudyConfig")
     log = log or _default_log
     if out is not None:
-        check_output_folder(out)
+        check_output_folder(out, force=force, inputs=[readme] if readme is not None else [])
     if readme is not None:
         check_output_file(readme)
         report.readme_block(Path(readme).read_text(encoding="utf-8"))  # the markers must be there
@@ -433,7 +425,7 @@ def run_digits(out: str | os.PathLike | None = None, *, quick: bool = False, con
     results["nirdeploy_version"] = nirdeploy.__version__
     results["versions"] = _versions()
     with signal_guard(), contextlib.ExitStack() as stack:
-        tmp = stack.enter_context(atomic_folder(out)) if out is not None else Path(stack.enter_context(_tempdir()))
+        tmp = stack.enter_context(atomic_folder(out, force=force)) if out is not None else Path(stack.enter_context(_tempdir()))
         t = time.perf_counter()
         data = load_data(cfg)
         results["data"] = {k: {"description": d.description, "train": int(len(d.y_train)), "test": int(len(d.y_test)),
@@ -494,7 +486,8 @@ def run_digits(out: str | os.PathLike | None = None, *, quick: bool = False, con
                 d = data[rows[j["row"]]["network"]]
                 save = tmp / f"{rows[j['row']]['network']}-{j['target'].replace(':', '-')}-finetuned.nir"
                 ft_jobs.append({**j, "x_train": d.x_train, "y_train": d.y_train, "epochs": cfg.finetune_epochs, "seed": cfg.seed,
-                                "save": str(save)})
+                                "lr": cfg.finetune_lr, "batch": cfg.finetune_batch, "penalty": cfg.finetune_penalty,
+                                "x_val": d.x_test[: cfg.finetune_eval], "y_val": d.y_test[: cfg.finetune_eval], "save": str(save)})
             log(f"fine-tuning for {len(ft_jobs)} targets ({cfg.finetune_epochs} epochs each)")
             ft = pool.map(_finetune_job, ft_jobs, log, lambda j: f"fine-tuned {j['target']}")
             for j, r in zip(ft_jobs, ft):
