@@ -77,8 +77,8 @@ class StudyConfig:
     rsnn_epochs: int = 20
     rsnn_lr: float = 5e-3
     cnn_channels: tuple[int, int] = (8, 16)
-    cnn_epochs: int = 12
-    cnn_lr: float = 3e-3
+    cnn_epochs: int = 16
+    cnn_lr: float = 1e-2
     batch: int = 64
     penalty: float = 1.0  # membrane penalty weight (0: none)
     finetune_epochs: int = 3
@@ -86,10 +86,11 @@ class StudyConfig:
     finetune_batch: int = 32
     finetune_penalty: float = 0.1  # membrane-headroom penalty weight in fine-tuning
     finetune_eval: int = 64  # test samples for finetune's own before/after figures
+    finetune_train_limit: int | None = 600  # training samples fine-tuning sees (None: all)
     sample_size: int = 64  # samples for export verification and the fidelity report
     raster_index: int = 0  # which test sample the raster plot shows
-    jobs: int = 2  # worker processes for independent target runs
-    threads: int = 2  # torch threads while training
+    jobs: int = 2  # worker processes: the two networks train side by side, then target runs
+    threads: int = 1  # torch threads per worker (on 2 loaded cores more threads were 8x slower)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -98,8 +99,9 @@ class StudyConfig:
 
 
 FULL = StudyConfig()
-QUICK = replace(FULL, quick=True, train_limit=240, test_limit=100, rsnn_hidden=32, rsnn_epochs=2, cnn_channels=(4, 8), cnn_epochs=1,
-                finetune_epochs=1, sample_size=16)
+QUICK = replace(FULL, quick=True, train_limit=240, test_limit=100, rsnn_hidden=32, rsnn_epochs=3, rsnn_lr=2e-2, cnn_channels=(4, 8),
+                cnn_epochs=2, cnn_lr=2e-2,
+                finetune_epochs=1, finetune_train_limit=64, sample_size=16)
 
 
 def _default_log(msg: str) -> None:
@@ -261,14 +263,21 @@ def _worker_init(threads: int) -> None:
         import torch
 
         torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(True)
+
+
+def _strip(job: dict) -> dict:
+    """What a worker needs of a job: everything but the parent's row object."""
+    return {k: v for k, v in job.items() if k != "row"}
 
 
 class _Pool:
     """Independent jobs in ``jobs`` spawned worker processes (1: in this process). The workers
     are registered with :func:`nirdeploy.outputs.register_child`, so a signal ends them too."""
 
-    def __init__(self, jobs: int):
+    def __init__(self, jobs: int, threads: int = 1):
         self.jobs = max(1, int(jobs))
+        self.threads = max(1, int(threads))
         self.pool = None
 
     def __enter__(self):
@@ -280,7 +289,7 @@ class _Pool:
             env = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")}
             try:  # one thread per worker: the workers are the parallelism
                 os.environ.update({k: "1" for k in env})
-                self.pool = mp.get_context("spawn").Pool(self.jobs, initializer=_worker_init, initargs=(1,))
+                self.pool = mp.get_context("spawn").Pool(self.jobs, initializer=_worker_init, initargs=(self.threads,))
             finally:
                 for k, v in env.items():
                     if v is None:
@@ -291,23 +300,32 @@ class _Pool:
                 register_child(p.pid, p.kill)
         return self
 
-    def map(self, fn: Callable[[dict], dict], jobs: list[dict], log=None, label: Callable[[dict], str] | None = None) -> list[dict]:
+    def run(self, jobs: list, log=None) -> None:
+        """Run ``jobs`` - ``(fn, job, done, label)`` tuples - and every job that the callbacks
+        ``done(job, result) -> [more jobs]`` add, as workers become free; ``label`` is logged when
+        a job is done. A job's exception is raised here (the pool is then terminated)."""
+        queue = list(jobs)
         if self.pool is None:
-            out = []
-            for j in jobs:
-                out.append(fn(j))
+            while queue:
+                fn, job, done, label = queue.pop(0)
+                r = fn(job)
                 if log and label:
-                    log(f"  {label(j)}: done")
-            return out
-        results: list = [None] * len(jobs)
-        pending = {i: self.pool.apply_async(fn, (j,)) for i, j in enumerate(jobs)}
-        while pending:
-            for i in [i for i, r in pending.items() if r.ready()]:
-                results[i] = pending.pop(i).get()
-                if log and label:
-                    log(f"  {label(jobs[i])}: done")
+                    log(f"  {label}")
+                queue += done(job, r)
+            return
+        pending = []
+        while queue or pending:
+            while queue:  # the pool queues what its workers cannot take yet
+                fn, job, done, label = queue.pop(0)
+                pending.append((self.pool.apply_async(fn, (_strip(job),)), job, done, label))
             time.sleep(0.05)
-        return results
+            for item in [p for p in pending if p[0].ready()]:
+                pending.remove(item)
+                res, job, done, label = item
+                r = res.get()
+                if log and label:
+                    log(f"  {label}")
+                queue += done(job, r)
 
     def __exit__(self, *exc):
         if self.pool is not None:
@@ -383,6 +401,28 @@ def _float_runs(path: Path, data, y_float: np.ndarray) -> dict:
     return {"runs": runs, "explanations": cmp["explanations"], "text": cmp["text"]}
 
 
+def _network_job(job: dict) -> dict:
+    """Train one network, export it to ``job["path"]`` and run the float libraries on the test set
+    (a worker job: everything it needs is in ``job``, its progress lines come back in ``log``)."""
+    lines: list[str] = []
+    cfg, name, d = job["config"], job["name"], job["data"]
+    t = time.perf_counter()
+    net, info, y_float = _train_network(name, cfg, d, lines.append)
+    info["stages"] = {"train": time.perf_counter() - t}
+    t = time.perf_counter()
+    path = Path(job["path"])
+    _, exp = _export(net, d, cfg, path)
+    info["export"] = exp
+    if exp["warnings"]:
+        lines.append(f"  export: the graph differs from the snnTorch model on the sample (kept, see results.json): "
+                     f"{exp['warnings'][0].splitlines()[0]}")
+    info["float"] = _float_runs(path, d, y_float)
+    info["stages"]["export and float runs"] = time.perf_counter() - t
+    fl = info["float"]["runs"]
+    lines.append("  float accuracy: " + ", ".join(f"{k} {100 * v['accuracy']:.1f} %" for k, v in fl.items() if "accuracy" in v))
+    return {"info": info, "log": lines}
+
+
 def _intended(network: str, target: str) -> bool:
     return target.split(":")[0] in NETWORKS[network]["targets"]
 
@@ -432,67 +472,69 @@ def run_digits(out: str | os.PathLike | None = None, *, quick: bool = False, con
                                "sample_shape": list(d.shape)} for k, d in data.items()}
         results["stages"]["data"] = time.perf_counter() - t
 
-        graphs = {}
-        for name in NETWORKS:
-            d = data[name]
-            t = time.perf_counter()
-            net, info, y_float = _train_network(name, cfg, d, log)
-            results["stages"][f"train {name}"] = time.perf_counter() - t
-            t = time.perf_counter()
-            path = tmp / f"{name}.nir"
-            _, exp = _export(net, d, cfg, path)
-            info["export"] = exp
-            if exp["warnings"]:
-                log(f"  export: the graph differs from the snnTorch model on the sample (kept, see results.json): "
-                    f"{exp['warnings'][0].splitlines()[0]}")
-            info["float"] = _float_runs(path, d, y_float)
-            results["stages"][f"export and float runs {name}"] = time.perf_counter() - t
+        rows: list[dict] = []
+        n_test = len(data["rsnn"].y_test)
+
+        def net_done(job: dict, r: dict) -> list:
+            """A network is trained: record it, check every target, queue its chip runs."""
+            name = job["name"]
+            for line in r["log"]:
+                log(line)
+            info = r["info"]
             info["title"] = NETWORKS[name]["title"]
             info["intended_targets"] = list(NETWORKS[name]["targets"])
             results["networks"][name] = info
-            graphs[name] = path
-            fl = info["float"]["runs"]
-            log("  float accuracy: " + ", ".join(f"{k} {100 * v['accuracy']:.1f} %" for k, v in fl.items() if "accuracy" in v))
-
-        # which targets and variants: every registered one is checked
-        t = time.perf_counter()
-        jobs, rows = [], []
-        for name, path in graphs.items():
-            for rep in nirdeploy.check_all(str(path)):
+            d = data[name]
+            new = []
+            for rep in nirdeploy.check_all(job["path"]):
                 spec = f"{rep.target}:{rep.variant}"
                 row = {"network": name, "target": spec, "intended": _intended(name, spec), "check": _report_summary(rep)}
+                rows.append(row)
                 if not (rep.fits or row["intended"]):
                     row["status"] = "does not fit"
-                    rows.append(row)
                     continue
-                rows.append(row)
-                d = data[name]
-                jobs.append({"row": len(rows) - 1, "graph": str(path), "target": spec, "sample": d.x_test[: cfg.sample_size],
-                             "x": d.x_test, "y": d.y_test, "raster_index": cfg.raster_index})
-        log(f"compiling and simulating {len(jobs)} network/target pairs on {len(data['rsnn'].y_test)} test samples "
-            f"({min(cfg.jobs, len(jobs)) or 1} in parallel)")
-        with _Pool(min(cfg.jobs, max(1, len(jobs)))) as pool:
-            chip = pool.map(_chip_job, jobs, log, lambda j: f"{j['target']} ({j['graph'].rsplit('/', 1)[-1]})")
-            for j, r in zip(jobs, chip):
-                rows[j["row"]]["chip"] = r
-                rows[j["row"]]["status"] = "fits" if r["fits"] else "does not fit"
-            results["stages"]["compile and simulate"] = time.perf_counter() - t
+                new.append((_chip_job, {"row": row, "graph": job["path"], "target": spec, "sample": d.x_test[: cfg.sample_size],
+                                        "x": d.x_test, "y": d.y_test, "raster_index": cfg.raster_index}, chip_done,
+                            f"{spec} ({name}): compiled and simulated {n_test} test samples"))
+            return new
 
-            t = time.perf_counter()
-            ft_jobs = []
-            for j in jobs:
-                if not rows[j["row"]]["chip"]["fits"]:
-                    continue
-                d = data[rows[j["row"]]["network"]]
-                save = tmp / f"{rows[j['row']]['network']}-{j['target'].replace(':', '-')}-finetuned.nir"
-                ft_jobs.append({**j, "x_train": d.x_train, "y_train": d.y_train, "epochs": cfg.finetune_epochs, "seed": cfg.seed,
-                                "lr": cfg.finetune_lr, "batch": cfg.finetune_batch, "penalty": cfg.finetune_penalty,
-                                "x_val": d.x_test[: cfg.finetune_eval], "y_val": d.y_test[: cfg.finetune_eval], "save": str(save)})
-            log(f"fine-tuning for {len(ft_jobs)} targets ({cfg.finetune_epochs} epochs each)")
-            ft = pool.map(_finetune_job, ft_jobs, log, lambda j: f"fine-tuned {j['target']}")
-            for j, r in zip(ft_jobs, ft):
-                rows[j["row"]]["finetune"] = r
-            results["stages"]["fine-tune"] = time.perf_counter() - t
+        def chip_done(job: dict, r: dict) -> list:
+            """A chip run is back: record it; a fitting one is queued for fine-tuning."""
+            row = job["row"]
+            row["chip"] = r
+            row["status"] = "fits" if r["fits"] else "does not fit"
+            if not r["fits"]:
+                return []
+            name = row["network"]
+            d = data[name]
+            tr = _subset(len(d.y_train), cfg.finetune_train_limit, cfg.seed + 2)
+            save = tmp / f"{name}-{job['target'].replace(':', '-')}-finetuned.nir"
+            ft = {**job, "x_train": d.x_train[tr], "y_train": d.y_train[tr], "epochs": cfg.finetune_epochs, "seed": cfg.seed,
+                  "lr": cfg.finetune_lr, "batch": cfg.finetune_batch, "penalty": cfg.finetune_penalty,
+                  "x_val": d.x_test[: cfg.finetune_eval], "y_val": d.y_test[: cfg.finetune_eval], "save": str(save),
+                  "threads": cfg.threads}
+            return [(_finetune_job, ft, finetune_done, f"{job['target']} ({name}): fine-tuned ({cfg.finetune_epochs} epochs on "
+                                                         f"{len(tr)} samples) and simulated again")]
+
+        def finetune_done(job: dict, r: dict) -> list:
+            job["row"]["finetune"] = r
+            return []
+
+        first = [(_network_job, {"name": name, "config": cfg, "data": data[name], "path": str(tmp / f"{name}.nir")}, net_done,
+                  f"{NETWORKS[name]['title']}: trained, exported and run in every float library") for name in NETWORKS]
+        log(f"training {len(first)} networks, then compiling, simulating and fine-tuning for every target that fits "
+            f"({cfg.jobs} worker processes, {n_test} test samples)")
+        t = time.perf_counter()
+        with _Pool(cfg.jobs, cfg.threads) as pool:
+            pool.run(first, log)
+        results["stages"]["pipeline"] = time.perf_counter() - t
+        for name, info in results["networks"].items():
+            for k, v in info.pop("stages").items():
+                results["stages"][f"{k} {name}"] = v
+        order = {n: i for i, n in enumerate(NETWORKS)}
+        rows.sort(key=lambda r: (order[r["network"]], r["target"]))
+        for row in rows:  # the row objects went to the workers' jobs; nothing of them is kept twice
+            row.pop("row", None)
 
         results["rows"] = rows
         results["goal"] = report.goal(results, GOAL_POINTS)
