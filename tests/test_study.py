@@ -28,7 +28,8 @@ def _results(ref=0.9, before=0.85, after=0.895, multi=(0.2, 0.01)) -> dict:
         "rows": [
             {"network": "rsnn", "target": "xylo:audio3", "intended": True,
              "chip": {"fits": True, "accuracy": before, "multi_spike_share": multi[0], "seconds": 10.0},
-             "finetune": {"status": "done", "fits": True, "accuracy": after, "multi_spike_share": multi[1], "seconds": 20.4}},
+             "finetune": {"status": "done", "fits": True, "accuracy": after, "multi_spike_share": multi[1], "seconds": 20.4,
+                          "kept_epoch": 2, "epochs": [{"epoch": e} for e in range(4)]}},
             {"network": "rsnn", "target": "xylo:imu", "intended": True, "check": {"violations": ["too many inputs"]},
              "chip": {"fits": False, "rules": ["inputs"], "violations": ["too many inputs"], "seconds": 1.2}},
             {"network": "rsnn", "target": "speck:speck2f", "intended": False, "check": {"violations": ["no recurrence"]},
@@ -41,7 +42,7 @@ def test_table_and_goal_hand_derived():
     res = _results()
     rows = report.table_rows(res)
     assert len(rows) == 2  # the unintended target that does not fit is not compiled, so not in the table
-    assert rows[0] == ["recurrent SNN", "xylo:audio3", "90.0", "90.0", "50.0", "85.0", "89.5", "5.0 -> 0.5", "20.0 -> 1.0", "30"]
+    assert rows[0] == ["recurrent SNN", "xylo:audio3", "90.0", "90.0", "50.0", "85.0", "89.5", "2 of 3", "5.0 -> 0.5", "20.0 -> 1.0", "30"]
     assert rows[1][5].startswith("does not fit (inputs)")
     g = report.goal(res, 1.0)
     assert [r["met"] for r in g["rows"]] == [True] and g["met"]  # the one compiled row is within 1 point
@@ -59,7 +60,7 @@ def test_table_and_goal_hand_derived():
     res2["rows"][0]["finetune"] = {"status": "failed", "reason": "UnsupportedError: x", "seconds": 1.0}
     g3 = report.goal(res2, 1.0)
     assert not g3["met"] and "fine-tuning failed: UnsupportedError: x" in g3["rows"][0]["why"]
-    assert report.table_rows(res2)[0][6] == "failed"
+    assert report.table_rows(res2)[0][6:8] == ["failed", "-"]
 
 
 def test_readme_block_markers_are_required(tmp_path):
@@ -114,7 +115,7 @@ def test_quick_study_runs_the_whole_pipeline(quick_run):
     r, out = quick_run
     assert r.exit_code == 0, r.output
     res = json.loads((out / "results.json").read_text())
-    assert res["config"]["quick"] and res["data"]["rsnn"]["sample_shape"][-1] == 16 and res["data"]["cnn"]["sample_shape"][0] == 2
+    assert res["config"]["quick"] and res["data"]["rsnn"]["sample_shape"][-1] == 16 and res["data"]["cnn"]["sample_shape"][1:] == [2, 10, 10]
     for name in ("rsnn", "cnn"):
         net = res["networks"][name]
         assert (out / net["export"]["file"]).is_file()
@@ -130,8 +131,14 @@ def test_quick_study_runs_the_whole_pipeline(quick_run):
         n = res["data"][row["network"]]["test"]
         assert 0.0 <= chip["accuracy"] <= 1.0 and 0 <= chip["silent_samples"] <= n
         assert ft["status"] == "done", (row["target"], ft)
-        assert ft["fits"] and 0.0 <= ft["accuracy"] <= 1.0 and (out / ft["graph_file"]).is_file()
-        assert len(ft["history"]) == res["config"]["finetune_epochs"]
+        assert ft["fits"] and 0.0 <= ft["accuracy"] <= 1.0
+        # epoch 0 (the compiled network) and every fine-tuning epoch scored on the validation set;
+        # the kept one is the best there, and its graph is written when it is not the original
+        curve = [e["val_chip"] for e in ft["epochs"]]
+        assert len(curve) == res["config"]["finetune_epochs"] + 1 and ft["kept_epoch"] == int(np.argmax(curve))
+        assert (ft["kept_epoch"] == 0) != (out / f"{row['network']}-{row['target'].replace(':', '-')}-finetuned.nir").is_file()
+        for e in ft["epochs"][2:]:  # each epoch starts from the graph the last one wrote: its chip is the same
+            assert e["val_chip_before"] == ft["epochs"][e["epoch"] - 1]["val_chip"]
         assert chip["multi_spike_entries"] <= chip["firing_entries"]
     assert res["goal"]["rows"] and all(isinstance(g["met"], bool) for g in res["goal"]["rows"])
     md = (out / "results.md").read_text()

@@ -17,7 +17,10 @@
    violations are the row) is compiled and the whole test set is simulated bit-accurately, in
    batches; independent targets run in parallel worker processes (``jobs``);
 6. **fine-tuning** per fitting target through ``nirdeploy.finetune`` (issue 11's chip-aware
-   fine-tuning); when this nirdeploy has none, the results say so for every row;
+   fine-tuning: the target's chip model, with the membrane-headroom penalty), one epoch at a
+   time on a fixed subset of the training split; the epoch count kept (0 = the compiled network
+   as it was) is the one with the best chip accuracy on a validation set held out from training,
+   never chosen on the test set;
 7. **outputs** (one atomic folder, :mod:`nirdeploy.outputs`): ``results.json``, ``results.md``
    (the table, :func:`nirdeploy.evaluation.study.report.markdown_table`), ``raster.png``,
    ``accuracy.png`` and the exported graphs; optionally the README's study table.
@@ -85,7 +88,7 @@ class StudyConfig:
     finetune_lr: float = 1e-3  # Adam on the graph's float weights, through the chip model
     finetune_batch: int = 32
     finetune_penalty: float = 0.1  # membrane-headroom penalty weight in fine-tuning
-    finetune_eval: int = 64  # test samples for finetune's own before/after figures
+    val_fraction: float = 0.15  # of the training split, held out: picks the fine-tuning epoch to keep
     finetune_train_limit: int | None = 600  # training samples fine-tuning sees (None: all)
     sample_size: int = 64  # samples for export verification and the fidelity report
     raster_index: int = 0  # which test sample the raster plot shows
@@ -101,7 +104,7 @@ class StudyConfig:
 FULL = StudyConfig()
 QUICK = replace(FULL, quick=True, train_limit=240, test_limit=100, rsnn_hidden=32, rsnn_epochs=3, rsnn_lr=2e-2, cnn_channels=(4, 8),
                 cnn_epochs=2, cnn_lr=2e-2,
-                finetune_epochs=1, finetune_train_limit=64, sample_size=16)
+                finetune_epochs=2, finetune_train_limit=64, sample_size=16)
 
 
 def _default_log(msg: str) -> None:
@@ -113,7 +116,8 @@ def _require_stack() -> None:
     from ...frontends._common import TORCH_EXTRA
 
     for mod, pins in (("torch", TORCH_EXTRA), ("snntorch", TORCH_EXTRA), ("norse", "pip install --no-deps norse==1.1.0"),
-                      ("sklearn", "pip install scikit-learn"), ("matplotlib", "pip install matplotlib")):
+                      ("sklearn", "pip install 'nirdeploy[study]'"),
+                      ("matplotlib", "pip install 'nirdeploy[study]'")):
         try:
             __import__(mod)
         except ImportError as e:
@@ -127,19 +131,40 @@ def _subset(n: int, limit: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).permutation(n)[:limit])
 
 
+@dataclass
+class StudyData:
+    """One encoding of the digits, split three ways: ``train`` (the snnTorch training and
+    fine-tuning), ``val`` (held out from training: picks how many fine-tuning epochs to keep) and
+    ``test`` (every accuracy in the table)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    description: str
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+
 def load_data(cfg: StudyConfig) -> dict:
-    """The two encodings of the digits with one split: ``{"rsnn": EventDataset, "cnn": ...}``."""
-    from ..datasets import digits_events, digits_frames
+    """The two encodings of the digits with one split: ``{"rsnn": StudyData, "cnn": StudyData}``;
+    the validation set is a stratified ``cfg.val_fraction`` of the (limited) training split."""
+    from ..datasets import digits_events, digits_frames, split
 
     ev = digits_events(cfg.classes, steps_per_column=cfg.steps_per_column, tail_steps=cfg.scan_tail, seed=cfg.seed)
     fr = digits_frames(cfg.classes, upsample=1, tail_steps=cfg.frames_tail, seed=cfg.seed)
     if not np.array_equal(ev.y_test, fr.y_test) or not np.array_equal(ev.y_train, fr.y_train):
         raise NirDeployError("the two digits encodings do not share one split")  # a bug, not an input error
-    tr = _subset(len(ev.y_train), cfg.train_limit, cfg.seed)
+    sub = _subset(len(ev.y_train), cfg.train_limit, cfg.seed)
+    tr, va = split(ev.y_train[sub], cfg.val_fraction, cfg.seed + 3)
+    tr, va = sub[tr], sub[va]
     te = _subset(len(ev.y_test), cfg.test_limit, cfg.seed + 1)
-    for d in (ev, fr):
-        d.x_train, d.y_train, d.x_test, d.y_test = d.x_train[tr], d.y_train[tr], d.x_test[te], d.y_test[te]
-    return {"rsnn": ev, "cnn": fr}
+    return {name: StudyData(d.x_train[tr], d.y_train[tr], d.x_train[va], d.y_train[va], d.x_test[te], d.y_test[te], d.description)
+            for name, d in (("rsnn", ev), ("cnn", fr))}
 
 
 # -- measurements ---------------------------------------------------------------------------------
@@ -216,40 +241,61 @@ def _chip_job(job: dict) -> dict:
     return out
 
 
-def _finetune_call(job: dict):
-    """``nirdeploy.finetune`` of one network for one target (chip mode: the target's chip model),
-    with the study's settings; returns the :class:`~nirdeploy.torch.finetune.FinetuneResult`.
-    Raises LookupError when this nirdeploy has no ``finetune``."""
+def _finetune_call(job: dict, graph, epoch: int):
+    """One epoch of ``nirdeploy.finetune`` (chip mode: the target's chip model) of ``graph`` with
+    the study's settings, scored on the validation set; returns the
+    :class:`~nirdeploy.torch.finetune.FinetuneResult`. Raises LookupError when this nirdeploy has
+    no ``finetune``."""
     import nirdeploy
 
     fn = getattr(nirdeploy, "finetune", None)
     if fn is None:
         raise LookupError(FINETUNE_UNAVAILABLE)
-    return fn(job["graph"], job["target"], job["x_train"], job["y_train"], readout="spikes", epochs=int(job["epochs"]),
-              lr=float(job["lr"]), batch_size=int(job["batch"]), membrane_penalty=float(job["penalty"]), seed=int(job["seed"]),
-              x_val=job.get("x_val"), y_val=job.get("y_val"), progress=False, threads=int(job.get("threads", 1)),
+    return fn(graph, job["target"], job["x_train"], job["y_train"], readout="spikes", epochs=1, lr=float(job["lr"]),
+              batch_size=int(job["batch"]), membrane_penalty=float(job["penalty"]), seed=int(job["seed"]) + epoch,
+              x_val=job["x_val"], y_val=job["y_val"], progress=False, threads=int(job.get("threads", 1)),
               chip_options=job.get("chip_options"))
 
 
 def _finetune_job(job: dict) -> dict:
-    """Fine-tune one network for one target variant and simulate the test set again."""
+    """Fine-tune one network for one target variant, one epoch at a time, and keep the epoch
+    (0: the compiled network as it was) whose chip accuracy on the validation set is highest
+    (ties: the earlier); simulate the test set with what was kept. Every epoch's validation
+    figures are in ``epochs``."""
     t0 = time.perf_counter()
+    graph, kept, best, curve = job["graph"], None, None, []
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            res = _finetune_call(job)
-            graph, dep = res.graph, res.deployment
+            for ep in range(int(job["epochs"])):
+                res = _finetune_call(job, graph, ep)
+                if ep == 0:
+                    best = res.before["chip"]["accuracy"]
+                    curve.append({"epoch": 0, "val_chip": best, "val_float": res.before["float"]["accuracy"]})
+                h = res.history[-1]
+                curve.append({"epoch": ep + 1, "val_chip": res.after["chip"]["accuracy"], "val_float": res.after["float"]["accuracy"],
+                              "loss": h["loss"], "penalty": h["penalty"], "train_accuracy": h["train_accuracy"],
+                              "val_chip_before": res.before["chip"]["accuracy"]})
+                if res.after["chip"]["accuracy"] > best:
+                    best, kept = res.after["chip"]["accuracy"], (ep + 1, res)
+                graph = res.graph
     except LookupError as e:
         return {"status": "unavailable", "reason": str(e)}
     except NirDeployError as e:
         return {"status": "failed", "reason": f"{type(e).__name__}: {e}"[:2000], "seconds": time.perf_counter() - t0}
-    train_s = time.perf_counter() - t0
-    out = {"status": "done", "train_seconds": train_s, "history": res.history, "before": res.before, "after": res.after,
-           "settings": res.settings, **_report_summary(dep.report)}
+    out = {"status": "done", "train_seconds": time.perf_counter() - t0, "epochs": curve, "kept_epoch": kept[0] if kept else 0,
+           "settings": res.settings}
+    if kept is None:  # fine-tuning did not beat the compiled network on the validation set: it stays
+        out.update({k: v for k, v in job["chip"].items() if k not in ("seconds", "compile_seconds")})
+        out["seconds"] = time.perf_counter() - t0
+        return out
+    res = kept[1]
+    dep = res.deployment
+    out.update(_report_summary(dep.report))
     if job.get("save"):
         from ...graph.loading import save_nir
 
-        save_nir(graph, job["save"])
+        save_nir(res.graph, job["save"])
         out["graph_file"] = os.path.basename(job["save"])
     if dep.fits:
         out.update(chip_accuracy(dep, job["x"], job["y"], raster_index=job["raster_index"]))
@@ -468,8 +514,8 @@ def run_digits(out: str | os.PathLike | None = None, *, quick: bool = False, con
         tmp = stack.enter_context(atomic_folder(out, force=force)) if out is not None else Path(stack.enter_context(_tempdir()))
         t = time.perf_counter()
         data = load_data(cfg)
-        results["data"] = {k: {"description": d.description, "train": int(len(d.y_train)), "test": int(len(d.y_test)),
-                               "sample_shape": list(d.shape)} for k, d in data.items()}
+        results["data"] = {k: {"description": d.description, "train": int(len(d.y_train)), "validation": int(len(d.y_val)),
+                               "test": int(len(d.y_test)), "sample_shape": list(d.shape)} for k, d in data.items()}
         results["stages"]["data"] = time.perf_counter() - t
 
         rows: list[dict] = []
@@ -511,8 +557,7 @@ def run_digits(out: str | os.PathLike | None = None, *, quick: bool = False, con
             save = tmp / f"{name}-{job['target'].replace(':', '-')}-finetuned.nir"
             ft = {**job, "x_train": d.x_train[tr], "y_train": d.y_train[tr], "epochs": cfg.finetune_epochs, "seed": cfg.seed,
                   "lr": cfg.finetune_lr, "batch": cfg.finetune_batch, "penalty": cfg.finetune_penalty,
-                  "x_val": d.x_test[: cfg.finetune_eval], "y_val": d.y_test[: cfg.finetune_eval], "save": str(save),
-                  "threads": cfg.threads}
+                  "x_val": d.x_val, "y_val": d.y_val, "save": str(save), "threads": cfg.threads, "chip": r}
             return [(_finetune_job, ft, finetune_done, f"{job['target']} ({name}): fine-tuned ({cfg.finetune_epochs} epochs on "
                                                          f"{len(tr)} samples) and simulated again")]
 

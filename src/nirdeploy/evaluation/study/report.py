@@ -34,13 +34,15 @@ COLUMN_HELP = (
      "reference simulator and in Norse (`nirdeploy.compare`); the same on every row of a network"),
     ("chip", "test accuracy (%) of the bit-accurate simulation of the graph compiled for the target"),
     ("fine-tuned", "the same after chip-aware fine-tuning for that target (`nirdeploy.finetune`, the target's chip model)"),
+    ("epochs kept", "fine-tuning epochs kept: the count (of those run) whose chip accuracy on a validation set held out from "
+     "training was best; 0 = fine-tuning did not beat the compiled network there, so it stays"),
     ("lost", "accuracy points lost against the float reference (reference - chip), before -> after fine-tuning"),
     ("multi-spike", "share (%) of firing (neuron, step) entries in the chip simulation with two or more spikes in one step "
      "(what a spiking layer in the float network never does), before -> after"),
     ("time (s)", "seconds to compile and simulate the test set, plus fine-tuning and simulating again"),
 )
 
-COLUMNS = ["network", "target"] + [t for _, t in FLOAT_RUNS] + ["chip", "fine-tuned", "lost", "multi-spike", "time (s)"]
+COLUMNS = ["network", "target"] + [t for _, t in FLOAT_RUNS] + ["chip", "fine-tuned", "epochs kept", "lost", "multi-spike", "time (s)"]
 
 
 def _pct(a) -> str:
@@ -99,11 +101,13 @@ def table_rows(results: dict) -> list[list[str]]:
         chip = row["chip"]
         if not chip.get("fits"):
             rules = ", ".join(chip.get("rules", [])) or "see results.json"
-            rows.append(cells + [f"does not fit ({rules})", "-", "-", "-", f"{chip.get('seconds', 0):.0f}"])
+            rows.append(cells + [f"does not fit ({rules})", "-", "-", "-", "-", f"{chip.get('seconds', 0):.0f}"])
             continue
         f = row_figures(results, row)
         secs = chip.get("seconds", 0.0) + (row.get("finetune") or {}).get("seconds", 0.0)
-        rows.append(cells + [_pct(f["before"]), _why_no_finetune(row), _arrow(_points(f["lost_before"]), _points(f["lost_after"])),
+        ft = row.get("finetune") or {}
+        kept = f"{ft['kept_epoch']} of {len(ft['epochs']) - 1}" if ft.get("status") == "done" and "kept_epoch" in ft else "-"
+        rows.append(cells + [_pct(f["before"]), _why_no_finetune(row), kept, _arrow(_points(f["lost_before"]), _points(f["lost_after"])),
                              _arrow(_pct(f["multi_before"]), _pct(f["multi_after"])), f"{secs:.0f}"])
     return rows
 
@@ -159,7 +163,7 @@ def goal(results: dict, points: float) -> dict:
 def goal_line(results: dict) -> str:
     """The goal verdict in words: met, or every row that missed it with its figures; then the
     intended variants that were not compiled and why."""
-    g = results.get("goal") or {}
+    g = results.get("goal") or goal(results, 1.0)
     pts = g.get("points", 1)
     if g.get("met"):
         line = f"goal met: every compiled target is within {pts:g} point(s) of the float reference after fine-tuning"
