@@ -153,8 +153,13 @@ def explain(columns: list[Column], rows: list[dict], graph_facts: dict) -> list[
         out.append(f"reset timing: the model was trained with reset = {graph_facts['recorded_reset']}, this comparison uses "
                    f"{graph_facts['reset']}")
     if graph_facts.get("spike_rule") == "multi":
-        out.append("multi-spike steps: the graph was exported from a multi-spike model (Sinabs MultiSpike); the reference "
-                   "column fires at most one spike per step, the 'torch' column follows the recorded rule")
+        if graph_facts.get("reset") == "zero":
+            out.append("multi-spike steps: the graph was exported from a multi-spike model (Sinabs MultiSpike); with reset = zero "
+                       "the reference column fires at most one spike per step, the 'torch' column follows the recorded rule")
+        else:
+            out.append("multi-spike steps: the graph was exported from a multi-spike model (Sinabs MultiSpike); the reference "
+                       "and 'torch' columns follow the recorded rule (floor(v / threshold) spikes per step); a run that fires "
+                       "at most one spike per step differs wherever v reaches twice the threshold")
     return list(dict.fromkeys(out))
 
 
