@@ -171,7 +171,10 @@ class Loihi2ChipModel(ChipModel):
         if d.spiking:
             vr = np.broadcast_to(np.asarray(d.v_reset if d.v_reset is not None else 0.0, dtype=np.float64).reshape(-1), (n,))
             thr = np.broadcast_to(np.asarray(d.threshold, dtype=np.float64).reshape(-1), (n,)) - vr
-            S = float(L.vth << self.c.threshold_shift) / np.where(thr > 0, thr, 1.0)
+            if s.get("loihi_mode") == "paper":  # the NIR paper's constants: S = 2**14 for every neuron (lower.py)
+                S = np.full(n, float(1 << 14))
+            else:
+                S = float(L.vth << self.c.threshold_shift) / np.where(thr > 0, thr, 1.0)
         else:
             S = np.broadcast_to(np.asarray(art.payload.output_scale, dtype=np.float64).reshape(-1), (n,))
         return S * gain
