@@ -25,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from safety_helpers import BRAILLE, COMPILE
+from safety_helpers import BRAILLE, COMPILE, SPECK_INPUT
 
 __all__ = ["Case", "Ctx", "CLI_CASES", "API_CASES", "KINDS"]
 
@@ -33,9 +33,10 @@ __all__ = ["Case", "Ctx", "CLI_CASES", "API_CASES", "KINDS"]
 class Ctx:
     """What a case may use: a scratch folder, a compiled folder, an input array, chdir."""
 
-    def __init__(self, tmp: Path, compiled: Path, chdir: Callable[[Path], None]):
+    def __init__(self, tmp: Path, compiled: Path, chdir: Callable[[Path], None], speck: Path | None = None):
         self.tmp = tmp
         self._compiled = compiled
+        self._speck = speck
         self.chdir = chdir
         self.keep_open: list = []  # sockets that must stay open while the command runs
 
@@ -44,6 +45,18 @@ class Ctx:
         if not d.exists():
             shutil.copytree(self._compiled, d)
         return d
+
+    def speck_dep(self, name: str = "speck") -> Path:
+        """A copy of the compiled Speck folder (tests/safety_helpers.compile_speck)."""
+        d = self.tmp / name
+        if not d.exists():
+            shutil.copytree(self._speck, d)
+        return d
+
+    def speck_x(self) -> Path:
+        p = self.tmp / "xs.npy"
+        np.save(p, (np.random.default_rng(0).random((2, 10) + SPECK_INPUT) < 0.3).astype(np.int64))
+        return p
 
     def graph(self, where: Path | None = None) -> Path:
         where = where or self.tmp
@@ -251,11 +264,11 @@ def _text(name: str, text: str):
     return lambda d: (d / name).write_text(text)
 
 
-def _npz(fn):
-    """Rewrite xylo_config.npz with ``fn(dict of arrays)`` (numpy's own writer)."""
+def _npz(fn, name: str = "xylo_config.npz"):
+    """Rewrite the archive ``name`` with ``fn(dict of arrays)`` (numpy's own writer)."""
 
     def edit(d: Path):
-        p = d / "xylo_config.npz"
+        p = d / name
         with np.load(p) as z:
             arrs = {k: z[k] for k in z.files}
         arrs = fn(arrs)
@@ -272,12 +285,13 @@ def _set_arr(key, value):
     return fn
 
 
-def _npz_bytes(fn):
-    return lambda d: (d / "xylo_config.npz").write_bytes(fn((d / "xylo_config.npz").read_bytes()))
+def _npz_bytes(fn, name: str = "xylo_config.npz"):
+    return lambda d: (d / name).write_bytes(fn((d / name).read_bytes()))
 
 
-def _bomb_member(d: Path):
-    """A 600 MB member of zeros (deflated to < 1 MB) in place of weights_in."""
+def _bomb_member(d: Path, name: str = "xylo_config.npz", member: bytes = b"weights_in.npy"):
+    """A 600 MB member of zeros (deflated to < 1 MB) in place of ``member``: the archive ``name``
+    holds nothing else."""
     import zlib
 
     mb = 1 << 20
@@ -294,19 +308,18 @@ def _bomb_member(d: Path):
     for _ in range(600):
         crc = zlib.crc32(b"\0" * mb, crc)
     data = first + block * 600 + last
-    name = b"weights_in.npy"
     usize = len(head) + 600 * mb
-    local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0, crc, len(data), usize, len(name), 0) + name
-    cd = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0, crc, len(data), usize, len(name), 0, 0, 0, 0, 0, 0) + name
-    with open(d / "xylo_config.npz", "wb") as f:
+    local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0, crc, len(data), usize, len(member), 0) + member
+    cd = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0, crc, len(data), usize, len(member), 0, 0, 0, 0, 0, 0) + member
+    with open(d / name, "wb") as f:
         f.write(local + data)
         off = f.tell()
         f.write(cd + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, len(cd), off, 0))
 
 
-def _claims_more(d: Path):
+def _claims_more(d: Path, name: str = "xylo_config.npz", member: str = "bias"):
     """A member whose .npy header announces 10^12 elements but holds a few bytes."""
-    p = d / "xylo_config.npz"
+    p = d / name
     with np.load(p) as z:
         arrs = {k: z[k] for k in z.files}
     import io
@@ -315,8 +328,8 @@ def _claims_more(d: Path):
     np.lib.format.write_array_header_1_0(b, {"descr": "<i8", "fortran_order": False, "shape": (10**12,)})
     with zipfile.ZipFile(p, "w") as zf:
         for k, v in arrs.items():
-            if k == "bias":
-                zf.writestr("bias.npy", b.getvalue() + b"\0" * 64)
+            if k == member:
+                zf.writestr(f"{member}.npy", b.getvalue() + b"\0" * 64)
             else:
                 buf = io.BytesIO()
                 np.save(buf, v)
@@ -385,6 +398,112 @@ COMPILED_FOLDER = [
     tamper(_json(REP, lambda r: {**r, "resources": [{"name": "x", "used": "lots", "limit": 1}]}), "resources[0].used", "report_bad_resource"),
     tamper(_json(REP, lambda r: {**r, "violations": {"a": 1}}), "violations", "report_violations_not_a_list"),
     tamper(_replace("graph.nir", "fifo"), "not a regular file", "graph_copy_fifo", extra=("--compare-reference",)),
+]
+
+
+# -- compiled Speck folders: the same contract, the Speck target's files ----------------------------
+def speck_tamper(fn, expect: str, cid: str) -> Case:
+    def setup(ctx: Ctx):
+        d = ctx.speck_dep()
+        fn(d)
+        return ["simulate", d, "--input", ctx.speck_x(), "-o", ctx.tmp / "y.npy"]
+
+    return Case("speck_" + cid, "speck compiled folder", setup, expect)
+
+
+SMETA, SNPZ, SCFG = "speck_meta.json", "sinabs_model.npz", "speck_config.json"
+
+
+def _layer(i: int, **change):
+    """Change keys of layer ``i`` of speck_meta.json (a callable value gets the old one)."""
+
+    def fn(m):
+        lay = m["network"]["layers"][i]
+        for k, v in change.items():
+            lay[k] = v(lay[k]) if callable(v) else v
+        return m
+
+    return _json(SMETA, fn)
+
+
+def _net(**change):
+    def fn(m):
+        m["network"].update(change)
+        return m
+
+    return _json(SMETA, fn)
+
+
+def _cfg_layer(i: int, key: str, fn):
+    def edit(c):
+        c["cnn_layers"][i][key] = fn(c["cnn_layers"][i][key])
+        return c
+
+    return _json(SCFG, edit)
+
+
+SPECK_FOLDER = [
+    # speck_meta.json: JSON, format version, schema, the network's consistency and the chip's limits
+    speck_tamper(lambda d: (d / SMETA).unlink(), "missing", "meta_missing"),
+    speck_tamper(_replace(SMETA, "fifo"), "not a regular file", "meta_fifo"),
+    speck_tamper(_replace(SMETA, "dev_zero"), "symbolic link", "meta_link_to_dev_zero"),
+    speck_tamper(_text(SMETA, "[]"), "expected a JSON object", "meta_is_a_list"),
+    speck_tamper(_text(SMETA, "[" * 100_000 + "]" * 100_000), "nested deeper", "meta_deeply_nested"),
+    speck_tamper(_text(SMETA, '{"format": 1, "scale": 1e400}'), "float range", "meta_float_overflow"),
+    speck_tamper(_json(SMETA, lambda m: {**m, "format": 2}), "format version 2", "meta_format_version_2"),
+    speck_tamper(_json(SMETA, lambda m: {**m, "format": "1"}), "format", "meta_format_version_string"),
+    speck_tamper(_json(SMETA, lambda m: {k: v for k, v in m.items() if k != "network"}), "network", "meta_without_network"),
+    speck_tamper(_json(SMETA, lambda m: {**m, "hacked": True}), "unexpected key", "meta_unknown_key"),
+    speck_tamper(_json(SMETA, lambda m: {**m, "variant": "speck9"}), "variant", "meta_unknown_variant"),
+    speck_tamper(_json(SMETA, lambda m: {**m, "variant": "speck2e"}), "variant", "meta_variant_of_another_folder"),
+    speck_tamper(_json(SMETA, lambda m: {**m, "options": {**m["options"], "spike_test": "=="}}), "options.spike_test", "meta_option_bad_value"),
+    speck_tamper(_json(SMETA, lambda m: {**m, "options": {**m["options"], "turbo": 1}}), "options.turbo", "meta_option_unknown"),
+    speck_tamper(_json(SMETA, lambda m: {**m, "input_shape": [2, 8, 9]}), "input_shape", "meta_input_shape_mismatch"),
+    speck_tamper(_net(layers=[]), "layers", "meta_no_layers"),
+    speck_tamper(_net(output_layer="nowhere"), "output_layer", "meta_output_layer_unknown"),
+    speck_tamper(_net(output_pool=0), "output_pool", "meta_output_pool_zero"),
+    speck_tamper(_layer(0, stride="x"), "stride", "meta_stride_string"),
+    speck_tamper(_layer(0, stride=[3, 3]), "stride", "meta_stride_3"),
+    speck_tamper(_layer(0, padding=[9, 9]), "padding", "meta_padding_9"),
+    speck_tamper(_layer(0, threshold_high=0), "threshold_high", "meta_threshold_zero"),
+    speck_tamper(_layer(0, threshold_high=40000), "threshold_high", "meta_threshold_beyond_16_bit"),
+    speck_tamper(_layer(0, threshold_low=lambda t: 10**6), "threshold_low", "meta_lower_bound_above_threshold"),
+    speck_tamper(_layer(1, core=99), "core", "meta_core_out_of_range"),
+    speck_tamper(_layer(1, core=lambda c: 0 if c else 1), "core", "meta_core_used_twice"),
+    speck_tamper(_layer(1, sources=[["ghost", 1]]), "sources", "meta_source_names_no_layer"),
+    speck_tamper(_layer(1, sources=lambda s: [[s[0][0], 3]]), "sources", "meta_pooling_3"),
+    speck_tamper(_layer(0, sources=lambda s: [[s[0][0], "2"]]), "sources", "meta_pooling_string"),
+    speck_tamper(_layer(0, neuron_shape=lambda s: [s[0], s[1] + 1, s[2]]), "neuron_shape", "meta_neuron_shape_disagrees"),
+    speck_tamper(_layer(0, input_shape=lambda s: [s[0] + 1, s[1], s[2]]), "input", "meta_input_channels_disagree"),
+    speck_tamper(_layer(0, kind="dense"), "kind", "meta_kind_unknown"),
+    speck_tamper(_layer(0, name="__input__"), "name", "meta_layer_named_like_the_input"),
+    # sinabs_model.npz: zip, members, dtypes, integer formats, shapes
+    speck_tamper(_text(SNPZ, "not a zip archive"), "not a valid .npz", "npz_not_a_zip"),
+    speck_tamper(lambda d: _bomb_member(d, SNPZ, b"weight_0.npy"), "decompress", "npz_zip_bomb"),
+    speck_tamper(_npz(lambda a: {k: v for k, v in a.items() if k != "bias_1"}, SNPZ), "bias_1", "npz_member_missing"),
+    speck_tamper(_npz(_set_arr("extra", np.zeros(3)), SNPZ), "extra", "npz_extra_member"),
+    speck_tamper(_npz(_set_arr("weight_0", lambda a: a["weight_0"].astype(np.float64)), SNPZ), "weight_0", "npz_float_weights"),
+    speck_tamper(_npz(_set_arr("weight_2", lambda a: a["weight_2"] + 300), SNPZ), "weight_2", "npz_weights_out_of_int8"),
+    speck_tamper(_npz(_set_arr("bias_0", lambda a: np.array([{"x": 1}] * len(a["bias_0"]), dtype=object)), SNPZ), "bias_0",
+                 "npz_pickled_objects"),
+    speck_tamper(_npz(_set_arr("weight_1", lambda a: a["weight_1"][:-1]), SNPZ), "weight_1", "npz_weight_shape_disagrees"),
+    speck_tamper(_npz(_set_arr("bias_2", lambda a: a["bias_2"] + 1), SNPZ), "has_bias", "npz_bias_where_the_layer_has_none"),
+    speck_tamper(_npz_bytes(lambda b: b[: len(b) // 2], SNPZ), SNPZ, "npz_truncated"),
+    speck_tamper(lambda d: _claims_more(d, SNPZ, "bias_0"), "announces", "npz_header_claims_more"),
+    # speck_config.json: the vendor export must be what simulate runs
+    speck_tamper(_cfg_layer(0, "threshold_high", lambda t: t + 1), "cnn_layers[0].threshold_high", "config_threshold_edited"),
+    speck_tamper(_cfg_layer(1, "weights", lambda w: [[[[0] * len(w[0][0][0])] * len(w[0][0])] * len(w[0])] * len(w)),
+                 "cnn_layers[1].weights", "config_weights_zeroed"),
+    speck_tamper(_text(SCFG, "{"), "not valid JSON", "config_not_json"),
+    speck_tamper(_replace(SCFG, "fifo"), "not a regular file", "config_fifo"),
+    # report.json (the core's contract) and the marker
+    speck_tamper(lambda d: (d / REP).unlink(), "missing", "report_missing"),
+    speck_tamper(_json(REP, lambda r: {**r, "fits": "yes"}), "fits", "report_fits_a_string"),
+    speck_tamper(_json(REP, lambda r: {**r, "target": "xylo", "variant": "audio2"}), "target", "report_of_another_target"),
+    speck_tamper(_json(M, lambda m: {**m, "target": "xylo", "variant": "audio2"}), "says this is a xylo:audio2 folder",
+                 "folder_claimed_by_another_target"),
+    speck_tamper(_json(M, lambda m: {**m, "nirdeploy_deployment": 2}), "format version 2", "marker_format_version_2"),
+    speck_tamper(_json(M, lambda m: {**m, "output_shape": [4]}), "output_shape", "marker_output_shape_mismatch"),
 ]
 
 
@@ -484,7 +603,7 @@ GRAPH_AT_DT = [
     Case("delay_longer_than_the_input_is_fine", "graph at dt", _delay_graph(np.full(4, 1e-2)), "", code=0),
 ]
 
-CLI_CASES: list[Case] = OUTPUT_FOLDER + FILE_OUTPUT + COMPILED_FOLDER + INPUT_ARRAY + GRAPH_AT_DT
+CLI_CASES: list[Case] = OUTPUT_FOLDER + FILE_OUTPUT + COMPILED_FOLDER + SPECK_FOLDER + INPUT_ARRAY + GRAPH_AT_DT
 
 
 # -- API arguments ----------------------------------------------------------------------------------
@@ -555,6 +674,7 @@ KINDS = {
     "output folder": len(OUTPUT_FOLDER),
     "file output": len(FILE_OUTPUT),
     "compiled folder": len(COMPILED_FOLDER),
+    "speck compiled folder": len(SPECK_FOLDER),
     "input array": len(INPUT_ARRAY),
     "graph at dt": len(GRAPH_AT_DT),
     "API argument": len(API_CASES),

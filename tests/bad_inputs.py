@@ -16,7 +16,7 @@ from typing import Callable
 import h5py
 import numpy as np
 
-__all__ = ["CASES", "write_tree", "base_nodes", "BASE_EDGES", "good_file"]
+__all__ = ["CASES", "write_tree", "base_nodes", "BASE_EDGES", "good_file", "insert_node"]
 
 STR = h5py.string_dtype()
 
@@ -69,6 +69,24 @@ BASE_EDGES = [("input", "fc"), ("fc", "lif"), ("lif", "output")]
 
 def graph(nodes: dict, edges: list) -> dict:
     return {"type": "NIRGraph", "nodes": nodes, "edges": list(edges)}
+
+
+def insert_node(path: Path, name: str, spec: dict, between: tuple[str, str] | None = None, replace: bool = False) -> Path:
+    """Edit a written .nir file in place with h5py, in NIR's layout: add node ``name`` (``spec``: a
+    tree as for :func:`write_tree`, with its ``type``) on the edge ``between`` = (a, b), or with
+    ``replace`` put it in place of the existing node ``name`` (same edges)."""
+    with h5py.File(path, "a") as f:
+        g = f["node"]
+        if replace:
+            del g["nodes"][name]
+        write_tree(g["nodes"].create_group(name), spec)
+        if between is not None:
+            edges = [(a.decode(), b.decode()) for a, b in g["edges"][()]]
+            edges.remove(tuple(between))
+            edges += [(between[0], name), (name, between[1])]
+            del g["edges"]
+            write_tree(g, {"edges": edges})
+    return path
 
 
 def write_file(path: Path, root: dict, version: str | None = "1.0.8") -> Path:
@@ -462,7 +480,7 @@ CASES: list[tuple[str, Callable[[Path], Path], str]] = [
         "delay must be >= 0",
     ),
     # graph structure
-    ("unknown_node_type", _with(_set("lif", "type", "MaxPool2d")), "unknown node type"),
+    ("unknown_node_type", _with(_set("lif", "type", "Frobnicate2d")), "unknown node type"),
     ("dangling_edge", _with(lambda n: None, edges=BASE_EDGES + [("lif", "ghost")]), "dangling"),
     ("duplicate_edge", _with(lambda n: None, edges=BASE_EDGES + [("fc", "lif")]), "duplicate"),
     ("many_duplicate_edges", _many_duplicate_edges, "listed 20001 times"),

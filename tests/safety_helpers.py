@@ -160,5 +160,26 @@ def compile_braille(folder: Path) -> Path:
     return out
 
 
+SPECK_INPUT = (2, 8, 8)
+
+
+def compile_speck(folder: Path) -> Path:
+    """``folder/speck``: a three-core CNN (conv, sum pooling, conv, Flatten + Affine) compiled for
+    speck2f through the CLI (tests copy it before changing it)."""
+    import nir
+    from click.testing import CliRunner
+
+    from nirdeploy.cli import main
+    from speck_graphs import chain_graph
+
+    g = Path(folder) / "cnn.nir"
+    nir.write(str(g), chain_graph([{"k": 3, "c_out": 4, "padding": 1, "pool": 2}, {"k": 3, "c_out": 4}], SPECK_INPUT, linear_out=3,
+                                  seed=0, bias=False))
+    out = Path(folder) / "speck"
+    r = CliRunner().invoke(main, ["compile", str(g), "--target", "speck:speck2f", "--dt", "1", "--reset", "subtract", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    return out
+
+
 def events(shape, rate=0.2, seed=0) -> np.ndarray:
     return np.random.default_rng(seed).poisson(rate, size=shape)

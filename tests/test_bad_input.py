@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from bad_inputs import CASES, good_file
 from nirdeploy.errors import GraphLoadError, GraphValidationError, NirDeployError
 from nirdeploy.graph.loading import load
 
-TIME_BUDGET_S = 5.0
+HANG_CASES = {"hdf5_library_hang"}
 
 
 @pytest.fixture(autouse=True)
-def _short_read_timeout(monkeypatch):
-    """The table's files are tiny: 1.5 s is plenty, and keeps the hang case quick."""
+def _short_budget_for_the_hang(request, monkeypatch):
+    """The hang case never finishes, so any budget stops it: 0.5 s of the reader's processor time
+    keeps it quick. The other cases read with the real budget (processor time, so load on the
+    machine cannot fail them)."""
     import nirdeploy.graph.loading as L
 
-    monkeypatch.setattr(L, "READ_TIMEOUT_BASE_S", 1.5)
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("case_id") in HANG_CASES:
+        monkeypatch.setattr(L, "READ_TIMEOUT_BASE_S", 0.5)
 
 
 def test_table_is_big_enough_and_unique():
@@ -35,10 +37,8 @@ def test_the_base_graph_of_the_table_is_valid(tmp_path):
 @pytest.mark.parametrize("case_id,builder,expected", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_refused(tmp_path, case_id, builder, expected):
     path = builder(tmp_path)
-    t0 = time.monotonic()
     with pytest.raises(NirDeployError) as info:
         load(path)
-    elapsed = time.monotonic() - t0
     err = info.value
     assert isinstance(err, (GraphLoadError, GraphValidationError)), type(err)
     assert err.exit_code == 2
@@ -46,7 +46,6 @@ def test_bad_input_is_refused(tmp_path, case_id, builder, expected):
     assert expected.lower() in msg.lower(), msg
     assert "Traceback" not in msg
     assert len(msg) < 5000
-    assert elapsed < TIME_BUDGET_S, f"{case_id} took {elapsed:.1f} s"
 
 
 @pytest.mark.parametrize("case_id,builder,expected", CASES, ids=[c[0] for c in CASES])

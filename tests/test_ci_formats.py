@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import nir
-import numpy as np
 import pytest
 
 from nirdeploy.backend.target import available_targets, get_target
@@ -20,7 +18,7 @@ from nirdeploy.ci.budget import BudgetResult
 from nirdeploy.cli import main
 
 from conftest import CORPUS, require_oracle
-from graphs import ff_graph, write
+from graphs import ff_graph, unsupported_if_graph, write
 
 BRAILLE = CORPUS / "braille_noDelay_noBias_subtract.nir"
 CNN = CORPUS / "cnn_sinabs.nir"
@@ -42,16 +40,8 @@ def big(tmp_path_factory):
 @pytest.fixture(scope="module")
 def odd(tmp_path_factory):
     """An unsupported IF node whose name holds every character the formats must escape."""
-    rng = np.random.default_rng(0)
     name = "if:1,a%b\x1b[31m\u00e9"
-    g = nir.NIRGraph(nodes={
-        "input": nir.Input(input_type={"input": np.array([3])}),
-        "fc": nir.Linear(weight=rng.normal(size=(4, 3))),
-        name: nir.IF(r=np.ones(4), v_threshold=np.ones(4), v_reset=np.zeros(4)),
-        "fc2": nir.Linear(weight=rng.normal(size=(2, 4))),
-        "out": nir.LIF(tau=np.ones(2) * 1e-3, r=np.ones(2) * 10, v_leak=np.zeros(2), v_threshold=np.ones(2), v_reset=np.zeros(2)),
-        "output": nir.Output(output_type={"output": np.array([2])}),
-    }, edges=[("input", "fc"), ("fc", name), (name, "fc2"), ("fc2", "out"), ("out", "output")], type_check=False)
+    g = unsupported_if_graph(name)
     return write(g, tmp_path_factory.mktemp("g") / "odd.nir"), name
 
 

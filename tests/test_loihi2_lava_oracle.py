@@ -118,6 +118,11 @@ def _edge_specs(rng):
     neg = {**base, "du": 1500, "dv": 700, "vth": 5, "mode_in": "mixed", "exp_in": -7, "recurrent": True, "mode_rec": "mixed", "exp_rec": -5,
            "bits_in": 7, "bias_mant_fn": lambda r, k: r.integers(-4096, 4096, k), "bias_exp_fn": lambda r, k: r.integers(0, 8, k)}
     yield "negative_exponent_floor", neg, [(8, 6)] * 4
+    # more spikes in one step than an int16 sum of 8-bit weights holds: the numba engine sums them in int32
+    many = {**base, "du": 3000, "dv": 200, "vth": 131071, "rate": 0.97, "bias_mant_fn": lambda r, k: np.zeros(k, int)}
+    yield "many_spikes_excitatory", {**many, "exp_in": -3, "w_in_fn": lambda r, shape, *a: r.choice([255, 254, 1], shape)}, [(300, 3)] * 2
+    yield "many_spikes_mixed", {**many, "mode_in": "mixed", "exp_in": -2,
+                                "w_in_fn": lambda r, shape, *a: r.choice([254, -256, 255, -3], shape)}, [(300, 3)] * 2
 
 
 def _all_groups():
@@ -183,6 +188,15 @@ def test_edge_cases_reach_their_edges(lava_results):
     assert v.min() == -(M - 1)
     big = lava_results["activation_beyond_int32"]["lif"]["u"]
     assert np.abs(big).max() > 0
+    from nirdeploy_targets.loihi2.sim import Constants, _numba_plan
+
+    for name in ("many_spikes_excitatory", "many_spikes_mixed"):
+        _, _, nets, _ = next(g for g in GROUPS if g[0] == name)
+        for net, x in nets:
+            plan = _numba_plan(net, Constants())[1]
+            if plan:  # more input spikes in some step than the int16 accumulator takes
+                assert x.sum(axis=1).max() > plan[0].kmax16, name
+        assert np.abs(lava_results[name]["lif"]["u"]).max() > 0
 
 
 def test_mixed_sign_rules_by_hand():
@@ -206,3 +220,131 @@ def test_batch_equals_single_runs(engine):
         assert np.array_equal(batch.output[b], one.output[0])
         for var in ("u", "v", "s"):
             assert np.array_equal(batch.states["lif"][var][b], one.states["lif"][var][0])
+
+
+# -- layers split by time constant (one LIF process per distinct du/dv) ----------------------------------
+def _per_neuron_taus(recurrent: bool, seed: int):
+    """An snnTorch-style graph whose hidden layer has per-neuron membrane time constants (learnable
+    beta) and whose output layer has per-neuron synaptic ones, compiled for Loihi 2."""
+    import nirdeploy
+    from graphs import ff_graph
+
+    g = ff_graph(n_in=6, n_hid=20, n_out=5, seed=seed, recurrent=recurrent, scale=0.6)
+    rng = np.random.default_rng(seed)
+    g.nodes["lif1"].tau_mem = rng.choice([1e-3, 1.5e-3, 3e-3], 20)
+    g.nodes["lif1"].r = g.nodes["lif1"].tau_mem / 1e-4
+    g.nodes["lif2"].tau_syn = rng.choice([2e-4, 4e-4], 5)
+    g.nodes["lif2"].w_in = g.nodes["lif2"].tau_syn / 1e-4
+    return nirdeploy.compile(g, target="loihi2", dt=1e-4).artifact.payload.network
+
+
+def _split_by_hand() -> Loihi2Network:
+    """Two decay groups in a recurrent layer whose recurrent and outgoing synapses have negative
+    exponents, so each group's sum is floored on its own."""
+    from nirdeploy_targets.loihi2.lower import split_by_decay
+
+    rng = np.random.default_rng(7)
+    n = 7
+    l0 = NeuronLayer("a", (n,), 0, 0, 300, rng.integers(-50, 50, n), rng.integers(0, 3, n),
+                     [Synapse(INPUT, "dense", rng.integers(-255, 255, (n, 5)), -1, 8, "mixed"),
+                      Synapse(0, "dense", rng.integers(-255, 255, (n, n)), -3, 7, None)])
+    l1 = NeuronLayer("b", (3,), 3000, 100, 200, [0, 5, -5], [0, 1, 2], [Synapse(0, "dense", rng.integers(1, 255, (3, n)), -2, 8, None)])
+    net = Loihi2Network((5,), [l0, l1], 1)
+    return split_by_decay(net, {0: (np.array([100, 100, 4000, 100, 4000, 4000, 100]), np.array([50, 50, 900, 50, 900, 900, 50]))})
+
+
+def _split_with_delays():
+    """Per-neuron time constants in a layer with delayed inputs and a delayed recurrent loop: the
+    delay matrices are sliced with the weights."""
+    import nirdeploy
+    from graphs import delay_graph
+
+    g = delay_graph("post", recurrent=True)
+    g.nodes["lif1"].tau_mem = np.resize([1e-3, 2e-3], 10)
+    g.nodes["lif1"].r = g.nodes["lif1"].tau_mem / 1e-4
+    return nirdeploy.compile(g, target="loihi2", dt=1e-4).artifact.payload.network
+
+
+SPLIT_JOBS = [("recurrent", lambda: _per_neuron_taus(True, 1)), ("feed_forward", lambda: _per_neuron_taus(False, 2)),
+              ("by_hand_negative_exponents", _split_by_hand), ("with_delays", _split_with_delays)]
+
+
+def _lava_jobs(makers: list, seed: int, rate: float) -> dict:
+    """{name: ((net, x), Lava's states)} for ``[(name, make_network)]``, in one Lava batch."""
+    nets = [(name, make()) for name, make in makers]
+    rng = np.random.default_rng(seed)
+    jobs = [(net, (rng.random((T, net.n_in)) < rate).astype(np.int64)) for _, net in nets]
+    return dict(zip([n for n, _ in nets], zip(jobs, run_batch(jobs))))
+
+
+def _equals_lava(net, x, lava, engine: str, numba_refuses: bool) -> None:
+    """Every layer's s, u, v equal Lava's; where ``numba_refuses``, the numba engine says why."""
+    if engine == "numba" and numba_refuses:
+        with pytest.raises(ValueError, match="fed back from a later layer|recurrent synapse"):
+            simulate(net, x[None], engine="numba")
+        return
+    ours = simulate(net, x[None], record=True, engine=engine).states
+    for L in net.layers:
+        for var in ("s", "u", "v"):
+            assert np.array_equal(ours[L.name][var][0], lava[L.name][var]), (L.name, var)
+    assert sum(int(r["s"].sum()) for r in lava.values()) > 0
+
+
+@pytest.fixture(scope="module")
+def split_results():
+    return _lava_jobs(SPLIT_JOBS, 3, 0.3)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("name", [n for n, _ in SPLIT_JOBS])
+def test_split_layers_equal_lava(name, engine, split_results):
+    """Every LIF process of a layer split by time constant (and every other layer) equals Lava
+    exactly; recurrence between the groups of a layer takes the numpy engine."""
+    (net, x), lava = split_results[name]
+    assert sum(bool(L.origin) for L in net.layers) >= 2 and set(lava) == {L.name for L in net.layers}
+    if name == "with_delays":
+        assert all(s.max_delay == 3 for L in net.layers if L.origin for s in L.synapses if s.src >= 0)
+    _equals_lava(net, x, lava, engine, any(s.src > i for i, L in enumerate(net.layers) for s in L.synapses))
+
+
+# -- synaptic delays (NIR Delay nodes -> Lava DelayDense) --------------------------------------------------
+def _random_delays(seed: int) -> Loihi2Network:
+    """Two layers, delays 0..5 on every synapse (recurrent ones too), negative exponents (each
+    delay's sum is floored on its own), inferred and explicit sign modes."""
+    rng = np.random.default_rng(seed)
+    n_in, n = 6, 5
+    l0 = NeuronLayer("a", (n,), int(rng.integers(0, 4096)), int(rng.integers(0, 500)), int(rng.integers(1, 300)), rng.integers(-50, 50, n),
+                     rng.integers(0, 3, n), [Synapse(INPUT, "dense", rng.integers(-255, 255, (n, n_in)), int(rng.integers(-3, 3)), 8, "mixed",
+                                                     delay=rng.integers(0, 6, (n, n_in)))])
+    if seed % 2:
+        l0.synapses.append(Synapse(0, "dense", rng.integers(-255, 255, (n, n)), -1, 7, None, delay=rng.integers(0, 4, (n, n))))
+    l1 = NeuronLayer("b", (3,), 3000, 100, 200, [0, 5, -5], [0, 1, 2],
+                     [Synapse(0, "dense", rng.integers(-255, 255, (3, n)), -2, 8, None, delay=rng.integers(0, 3, (3, n)))])
+    return Loihi2Network((n_in,), [l0, l1], 1)
+
+
+def _compiled_delays(where: str, recurrent: bool):
+    import nirdeploy
+    from graphs import delay_graph
+
+    return nirdeploy.compile(delay_graph(where, recurrent=recurrent), target="loihi2", dt=1e-4).artifact.payload.network
+
+
+DELAY_JOBS = [(f"random{s}", lambda s=s: _random_delays(s)) for s in range(4)] + [
+    (f"nir_{w}{'_rec' if r else ''}", lambda w=w, r=r: _compiled_delays(w, r)) for w in ("pre", "post", "middle") for r in (False, True)]
+
+
+@pytest.fixture(scope="module")
+def delay_results():
+    return _lava_jobs(DELAY_JOBS, 5, 0.35)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("name", [n for n, _ in DELAY_JOBS])
+def test_synaptic_delays_equal_lava(name, engine, delay_results):
+    """DelayDense synapses (from NIR Delay nodes before, after and between Linears, and on a
+    recurrent loop; random delay matrices with negative exponents) equal Lava's DelayDense
+    exactly; a delayed recurrent synapse takes the numpy engine."""
+    (net, x), lava = delay_results[name]
+    assert any(s.max_delay > 0 for L in net.layers for s in L.synapses)
+    _equals_lava(net, x, lava, engine, any(s.src == i and s.delay is not None for i, L in enumerate(net.layers) for s in L.synapses))

@@ -278,6 +278,118 @@ def test_chip_simulation_tracks_the_reference():
     assert cmp["count_correlation"] > 0.9, cmp
 
 
+def _learned_taus(recurrent=True, seed=1):
+    g = ff_graph(n_in=6, n_hid=20, n_out=5, seed=seed, recurrent=recurrent, scale=0.6)
+    rng = np.random.default_rng(seed)
+    g.nodes["lif1"].tau_mem = rng.choice([1e-3, 1.5e-3, 3e-3], 20)  # snnTorch learnable beta: one per neuron
+    g.nodes["lif1"].r = g.nodes["lif1"].tau_mem / 1e-4
+    return g
+
+
+def test_layers_with_several_time_constants_are_split_and_reported(tmp_path):
+    """A layer whose neurons discretize to different (du, dv) runs as one LIF process per pair: the
+    report says how many (rule split_by_time_constant, usage decay_groups), the outputs and recorded
+    states come back in the layer's own neuron order under its own name, the compiled folder
+    round-trips, and the chip still tracks the float network."""
+    g = _learned_taus()
+    out = tmp_path / "OUT"
+    dep = nirdeploy.compile(g, target="loihi2", dt=1e-4, out=out)
+    assert dep.fits
+    (v,) = [v for v in dep.report.violations if v.rule == "split_by_time_constant"]
+    assert v.node == "lif1" and v.actual == 3 and "3 LIF processes" in v.message
+    assert {n.node: n.usage for n in dep.report.nodes}["lif1"]["decay_groups"] == 3
+    net = dep.artifact.payload.network
+    groups = [L for L in net.layers if L.origin == "lif1"]
+    assert len(groups) == 3 and len({(L.du, L.dv) for L in groups}) == 3
+    assert sorted(np.concatenate([L.neurons for L in groups]).tolist()) == list(range(20))
+    x = np.random.default_rng(2).binomial(1, 0.3, (3, 300, 6))
+    res = dep.simulate(x, record=True)
+    assert set(res.states) == {"lif1", "lif2"} and res.states["lif1"]["v"].shape == (3, 300, 20)
+    for L in groups:  # merged states: each group's neurons at their own positions
+        own = simulate(net, x, record=True).states[L.name]
+        assert np.array_equal(res.states["lif1"]["u"][:, :, L.neurons], own["u"])
+    loaded = nirdeploy.load_deployment(out)
+    assert np.array_equal(loaded.simulate(x), res.output)
+    ref = nirdeploy.simulate_reference(g, x, dt=1e-4)
+    assert nirdeploy.compare_outputs(res.output, ref, dep.artifact.latency_steps)["count_correlation"] > 0.9
+    assert "one iDecay and vDecay" in "; ".join(__import__("nirdeploy_targets.loihi2.netx", fromlist=["x"]).netx_problems(net))
+
+
+def test_snntorch_learnable_beta_compiles_as_split_layers():
+    """The case users meet: snnTorch's Leaky with a per-neuron learnable beta, exported through
+    nirdeploy's snnTorch frontend, lowers to one LIF process per distinct discrete decay."""
+    from conftest import require_oracle
+
+    snn = require_oracle("snntorch")
+    torch = require_oracle("torch")
+    from nirdeploy.frontends import from_torch
+
+    torch.manual_seed(0)
+    beta = torch.tensor(np.random.default_rng(0).uniform(0.85, 0.95, 16), dtype=torch.float32)
+    zero = dict(reset_mechanism="zero", reset_delay=False, init_hidden=True)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 16), snn.Leaky(beta=beta, learn_beta=True, **zero), torch.nn.Linear(16, 3),
+                              snn.Leaky(beta=0.8, output=True, **zero))
+    with torch.no_grad():
+        net[0].weight *= 3
+        net[2].weight *= 3
+    x = (np.random.default_rng(1).random((3, 200, 4)) < 0.3).astype(np.float32)
+    g = from_torch(net, x, library="snntorch")
+    dep = nirdeploy.compile(g, target="loihi2")  # dt read back from the export
+    (v,) = [v for v in dep.report.violations if v.rule == "split_by_time_constant"]
+    groups = len({(L.du, L.dv) for L in dep.artifact.payload.network.layers if L.origin == v.node})
+    assert dep.fits and v.actual == groups > 10
+    y = dep.simulate(x.astype(np.int64))
+    cmp = nirdeploy.compare_outputs(y, nirdeploy.simulate_reference(g, x), dep.artifact.latency_steps)
+    assert cmp["count_correlation"] > 0.99 and y.sum() > 20, cmp
+
+
+def test_split_output_layer_keeps_the_neuron_order():
+    g = ff_graph(n_in=6, n_hid=10, n_out=6, seed=4, scale=0.8)
+    g.nodes["lif2"].tau_syn = np.array([2e-4, 4e-4, 2e-4, 8e-4, 4e-4, 2e-4])
+    g.nodes["lif2"].w_in = g.nodes["lif2"].tau_syn / 1e-4
+    dep = nirdeploy.compile(g, target="loihi2", dt=1e-4)
+    net = dep.artifact.payload.network
+    assert len(net.output_layers) == 3
+    x = np.random.default_rng(1).binomial(1, 0.4, (2, 200, 6))
+    y = dep.simulate(x)
+    assert y.shape == (2, 200, 6)
+    st = simulate(net, x, record=True).states
+    for k in net.output_layers:
+        L = net.layers[k]
+        assert np.array_equal(y[:, :, L.neurons], st[L.name]["s"])
+    ref = nirdeploy.simulate_reference(g, x, dt=1e-4)
+    assert nirdeploy.compare_outputs(y, ref, dep.artifact.latency_steps)["count_correlation"] > 0.9
+
+
+def test_split_warns_where_group_sums_are_floored_apart():
+    """An outgoing synapse with a negative weight_exp is summed per group, each sum floored: the
+    report says so (warning, with the bound)."""
+    g = _learned_taus(recurrent=False, seed=3)
+    g.nodes["fc2"].weight = g.nodes["fc2"].weight * 0.002  # small weights: a negative exponent
+    rep = nirdeploy.check(g, target="loihi2", dt=1e-4)
+    (v,) = [v for v in rep.violations if v.rule == "split_by_time_constant"]
+    assert v.severity == "warning" and "floors each group's sum separately" in v.message and "up to 2 activation units" in v.message
+
+
+def test_conv_layer_with_several_time_constants_is_refused():
+    from nirdeploy_targets.loihi2.lower import split_by_decay
+
+    g = nirdeploy.load_graph(CORPUS / "cnn_sinabs.nir")
+    node = g.nodes["1"]
+    n = int(np.prod(node.output_shape))
+    node.params["tau"] = np.linspace(1.0, 3.0, n).reshape(node.output_shape)  # an IF made leaky, per neuron
+    node.type = "LIF"
+    node.params.setdefault("v_leak", np.zeros(node.output_shape))
+    rep = nirdeploy.check(g, target="loihi2", dt=1.0)
+    assert not rep.fits
+    (v,) = [v for v in rep.violations if v.rule == "non_uniform_decay"]
+    assert "Conv synapses" in v.message and v.actual > 1
+    net = Loihi2Network((2, 4, 4), [NeuronLayer("c", (1, 4, 4), 0, 0, 10, np.zeros(16, int), np.zeros(16, int),
+                                                [Synapse(INPUT, "conv", np.ones((1, 2, 1, 1), int))])], 0)
+    with pytest.raises(ValueError, match="Conv"):
+        split_by_decay(net, {0: (np.arange(16) % 2, np.zeros(16, int))})
+
+
 def test_v_reset_and_subtract_reset_are_reported():
     g = ff_graph(seed=0)
     rep = nirdeploy.check(g, target="loihi2", dt=1e-4, reset="subtract")
@@ -288,11 +400,81 @@ def test_v_reset_and_subtract_reset_are_reported():
 
 
 def test_unsupported_nodes_are_named():
-    g = nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([3])}), "d": nir.Delay(delay=np.full(3, 2e-4)),
+    g = nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([3])}), "t": nir.Threshold(threshold=np.full(3, 0.5)),
                             "lif": cuba(3), "output": nir.Output(output_type={"output": np.array([3])})},
-                     edges=[("input", "d"), ("d", "lif"), ("lif", "output")], type_check=False)
+                     edges=[("input", "t"), ("t", "lif"), ("lif", "output")], type_check=False)
     rep = nirdeploy.check(g, target="loihi2", dt=1e-4)
-    assert not rep.fits and [v.node for v in rep.violations if v.rule == "unsupported_node"] == ["d"]
+    assert not rep.fits and [v.node for v in rep.violations if v.rule == "unsupported_node"] == ["t"]
+
+
+@pytest.mark.parametrize("where", ["pre", "post", "middle"])
+def test_nir_delays_become_synaptic_delays(where):
+    """A NIR Delay of whole steps becomes Lava DelayDense delays: one delay per synapse when it sits
+    on the sources or destinations of a Linear, one DelayDense per delay when it sits between two
+    Linears; the chip tracks the float network at the usual latency."""
+    from graphs import delay_graph
+
+    g = delay_graph(where, recurrent=True)
+    dep = nirdeploy.compile(g, target="loihi2", dt=1e-4)
+    assert dep.fits, dep.report.render()
+    lif1 = dep.artifact.payload.network.layers[0]
+    ff = [s for s in lif1.synapses if s.src == INPUT]
+    delays = sorted({int(d) for s in ff for d in np.unique(s.delay if s.delay is not None else [0])})
+    assert delays == [0, 1, 2, 3]
+    assert len(ff) == (4 if where == "middle" else 1)
+    if where == "pre":  # per source: every row carries the delays of the inputs
+        assert np.array_equal(ff[0].delay[ff[0].weight != 0], np.broadcast_to([0, 1, 2, 3, 1, 0], ff[0].weight.shape)[ff[0].weight != 0])
+    (rec,) = [s for s in lif1.synapses if s.src == 0]
+    assert np.all(rec.delay == 3)
+    x = np.random.default_rng(1).binomial(1, 0.3, (4, 300, 6))
+    cmp = nirdeploy.compare_outputs(dep.simulate(x), nirdeploy.simulate_reference(g, x, dt=1e-4), dep.artifact.latency_steps)
+    assert dep.artifact.latency_steps == 2 and cmp["count_correlation"] > 0.99, cmp
+
+
+def test_delays_that_loihi_cannot_express_are_errors():
+    from graphs import delay_graph
+
+    rep = nirdeploy.check(delay_graph("pre", steps=(0, 0.5, 1, 2, 1, 0)), target="loihi2", dt=1e-4)
+    (v,) = [v for v in rep.violations if v.rule == "delay_not_whole_steps"]
+    assert not rep.fits and "0.5 steps" in v.message and "whole time steps" in v.message
+    rep = nirdeploy.check(delay_graph("pre", steps=(0, 70, 1, 2, 1, 0)), target="loihi2", dt=1e-4)
+    (v,) = [v for v in rep.violations if v.rule == "synaptic_delay_range"]
+    assert not rep.fits and (v.limit, v.actual) == (63, 70)
+    assert nirdeploy.check(delay_graph("pre", steps=(0, 63, 1, 2, 1, 0)), target="loihi2", dt=1e-4).fits
+    g = delay_graph("pre")
+    g.nodes["d_out"] = nir.Delay(delay=np.full(4, 2e-4))
+    g.edges = [e for e in g.edges if e != ("lif2", "output")] + [("lif2", "d_out"), ("d_out", "output")]
+    rep = nirdeploy.check(g, target="loihi2", dt=1e-4)
+    (v,) = [v for v in rep.violations if v.rule == "output_must_be_one_neuron_layer"]
+    assert "no synapse follows the last layer" in v.hint
+
+
+def test_delays_cost_synapse_memory_and_survive_the_compiled_folder(tmp_path):
+    from graphs import delay_graph
+
+    plain = nirdeploy.check(delay_graph("pre", steps=(0,) * 6), target="loihi2", dt=1e-4).details["synapse_bits_total"]
+    out = tmp_path / "OUT"
+    dep = nirdeploy.compile(delay_graph("pre"), target="loihi2", dt=1e-4, out=out)
+    assert dep.report.details["synapse_bits_total"] == plain + 10 * 6 * 6  # 6 delay bits on each of lif1's 10 x 6 synapses
+    x = np.random.default_rng(0).binomial(1, 0.3, (2, 100, 6))
+    assert np.array_equal(nirdeploy.load_deployment(out).simulate(x), dep.simulate(x))
+
+
+def test_netx_export_carries_delays(tmp_path):
+    from graphs import delay_graph
+
+    out = tmp_path / "OUT"
+    dep = nirdeploy.compile(delay_graph("post"), target="loihi2", dt=1e-4, target_options={"loihi_mode": "netx"}, out=out)
+    back = read_netx(out / NETX_FILE)
+    assert back.layers[0].synapses[0].max_delay == 3
+    net = dep.artifact.payload.network
+    x = np.random.default_rng(0).binomial(1, 0.3, (2, 100, 6))
+    a, b = simulate(net, x, record=True), simulate(back, x, record=True)
+    for L, M in zip(net.layers, back.layers):
+        for var in ("s", "u", "v"):
+            assert np.array_equal(a.states[L.name][var], b.states[M.name][var])
+    rec = nirdeploy.compile(delay_graph("post", recurrent=True), target="loihi2", dt=1e-4, target_options={"loihi_mode": "netx"})
+    assert any("RecurrentDense" in n for n in rec.report.notes)
 
 
 # -- export, netx, load ---------------------------------------------------------------------------------
@@ -307,6 +489,87 @@ def test_netx_export_round_trips(tmp_path):
     assert ours.sum() > 0
     assert np.array_equal(simulate(back, x).output, ours)
     assert json.loads((out / META_FILE).read_text())["netx"] is True
+
+
+def _netx_types(path) -> list[str]:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return [f["layer"][k]["type"][()].decode() for k in sorted(f["layer"].keys(), key=int)]
+
+
+@pytest.mark.parametrize("case", ["recurrent", "cnn", "braille_bias"])
+def test_netx_export_covers_recurrent_and_conv_layers(case, tmp_path):
+    """netx's dense_rec (a recurrent Dense of the layer's own spikes) and conv layers (with the
+    flatten before the first dense layer) are written, and our reader, which loads the weights as
+    netx does (optimize_weight_bits), gives back a network with exactly the same states."""
+    g, dt, want = {
+        "recurrent": (ff_graph(n_in=20, n_hid=12, n_out=4, seed=5, recurrent=True), 1e-3, ["input", "dense_rec", "dense"]),
+        "cnn": (CORPUS / "cnn_sinabs.nir", 1.0, ["input", "conv", "conv", "conv", "flatten", "dense", "dense"]),
+        "braille_bias": (BRAILLE[1], 1e-4, ["input", "dense_rec", "dense"]),
+    }[case]
+    out = tmp_path / "OUT"
+    dep = nirdeploy.compile(g, target="loihi2", dt=dt, target_options={"loihi_mode": "netx"}, out=out)
+    assert _netx_types(out / NETX_FILE) == want
+    net = dep.artifact.payload.network
+    back = read_netx(out / NETX_FILE)
+    assert back.input_shape == net.input_shape and [L.shape for L in back.layers] == [L.shape for L in net.layers]
+    x = (np.random.default_rng(0).random((2, 60) + net.input_shape) < 0.2).astype(np.int64)
+    a, b = simulate(net, x, record=True), simulate(back, x, record=True)
+    assert np.array_equal(a.output, b.output)
+    for L, M in zip(net.layers, back.layers):
+        for var in ("s", "u", "v"):
+            assert np.array_equal(a.states[L.name][var], b.states[M.name][var]), (L.name, var)
+    assert sum(int(st["s"].sum()) for st in a.states.values()) > 0
+
+
+def test_netx_weight_scaling_follows_optimize_weight_bits():
+    """Hand-derived from lava-dl 0.6.0 netx/utils.py optimize_weight_bits: scale = 255/max
+    (excitatory), -256/min (inhibitory), min(127/max, -128/min) (mixed, +1 bit); num_weight_bits
+    = 8 - shift - (trailing zero bits - signed)."""
+    from nirdeploy_targets.loihi2.netx import netx_dense_synapses
+
+    def run(w):
+        (m,), nb, exp = netx_dense_synapses([np.array(w)])
+        return m.tolist(), nb, exp
+
+    assert run([[254, -256]]) == ([[254, -256]], 8, 0)
+    assert run([[64]]) == ([[128]], 1, -1)
+    assert run([[-100, -4]]) == ([[-200, -8]], 5, -1)
+    assert run([[3, -5]]) == ([[96, -160]], 4, -5)  # odd mixed weights survive: the shift makes room for the dropped bit
+    (w, wr), nb, exp = netx_dense_synapses([np.array([[100, 2]]), np.array([[-3]])])  # dense_rec: one scaling for both
+    assert (w.tolist(), wr.tolist(), nb, exp) == ([[200, 4]], [[-6]], 8, -1)
+    for bad in ([[0, 0]], [[300, 5]]):
+        with pytest.raises(ValueError):
+            netx_dense_synapses([np.array(bad)])
+
+
+def test_netx_refuses_what_it_would_load_differently():
+    from nirdeploy_targets.loihi2.netx import NetxUnsupported, netx_problems, write_netx
+
+    def one(w, mode, exp=0, readout="spikes", shape=(2,)):
+        n = int(np.prod(shape))
+        layer = NeuronLayer("l", shape, 100, 100, 100, np.zeros(n, int), np.zeros(n, int), [Synapse(INPUT, "dense", w, exp, 8, mode)])
+        return Loihi2Network((np.shape(w)[1],), [layer], 0, readout)
+
+    assert netx_problems(one([[1, 2], [3, 4]], "excitatory")) == []
+    probs = {
+        "all-zero": one([[0, 0], [0, 0]], "excitatory"),
+        "-256 in an all-negative": one([[-256, 0], [-4, 0]], "mixed"),  # Lava infers inhibitory and clips -256 to -255
+        "beyond netx's 8-bit range": one([[200, 1], [3, 4]], "excitatory", exp=1),
+        "finer than netx's integer weights": one([[3, 1], [3, 4]], "excitatory", exp=-1),
+        "reads a voltage": one([[1, 2], [3, 4]], "excitatory", readout="v"),
+    }
+    for what, net in probs.items():
+        msg = "; ".join(netx_problems(net))
+        assert what in msg, (what, msg)
+        with pytest.raises(NetxUnsupported):
+            write_netx(net, "/nonexistent/never-written.net")
+    conv_after_dense = one([[1, 2], [3, 4]], "excitatory", shape=(1, 1, 2))
+    conv_after_dense.layers.append(NeuronLayer("c", (1, 1, 2), 100, 100, 100, np.zeros(2, int), np.zeros(2, int),
+                                               [Synapse(0, "conv", np.ones((1, 1, 1, 1), int))]))
+    conv_after_dense.output = 1
+    assert "cannot convolve the output of a dense layer" in "; ".join(netx_problems(conv_after_dense))
 
 
 def test_default_lowering_says_why_there_is_no_netx_file(lif_out):
@@ -371,6 +634,102 @@ def test_numba_engine_equals_numpy_engine(path):
         for var in ("s", "u", "v"):
             assert np.array_equal(a.states[name][var], b.states[name][var]), (name, var)
     assert sum(int(s["s"].sum()) for s in a.states.values()) > 0
+
+
+NUMBA = pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba not installed (pip install nirdeploy[fast])")
+
+
+@NUMBA
+def test_numba_weight_tables_are_the_effective_weights():
+    """The numba engine's one-pass weight preparation (transposed; int16, or compact int8 halves of
+    mixed-sign weights and uint8 magnitudes) equals config.effective_weights for every sign mode,
+    inferred or explicit, and 1..8 weight bits, on clipped and out-of-range integers."""
+    from nirdeploy_targets.loihi2 import sim_numba as K
+    from nirdeploy_targets.loihi2.config import SIGN_MODES, effective_weights, infer_sign_mode
+
+    rng = np.random.default_rng(0)
+    for t in range(120):
+        w = rng.integers(-700, 700, (int(rng.integers(1, 90)), int(rng.integers(1, 90))))
+        w = np.abs(w) if t % 3 == 1 else -np.abs(w) if t % 3 == 2 else w
+        nb = int(rng.integers(1, 9))
+        assert K.sign_mode(w) == SIGN_MODES[infer_sign_mode(w)]
+        for mode in SIGN_MODES:
+            e = effective_weights(w, mode, nb)
+            out = np.empty(w.shape[::-1], np.int16)
+            raw, _ = K.prep_dense(w, SIGN_MODES[mode], nb, out, 1, 0)
+            assert np.array_equal(out, e.T) and raw == np.abs(e).sum(axis=1).max()
+            f = 2 if mode == "mixed" else -1 if mode == "inhibitory" else 1
+            q = np.empty(w.shape[::-1], np.int8 if f == 2 else np.uint8)
+            _, top = K.prep_dense(w, SIGN_MODES[mode], nb, q, 1 if f > 0 else -1, 1 if f == 2 else 0)
+            assert np.array_equal(q.astype(np.int64) * f, e.T) and top == np.abs(q.astype(np.int64)).max()
+
+
+def _random_chain(rng, n_in=12, sizes=(40, 30), recurrent=True, du=None) -> Loihi2Network:
+    layers = []
+    src_n = n_in
+    for i, n in enumerate(sizes):
+        mode = ("mixed", "excitatory", "inhibitory", None)[int(rng.integers(0, 4))]
+        w = rng.integers(-300, 300, (n, src_n))
+        w = np.abs(w) if mode == "excitatory" else w
+        syns = [Synapse(INPUT if i == 0 else i - 1, "dense", w, int(rng.integers(-3, 4)), int(rng.integers(1, 9)), mode)]
+        if i == 0 and n_in > 3:  # a second feed-forward Dense from the input
+            syns.append(Synapse(INPUT, "dense", rng.integers(-100, 100, (n, src_n)), int(rng.integers(-2, 2)), 8, "mixed"))
+        if recurrent:
+            syns.append(Synapse(i, "dense", rng.integers(-150, 150, (n, n)), int(rng.integers(-2, 2)), 8, None))
+        d = int(rng.integers(0, 4096)) if du is None else du
+        layers.append(NeuronLayer(f"L{i}", (n,), d, int(rng.integers(0, 800)), int(rng.integers(1, 3000)), rng.integers(-300, 300, n),
+                                  rng.integers(0, 5, n), syns))
+        src_n = n
+    return Loihi2Network((n_in,), layers, len(layers) - 1)
+
+
+@NUMBA
+@pytest.mark.parametrize("seed", range(6))
+def test_numba_threads_and_wrap_proof_equal_the_numpy_engine(seed, monkeypatch):
+    """Random multi-layer networks (second Dense from the input, recurrence, negative exponents,
+    every sign mode, batch 1 and 3, record on and off): the numba engine on 1, 2 and 3 threads
+    (the thread threshold lowered so these small layers split) equals the numpy engine exactly,
+    including networks whose 24-bit u wrap the plan proves impossible and skips."""
+    from nirdeploy_targets.loihi2 import sim
+
+    monkeypatch.setattr(sim, "MIN_THREAD_WORK", 0)
+    rng = np.random.default_rng(seed)
+    net = _random_chain(rng, recurrent=seed % 2 == 0, du=4095 if seed == 1 else None)
+    skipped = [not p.wrap for p in sim._numba_plan(net, sim.Constants())[1]]
+    for B in (1, 3):
+        x = (rng.random((B, 60, 12)) < rng.uniform(0.1, 0.9)).astype(np.int64)
+        want = simulate(net, x, record=True, engine="numpy")
+        assert want.output.dtype == np.int8
+        for th in (1, 2, 3):
+            got = simulate(net, x, record=th == 2, engine="numba", threads=th)
+            assert got.output.dtype == np.int8 and np.array_equal(got.output, want.output), (B, th)
+            for name, st in got.states.items():
+                for var in ("s", "u", "v"):
+                    assert np.array_equal(st[var], want.states[name][var]), (B, th, name, var)
+    if seed == 1:  # du 4095 (u = this step's input): the plan proves the wrap away
+        assert all(skipped)
+
+
+@NUMBA
+def test_wrap_is_checked_where_u_can_reach_it():
+    """Twelve excitatory 255 x 2**6 activations (12.5 M after the shift by 6) pass 2**23: the
+    wrap stays in, and the engines agree on the wrapped (negative) values."""
+    from nirdeploy_targets.loihi2 import sim
+
+    layer = NeuronLayer("lif", (3,), 4000, 100, 131071, [0, 0, 0], [0, 0, 0], [Synapse(INPUT, "dense", np.full((3, 12), 255), 6, 8, "excitatory")])
+    net = Loihi2Network((12,), [layer], 0)
+    assert sim._numba_plan(net, sim.Constants())[1][0].wrap
+    x = np.ones((1, 50, 12), np.int64)
+    a = simulate(net, x, record=True, engine="numba").states["lif"]["u"]
+    b = simulate(net, x, record=True, engine="numpy").states["lif"]["u"]
+    assert np.array_equal(a, b) and a.min() < 0
+
+
+def test_threads_must_be_positive():
+    net = nirdeploy.compile(ff_graph(seed=2), target="loihi2", dt=1e-4).artifact.payload.network
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="threads"):
+            simulate(net, np.zeros((1, 5, 4)), threads=bad)
 
 
 def test_feedback_from_a_later_layer_uses_the_numpy_engine():

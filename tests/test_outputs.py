@@ -6,11 +6,9 @@ from __future__ import annotations
 import errno
 import json
 import os
-import random
 import shutil
 import signal
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -107,43 +105,66 @@ def test_something_appearing_just_before_the_move_is_not_replaced(tmp_path, monk
     assert leftovers(tmp_path) == []
 
 
-def test_a_racing_program_never_loses_its_folder(tmp_path, small_graph):
-    """A thread creates OUT with a file at a random moment while compile runs, many times over:
-    either compile wins (the thread's mkdir fails) or the thread's folder survives untouched."""
-    outcomes = {"compile won": 0, "other program won": 0}
-    rng = random.Random(0)
-    t0 = time.monotonic()
-    assert run("compile", small_graph, "--target", "xylo:audio2", "--dt", "1e-4", "-o", tmp_path / "first").exit_code == 0
-    took = time.monotonic() - t0  # the other program strikes at a random moment of such a run
-    shutil.rmtree(tmp_path / "first")
-    for i in range(12):
-        out = tmp_path / f"out{i}"
-        created = threading.Event()
+# where the other program strikes: (owner, attribute, strike after the call instead of before)
+def _strike_points():
+    from nirdeploy_targets.xylo.target import XyloTarget
 
-        def other():
-            time.sleep(rng.uniform(0.0, 1.3 * took))
-            try:
-                out.mkdir()
-            except FileExistsError:
-                return
-            (out / "theirs.txt").write_text("theirs")
-            created.set()
+    return {
+        "lowering": (XyloTarget, "compile", False),
+        "writing the temporary folder": (np, "savez", True),
+        "right before the move": (outputs, "rename_noreplace", False),
+        "right after the move": (outputs, "rename_noreplace", True),
+    }
 
+
+@pytest.mark.parametrize("point", ["lowering", "writing the temporary folder", "right before the move", "right after the move"])
+def test_a_racing_program_never_loses_its_folder(tmp_path, small_graph, monkeypatch, point):
+    """Another program (a thread) creates OUT with a file of its own while compile runs, at each
+    point of the compile in turn; the compile waits there until the thread is done, so every
+    interleaving is exercised whatever the load on the machine. Either compile wins (the
+    thread's mkdir fails) or the thread's folder survives untouched and compile exits 2."""
+    out = tmp_path / "out"
+    owner, name, after = _strike_points()[point]
+    orig = getattr(owner, name)
+    struck = []
+
+    def other():
+        try:
+            out.mkdir()
+        except FileExistsError:
+            struck.append(False)
+            return
+        (out / "theirs.txt").write_text("theirs")
+        struck.append(True)
+
+    def strike(args):
+        if struck or (name == "rename_noreplace" and Path(args[1]) != out):
+            return
         t = threading.Thread(target=other)
         t.start()
-        r = CliRunner().invoke(main, ["compile", str(small_graph), "--target", "xylo:audio2", "--dt", "1e-4", "-o", str(out)])
         t.join()
-        assert "Traceback" not in r.output and "internal error" not in r.output, r.output
-        if created.is_set():
-            assert (out / "theirs.txt").read_text() == "theirs", r.output
-            assert r.exit_code == 2, r.output
-            outcomes["other program won"] += 1
-        else:
-            assert r.exit_code == 0, r.output
-            assert read_marker(out).target == "xylo"
-            outcomes["compile won"] += 1
-        assert leftovers(tmp_path) == []
-    assert all(outcomes.values()), outcomes  # both orders happened
+
+    def wrapped(*a, **k):
+        if not after:
+            strike(a)
+        r = orig(*a, **k)
+        if after:
+            strike(a)
+        return r
+
+    monkeypatch.setattr(owner, name, wrapped)
+    r = CliRunner().invoke(main, ["compile", str(small_graph), "--target", "xylo:audio2", "--dt", "1e-4", "-o", str(out)])
+    assert struck, "the other program never ran"
+    assert "Traceback" not in r.output and "internal error" not in r.output, r.output
+    if struck == [True]:  # the other program made OUT first
+        assert point != "right after the move"
+        assert (out / "theirs.txt").read_text() == "theirs" and len(list(out.iterdir())) == 1, r.output
+        assert r.exit_code == 2 and ("appeared while nirdeploy was writing" in r.output or "already exists" in r.output), r.output
+    else:
+        assert point == "right after the move"
+        assert r.exit_code == 0, r.output
+        assert read_marker(out).target == "xylo"
+    assert leftovers(tmp_path) == []
 
 
 # -- ownership ----------------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ Corpus findings pinned here (see test_lif_exact_csv_*):
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -611,14 +610,12 @@ def test_braille_corpus_runs_and_matches_rsynaptic_loop(name):
     assert rs.output.shape == (3, 50, 7) and np.all(np.isfinite(rs.output))
 
 
-def test_cnn_sinabs_corpus_runs_fast():
+def test_cnn_sinabs_corpus_runs():
+    """The N-MNIST CNN of the NIR paper runs (its speed: benchmarks/bench_reference_cnn.py)."""
     g = load_corpus("cnn_sinabs.nir")
     rng = np.random.default_rng(11)
     x = (rng.random((4, 20, 2, 34, 34)) < 0.1).astype(np.float64)
-    t0 = time.perf_counter()
     r = simulate_reference(g, x, 1.0, reset="subtract", record=True)
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 5.0
     assert r.output.shape == (4, 20, 10)
     assert np.all(np.isfinite(r.output)) and set(np.unique(r.output)) <= {0.0, 1.0}
     # shapes of the intermediate layers (N-MNIST CNN of the paper)

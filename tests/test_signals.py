@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from adversarial_commands import nmnist_dataset
+from conftest import require_oracle
 from safety_helpers import BRAILLE, COMPILE, compile_braille, Runner, alive, children, events, kill_quietly, leftovers, snapshot
 
 TERM, INT, HUP = signal.SIGTERM, signal.SIGINT, signal.SIGHUP
@@ -35,6 +37,8 @@ POINTS = [
     ("reference", "reference", (INT,)),
     ("reference", "write", (TERM,)),
     ("inspect", "read", (INT,)),
+    # nmnist's two outputs: X.npy's temporary is written, Y.npy's not yet
+    ("nmnist", "write", (TERM,)),
 ]
 CASES = [(c, p, s) for c, p, sigs in POINTS for s in sigs]
 
@@ -50,6 +54,7 @@ def _args(command: str, tmp: Path, dep: Path) -> list:
         "simulate": ["simulate", dep, "--input", tmp / "x.npy", "-o", tmp / "y.npy"],
         "reference": ["simulate", tmp / "g.nir", "--reference", "--dt", "1e-4", "--input", tmp / "x.npy", "-o", tmp / "y.npy"],
         "inspect": ["inspect", tmp / "g.nir"],
+        "nmnist": ["nmnist", tmp / "data", "--steps", "5", "-o", tmp / "X.npy", "--labels-out", tmp / "Y.npy"],
     }[command]
 
 
@@ -61,6 +66,9 @@ def test_signal_leaves_nothing_behind(tmp_path, compiled, command, point, sig):
     shutil.copytree(compiled, dep)
     shutil.copy(BRAILLE, work / "g.nir")
     np.save(work / "x.npy", events((2, 30, 12)))
+    if command == "nmnist":
+        require_oracle("tonic")
+        nmnist_dataset(work / "data")
     before = snapshot(work)
     r = Runner(point, _args(command, work, dep), cwd=work)
     kids: list[int] = []
@@ -74,7 +82,7 @@ def test_signal_leaves_nothing_behind(tmp_path, compiled, command, point, sig):
         rc = r.finish()
         assert rc == 128 + sig, (rc, r.stderr)
         assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30  # returns as soon as they are gone; the bound only stops a hang
         while [k for k in kids if alive(k)] and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not [k for k in kids if alive(k)], "a child process outlived the command"

@@ -99,22 +99,49 @@ def test_unsupported_nodes_are_named_one_by_one():
     assert "lif_leak=bias" in next(v.hint for v in rep.errors if v.node == "lif")
 
 
-def test_maxpool_is_refused_with_a_hint():
-    """NIR has no MaxPool and the loader refuses unknown types; a graph handed to the target
-    directly still gets a Speck-specific message."""
-    from nirdeploy.backend.target import CompileOptions, get_target
+def test_every_violation_at_once_with_a_maxpool_on_a_real_file(tmp_path):
+    """Kernel 17, stride 3, eleven layers, a layer with too much kernel memory and a MaxPool2d
+    (not a NIR primitive, written with h5py in NIR's layout) in one network: each is reported,
+    in one report, exit 1; the geometry, memory and mapping checks run around the MaxPool."""
+    from bad_inputs import insert_node
 
-    g = Graph()
-    g.nodes = {"input": Node("input", "Input", {"shape": np.array([1, 4, 4])}, output_shape=(1, 4, 4)),
-               "mp": Node("mp", "MaxPool2d", {}), "output": Node("output", "Output", {"shape": np.array([1, 2, 2])})}
-    g.edges = [("input", "mp"), ("mp", "output")]
-    from nirdeploy_targets.speck import lower as L
+    specs = [{"k": 17, "c_out": 4, "padding": 8}, {"k": 3, "c_out": 4, "stride": 3, "padding": 1, "pool": 2},
+             {"k": 3, "c_out": 256, "padding": 1}, {"k": 3, "c_out": 256, "padding": 1}] + [{"k": 1, "c_out": 4}] * 7
+    path = write(chain_graph(specs, (2, 24, 24), seed=1), tmp_path / "bad.nir")
+    insert_node(path, "pool1", {"type": "MaxPool2d", "kernel_size": np.array([2, 2])}, replace=True)
+    r = _cli("check", path, "--target", "speck:speck2f", "--dt", "1", "--json")
+    assert r.returncode == 1, r.stderr
+    rep = json.loads(r.stdout)
+    errors = {(v["rule"], v["node"]): v for v in rep["violations"] if v["severity"] == "error"}
+    assert {("unsupported_node", "pool1"), ("max_kernel_size", "conv0"), ("strides", "conv1"), ("cores", ""),
+            ("core_memory", "if3")} <= set(errors), sorted(errors)
+    assert "strided convolution" in errors[("unsupported_node", "pool1")]["hint"]
+    assert errors[("cores", "")]["actual"] == 11 and errors[("max_kernel_size", "conv0")]["actual"] == 17
+    assert errors[("strides", "conv1")]["actual"] == 3 and "kernel memory 1048576 > 65536" in errors[("core_memory", "if3")]["message"]
+    nodes = {n["node"]: n["usage"] for n in rep["nodes"]}
+    assert len(nodes) == 11 and nodes["if2"]["input_shape"] == [4, 4, 4]  # the layer after the MaxPool is still lowered
+    assert sum(1 for v in rep["violations"] if v["rule"] == "unsupported_node") == 1
+    out = tmp_path / "o"
+    assert _cli("compile", path, "--target", "speck", "--dt", "1", "-o", out).returncode == 1 and not out.exists()
 
-    viol = []
-    assert L._structure(g, load_hwconfig("speck", "speck2f"), L.resolve_options({}), viol) is None
-    (v,) = viol
-    assert v.node == "mp" and "SumPool2d" in v.hint and "strided convolution" in v.hint
-    assert get_target("speck")  # registered
+
+def test_checks_run_around_unsupported_neurons_and_batchnorm():
+    """A LIF layer (without lif_leak=bias) and a BatchNorm between a convolution and its IF: both
+    named, and the layers' geometry, memory and mapping are still checked."""
+    from nirdeploy.graph.ir import Graph as G
+
+    g = chain_graph([{"k": 17, "c_out": 4, "padding": 8}, {"k": 3, "c_out": 4, "stride": 3, "padding": 1}], (2, 24, 24), seed=2)
+    ir = nirdeploy.load_graph(g)
+    lif = ir.nodes["if0"]
+    one = np.ones(lif.params["r"].shape)
+    ir.nodes["if0"] = Node("if0", "LIF", {"tau": one, "r": one, "v_leak": 0 * one, "v_threshold": one, "v_reset": 0 * one})
+    ir.nodes["bn"] = Node("bn", "BatchNorm2d", {"running_mean": np.zeros(4), "running_var": np.ones(4), "eps": np.array(1e-5)})
+    ir.edges = [e for e in ir.edges if e != ("conv1", "if1")] + [("conv1", "bn"), ("bn", "if1")]
+    rep = nirdeploy.check(G(ir.nodes, ir.edges), target="speck", dt=1e-3)
+    errors = {(v.rule, v.node) for v in rep.errors}
+    assert {("unsupported_node", "if0"), ("unsupported_node", "bn"), ("max_kernel_size", "conv0"), ("strides", "conv1")} <= errors, errors
+    assert [n.node for n in rep.nodes] == ["if0", "if1"] and all("memory" in n.usage and n.usage.get("core") is not None for n in rep.nodes)
+    assert not any(v.rule == "structure" for v in rep.violations)  # no noise caused by the unsupported nodes
 
 
 def test_lif_leak_only_when_opted_in():
@@ -329,3 +356,115 @@ def test_unknown_option_values_are_usage_errors():
         nirdeploy.check(CORPUS / "cnn_sinabs.nir", target="speck", dt=1.0, target_options={"slow_clock_ticks_per_step": -1})
     with pytest.raises(UsageError, match="unknown option"):
         nirdeploy.check(CORPUS / "cnn_sinabs.nir", target="xylo", dt=1.0, target_options={"lower_bound": "none"})
+
+
+# -- the fast simulators against plain-Python oracles of the same semantics (tests/speck_naive.py) ---
+@pytest.mark.parametrize("seed", range(16))
+def test_event_and_binned_equal_the_plain_python_oracles(seed):
+    """Random integer networks (weights past the threshold, signed weights, biases on slow-clock
+    ticks, lower bounds, merges, pooling that drops addresses) on 5- and 6-bit state formats that
+    saturate or wrap: every option combination of the event-driven simulator, and both spike
+    functions of the time-binned one, equal one-event-at-a-time Python (record=True, which steps
+    the event mode bin by bin, is compared in the next test)."""
+    from nirdeploy.backend.intformat import IntFormat
+
+    from speck_naive import naive_binned, naive_events, random_network
+
+    rng = np.random.default_rng(seed)
+    net = random_network(rng)
+    x = rng.integers(0, 3, (2, 7) + net.input_shape) * (rng.random((2, 7) + net.input_shape) < 0.4)
+    fmt = IntFormat(int(rng.choice([5, 6, 16])))
+    spikes = 0
+    combos = [(o, t, k) for o in ("saturate", "wrap") for t in (">=", ">") for k in (0, 1, 2)]
+    for overflow, test, ticks in combos[(seed % 3) * 4:(seed % 3) * 4 + 4]:  # every combination on 5 or 6 networks
+        kw = dict(state_format=fmt, spike_test=test, state_overflow=overflow, ticks_per_step=ticks)
+        want = naive_events(net, x, **kw)
+        assert simulate_events(net, x, **kw).output.tolist() == want.tolist(), (overflow, test, ticks)
+        spikes += int(want.sum())
+    for kind in ("multi", "single"):
+        assert simulate_binned(net, x, spikes=kind).output.tolist() == naive_binned(net, x, spikes=kind).tolist(), kind
+    assert spikes > 0
+
+
+def test_recorded_states_equal_the_oracle_state_after_every_bin():
+    """record=True: the membrane state and spikes after each bin are exact (the event mode then
+    steps bin by bin)."""
+    from speck_naive import naive_events, random_network
+
+    rng = np.random.default_rng(7)
+    for _ in range(3):
+        net = random_network(rng)
+        x = rng.integers(0, 3, (2, 6) + net.input_shape)
+        res = simulate_events(net, x, state_format=STATE, record=True, ticks_per_step=1)
+        out, v = naive_events(net, x, state_format=STATE, ticks_per_step=1, states=True)
+        assert res.output.tolist() == out.tolist()
+        for l in net.layers:
+            assert res.states[l.name]["v"].tolist() == v[l.name].tolist(), l.name
+        last = net.layers[-1].name
+        assert res.states[last]["spikes"].sum() == res.output.sum()
+
+
+# -- calibration on sample input (nirdeploy.backend.calibration) ---------------------------------------
+def _agreement(y, ref):
+    from nirdeploy.evaluation.compare import readout_agreement
+
+    return tuple(readout_agreement(np.asarray(y).reshape(y.shape[0], y.shape[1], -1), np.asarray(ref).reshape(ref.shape[0], ref.shape[1], -1),
+                                   0, "spikes")["score"])
+
+
+def test_calibration_is_guarded_recorded_and_saved(tmp_path):
+    """cnn_sinabs.nir on an N-MNIST-like sample: the calibrated network's agreement with the float
+    reference on the sample, recomputed here, is the search's best score and never below the
+    uncalibrated network's; what changed is in the report, and the folder simulates the same."""
+    rng = np.random.default_rng(0)
+    x = (rng.random((12, 50, 2, 34, 34)) < 0.02).astype(np.int64)
+    kw = dict(target="speck:speck2f", dt=1.0, reset="subtract")
+    plain = nirdeploy.compile(CORPUS / "cnn_sinabs.nir", **kw)
+    dep = nirdeploy.compile(CORPUS / "cnn_sinabs.nir", calibrate=x, **kw)
+    cal = dep.report.details["calibration"]
+    assert cal["rounds"][0]["move"] == "uncalibrated" and 1 <= cal["simulations"] <= cal["budget_simulations"] == 8
+    ref = nirdeploy.simulate_reference(CORPUS / "cnn_sinabs.nir", x, dt=1.0, reset="subtract")
+    base, best = _agreement(plain.simulate(x), ref), _agreement(dep.simulate(x), ref)
+    assert tuple(cal["initial_score"]) == base and tuple(cal["best_score"]) == best and best >= base
+    factors = [n.usage.get("scale_factor", 1.0) for n in dep.report.nodes]
+    assert cal["improved"] == (best > base) == any(f != 1.0 for f in factors)
+    assert any("calibration" in n for n in dep.report.notes) and dep.report.details["sample_agreement"]["samples"] == 12
+    assert dep.fits and dep.report.settings["calibrated"] is True
+    dep.save(tmp_path / "o")
+    assert np.array_equal(nirdeploy.load_deployment(tmp_path / "o").simulate(x[:3]), dep.simulate(x[:3]))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_calibration_is_never_worse_than_uncalibrated_on_the_sample(seed):
+    """Random conv networks (with weight outliers, so that resolution and clipping trade off):
+    the calibrated compile agrees with the reference on the sample at least as well."""
+    rng = np.random.default_rng(100 + seed)
+    g = chain_graph([{"k": 3, "c_out": 6, "padding": 1, "pool": 2}, {"k": 3, "c_out": 5, "padding": 1}], (2, 12, 12), linear_out=4,
+                    seed=seed)
+    for name in ("conv0", "conv1", "fc"):
+        w = g.nodes[name].weight
+        w.flat[rng.integers(w.size)] *= 12.0  # one outlier per layer
+    x = (rng.random((10, 30, 2, 12, 12)) < 0.15).astype(np.int64)
+    for mode in ("event", "binned"):
+        kw = dict(target="speck:speck2f", dt=1.0, reset="subtract", target_options={"sim_mode": mode})
+        plain, dep = nirdeploy.compile(g, **kw), nirdeploy.compile(g, calibrate=x, **kw)
+        ref = nirdeploy.simulate_reference(g, x, dt=1.0, reset="subtract")
+        assert _agreement(dep.simulate(x), ref) >= _agreement(plain.simulate(x), ref), mode
+        assert tuple(dep.report.details["calibration"]["best_score"]) == _agreement(dep.simulate(x), ref)
+
+
+def test_sample_is_measured_only_and_nothing_is_calibrated_when_it_does_not_fit(tmp_path):
+    rng = np.random.default_rng(1)
+    x = (rng.random((4, 20, 2, 34, 34)) < 0.02).astype(np.int64)
+    kw = dict(target="speck:speck2f", dt=1.0, reset="subtract")
+    plain = nirdeploy.compile(CORPUS / "cnn_sinabs.nir", **kw)
+    meas = nirdeploy.compile(CORPUS / "cnn_sinabs.nir", sample=x, **kw)
+    assert "calibration" not in meas.report.details and meas.report.details["sample_agreement"]["samples"] == 4
+    assert [l.weight.tolist() for l in meas.artifact.payload.network.layers] == [l.weight.tolist() for l in plain.artifact.payload.network.layers]
+    bad = _bad_graph()
+    xb = np.zeros((2, 5, 2, 24, 24), np.int64)
+    rep = nirdeploy.check(bad, calibrate=xb, **{**kw, "target": "speck:speck2e"})
+    assert not rep.fits and rep.details["calibration"]["skipped"] and any("does not fit" in n for n in rep.notes)
+    r = _cli("compile", CORPUS / "cnn_sinabs.nir", "--target", "speck:speck2f", "--dt", "1", "--reset", "subtract", "--calibrate",
+             (np.save(tmp_path / "x.npy", x), tmp_path / "x.npy")[1], "-o", tmp_path / "out")
+    assert r.returncode == 0 and "calibration" in r.stdout and (tmp_path / "out" / "speck_config.json").is_file(), r.stderr

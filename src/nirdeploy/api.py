@@ -25,11 +25,12 @@ from typing import Callable
 import numpy as np
 
 from .errors import DeploymentFolderError, DoesNotFitError, NirDeployError, TargetError, UsageError
-from .graph.ir import Graph
+from .graph.ir import Graph, non_nir_notice
 from .backend.report import FitReport
+from .backend.rules import report_non_nir_nodes
 from .evaluation.compare import compare_outputs
 from .backend.target import Artifact, CompileOptions, SimOutput, Target, available_targets, get_target, parse_target_spec
-from .inputs import check_callable, check_choice, check_events, check_flag, check_path, load_npy
+from .inputs import check_callable, check_choice, check_events, check_flag, check_options, check_path, load_npy
 from .outputs import atomic_folder, check_output_folder, signal_guard
 
 __all__ = [
@@ -87,10 +88,9 @@ def _check_choice(name: str, value: str, choices) -> str:
 def _target_options(t: Target, target_options: dict | None) -> dict:
     """Target-specific options (``--target-option KEY=VALUE``): only names the target declares in
     its ``options`` mapping are accepted."""
+    target_options = check_options("target_options", target_options)
     if not target_options:
         return {}
-    if not isinstance(target_options, dict):
-        raise UsageError("target_options must be a mapping of option names to values")
     known = getattr(t, "options", {}) or {}
     bad = sorted(k for k in target_options if k not in known)
     if bad:
@@ -109,6 +109,12 @@ def _input_shape(graph: Graph) -> tuple[int, ...] | None:
     if len(ins) == 1 and ins[0].output_shape is not None:
         return tuple(int(s) for s in ins[0].output_shape)
     return None
+
+
+def _graph_notices(graph: Graph) -> list[str]:
+    """Notices about the graph itself: nodes that are not NIR 1.0 primitives (``ir.NON_NIR_TYPES``)."""
+    n = non_nir_notice(graph)
+    return [n] if n else []
 
 
 def _options(graph: Graph, dt, reset, scheme, quantization, calibrate, notices: list[str] | None,
@@ -180,9 +186,10 @@ def check(
     at ``dt``), UnsupportedError, TargetError."""
     graph = load_graph(graph_or_path)
     t, variant = parse_target_spec(target)
-    notices: list[str] = []
+    notices = _graph_notices(graph)
     opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices, t, _target_options(t, target_options), sample)
     rep = t.check(graph, variant, opts)
+    report_non_nir_nodes(rep, graph)
     rep.notes[:0] = notices
     return rep
 
@@ -193,10 +200,9 @@ def check_all(graph_or_path, *, dt: float | None = None, reset: str | None = Non
     Each target gets the ``target_options`` it declares; an option no target declares is an error.
 
     Raises UsageError, GraphLoadError, GraphValidationError, UnsupportedError, TargetError."""
-    if target_options is not None and not isinstance(target_options, dict):
-        raise UsageError("target_options must be a mapping of option names to values")
+    target_options = check_options("target_options", target_options)
     graph = load_graph(graph_or_path)
-    notices: list[str] = []
+    notices = _graph_notices(graph)
     opts = _options(graph, dt, reset, scheme, "channel", None, notices)
     targets = [get_target(name) for name in ([target] if target is not None else available_targets())]
     unknown = sorted(set(target_options or {}) - {k for t in targets for k in (getattr(t, "options", {}) or {})})
@@ -208,6 +214,7 @@ def check_all(graph_or_path, *, dt: float | None = None, reset: str | None = Non
         t_opts = CompileOptions(dt=opts.dt, reset=opts.reset, scheme=opts.scheme, quantization=opts.quantization, extra=mine)
         for v in t.variants():
             rep = t.check(graph, v, t_opts)
+            report_non_nir_nodes(rep, graph)
             rep.notes[:0] = notices
             reports.append(rep)
     return reports
@@ -404,9 +411,10 @@ def compile(
         check_output_folder(out, force=force, inputs=inputs)  # fail before the work, not after it
     graph = load_graph(graph_or_path)
     t, variant = parse_target_spec(target)
-    notices: list[str] = []
+    notices = _graph_notices(graph)
     opts = _options(graph, dt, reset, scheme, quantization, calibrate, notices, t, _target_options(t, target_options), sample)
     art = t.compile(graph, variant, opts)
+    report_non_nir_nodes(art.report, graph)
     art.report.notes[:0] = notices
     src = os.fspath(graph_or_path) if isinstance(graph_or_path, (str, os.PathLike)) else None
     dep = Deployment(target=t, artifact=art, graph=graph, source_path=src, notices=notices, inputs=inputs)
@@ -504,7 +512,10 @@ COMPARE_LIBRARIES = ("snntorch", "norse", "sinabs")
 def from_torch(model, sample, *, library: str, dt: float | None = None, strict: bool = True,
                fold_batchnorm: bool = False, path=None) -> Graph:
     """A trained snnTorch / Norse / Sinabs model as a Graph that reproduces it; needs the
-    ``[torch]`` extra. See :func:`nirdeploy.frontends.from_torch`."""
+    ``[torch]`` extra. See :func:`nirdeploy.frontends.from_torch`.
+
+    Raises UsageError (a bad argument: library, model, sample, dt, flags, path), UnsupportedError,
+    ExportMismatchError (``strict``), OutputError (``path``), MissingDependencyError."""
     from .frontends import from_torch as _from_torch
 
     return _from_torch(model, sample, library=library, dt=dt, strict=strict, fold_batchnorm=fold_batchnorm, path=path)
@@ -513,7 +524,10 @@ def from_torch(model, sample, *, library: str, dt: float | None = None, strict: 
 def to_torch(graph_or_path, *, library: str | None = None, dt: float | None = None, reset: str | None = None,
              scheme: str = "euler", dtype=None):
     """``graph`` as a runnable torch module: nirdeploy's reference semantics (no library), or a
-    snnTorch / Norse / Sinabs model with dt, reset and r handled; needs the ``[torch]`` extra."""
+    snnTorch / Norse / Sinabs model with dt, reset and r handled; needs the ``[torch]`` extra.
+
+    Raises UsageError (a bad argument), GraphLoadError, GraphValidationError, UnsupportedError,
+    MissingDependencyError."""
     from .frontends import to_torch as _to_torch
 
     return _to_torch(graph_or_path, library=library, dt=dt, reset=reset, scheme=scheme, dtype=dtype)
@@ -547,21 +561,24 @@ def compare(graph_or_path, x, *, runs=("reference",), dt: float | None = None, r
     ``min_agreement`` (a fraction in [0, 1]; default 0.99, and then ``"below_min"`` is False: the
     comparison is a report). Returns ``{"rows", "explanations", "dt", "reset", "text",
     "min_agreement", "below_min"}``; ``below_min`` is True when ``min_agreement`` was given and a
-    row is flagged. See :mod:`nirdeploy.evaluation.crosscheck`."""
+    row is flagged. See :mod:`nirdeploy.evaluation.crosscheck`. ``runs`` may also be one string,
+    comma-separated as on the command line; ``labels``: (batch,) class indices
+    (:func:`nirdeploy.inputs.check_labels`).
+
+    Raises UsageError (a bad argument, input, run name or labels), GraphLoadError,
+    GraphValidationError, UnsupportedError, DeploymentFolderError (a compiled folder given as a
+    run is damaged), MissingDependencyError (a library run without the library)."""
     from .evaluation.crosscheck import compare_columns, explain, render_comparison
     from .graph.discretize import resolve_dt, resolve_reset
     from .graph.provenance import recorded
+    from .inputs import check_labels, check_number
 
     from .evaluation.crosscheck import AGREEMENT_FLAG
 
     if min_agreement is not None:
-        try:
-            min_agreement = float(min_agreement)
-        except (TypeError, ValueError):
-            raise UsageError(f"min_agreement must be a fraction in [0, 1], got {min_agreement!r}") from None
-        if not 0.0 <= min_agreement <= 1.0:
-            raise UsageError(f"min_agreement must be a fraction in [0, 1] (0.99 = 99 %), got {min_agreement:g}")
+        min_agreement = check_number("min_agreement", min_agreement, 0.0, 1.0, kind="a fraction (0.99 = 99 %)")
     flag_below = AGREEMENT_FLAG if min_agreement is None else min_agreement
+    runs = _run_specs(runs)
     graph = load_graph(graph_or_path)
     if reset is not None:
         check_choice("reset", reset, RESETS)
@@ -569,13 +586,11 @@ def compare(graph_or_path, x, *, runs=("reference",), dt: float | None = None, r
     reset, _ = resolve_reset(graph, reset)
     dt, _ = resolve_dt(graph, _dt_arg(dt))
     x = check_events(x, _input_shape(graph))
-    runs = list(dict.fromkeys(runs))
-    if "reference" not in runs:
-        runs.insert(0, "reference")
+    lab = None
+    if labels is not None:
+        out = graph.outputs[0].output_shape if len(graph.outputs) == 1 else None
+        lab = check_labels(labels, x.shape[0], int(np.prod(out)) if out is not None else None)
     cols = [_run_column(graph, graph_or_path, spec, x, dt, reset, scheme) for spec in runs]
-    lab = None if labels is None else np.asarray(labels)
-    if lab is not None and lab.shape[:1] != x.shape[:1]:
-        raise UsageError(f"labels must have one entry per sample ({x.shape[0]}); got shape {lab.shape}")
     rows = compare_columns(cols, lab, flag_below=flag_below)
     rec = recorded(graph)
     facts = {"dt": dt, "reset": reset, "recorded_dt": rec.dt, "recorded_reset": rec.reset, "source": rec.source,
@@ -584,6 +599,21 @@ def compare(graph_or_path, x, *, runs=("reference",), dt: float | None = None, r
     below = min_agreement is not None and any(r.get("flag") for r in rows)
     return {"rows": rows, "explanations": expl, "dt": dt, "reset": reset, "min_agreement": min_agreement,
             "below_min": below, "text": render_comparison(rows, expl, flag_below=flag_below)}
+
+
+def _run_specs(runs) -> list[str]:
+    """``runs`` as a list of run names (a string is split at commas), "reference" first."""
+    if isinstance(runs, str):
+        runs = runs.split(",")
+    if isinstance(runs, (bytes, dict)) or not isinstance(runs, (list, tuple)):
+        raise UsageError(f"runs must be a list of run names (or one comma-separated string), got {type(runs).__name__}")
+    bad = [r for r in runs if not isinstance(r, str)]
+    if bad:
+        raise UsageError(f"runs must be names such as 'reference', 'torch', 'norse:native' or a compiled folder; got {bad[0]!r}")
+    specs = list(dict.fromkeys(r.strip() for r in runs if r.strip()))
+    if "reference" not in specs:
+        specs.insert(0, "reference")
+    return specs
 
 
 def _r_facts(graph: Graph) -> dict:
@@ -654,7 +684,7 @@ def _run_library(graph: Graph, source, lib: str, mode: str, x: np.ndarray, dt: f
             return mod.native_import(str(source))(x)
         from .graph.loading import write_nir
 
-        with tempfile.TemporaryDirectory() as d:
+        with signal_guard(), tempfile.TemporaryDirectory() as d:  # removed on SIGTERM/SIGHUP/SIGINT too
             p = os.path.join(d, "graph.nir")
             write_nir(graph, p)
             return mod.native_import(p)(x)

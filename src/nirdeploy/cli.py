@@ -187,17 +187,15 @@ _max_chips_opt = click.option("--max-chips", type=click.IntRange(min=1), default
 
 
 def _parse_target_options(items, max_chips: int | None = None) -> dict:
-    """KEY=VALUE pairs; integers become ints. ``--max-chips N`` adds ``max_chips``."""
+    """KEY=VALUE pairs (:func:`nirdeploy.inputs.parse_key_values`); integers become ints.
+    ``--max-chips N`` adds ``max_chips`` (given both ways, it is an error)."""
     from .errors import UsageError
+    from .inputs import parse_key_values
 
-    out: dict = {}
-    for it in items or ():
-        key, sep, value = it.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--target-option takes KEY=VALUE, got {it!r}")
-        v = value.strip()
-        out[key.strip()] = int(v) if v.lstrip("-").isdigit() else v
+    out = parse_key_values(items, "--target-option")
     if max_chips is not None:
+        if "max_chips" in out:
+            raise UsageError(f"max_chips is given twice (--max-chips {max_chips} and -T max_chips={out['max_chips']}); give it once")
         out["max_chips"] = max_chips
     return out
 
@@ -230,7 +228,7 @@ def _notices(notices) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON (same as --format json)")
 @click.option("--format", "output_format", type=click.Choice(CHECK_FORMATS), default=None,
               help="text (default), json, junit (JUnit XML for CI test reports) or github (workflow-command annotations)")
-@click.option("--budget", type=click.Path(dir_okay=False), default=None,
+@click.option("--budget", default=None, metavar="BUDGET.toml",
               help="budget.toml: share of each resource to keep free, agreement floors; over budget exits 1")
 def check_cmd(graph, target, dt, reset, scheme, quantization, target_options, max_chips, sample, calibrate, as_json, output_format,
               budget) -> None:
@@ -396,13 +394,13 @@ def simulate_cmd(source, input_path, out, reference, dt, reset, scheme, spikes_p
 @main.command("export")
 @click.argument("factory", metavar="MODEL.py:FUNCTION")
 @click.option("--library", "-l", required=True, type=click.Choice(["snntorch", "norse", "sinabs"]), help="library the model is built with")
-@click.option("--weights", "-w", type=click.Path(dir_okay=False), default=None, help="state_dict saved with torch.save (loaded with weights_only=True)")
-@click.option("--sample", type=click.Path(dir_okay=False), default=None, help="X.npy (batch, time, *input_shape) to trace and verify with")
+@click.option("--weights", "-w", default=None, metavar="PATH", help="state_dict saved with torch.save (loaded with weights_only=True)")
+@click.option("--sample", default=None, metavar="X.npy", help="X.npy (batch, time, *input_shape) to trace and verify with")
 @click.option("--input-shape", default=None, help="e.g. 2,34,34: verify on random Poisson spikes of this shape instead of --sample")
 @click.option("--dt", type=float, default=None, help="time step the model was trained with, in seconds (recorded in the graph)")
 @click.option("--fold-batchnorm", is_flag=True, help="fold BatchNorm into the preceding Conv/Linear")
 @click.option("--no-strict", is_flag=True, help="write the graph even when it does not reproduce the model (with a warning)")
-@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="G.nir to write")
+@click.option("-o", "--out", "out", required=True, metavar="G.nir", help="G.nir to write (a new or regular file)")
 @click.option("--force", is_flag=True, help="replace OUT if it exists")
 def export_cmd(factory, library, weights, sample, input_shape, dt, fold_batchnorm, no_strict, out, force) -> None:
     """Export a trained torch model to NIR. MODEL.py:FUNCTION builds the model (no arguments);
@@ -442,14 +440,14 @@ def export_cmd(factory, library, weights, sample, input_shape, dt, fold_batchnor
 
 @main.command("compare")
 @click.argument("graph", type=click.Path(dir_okay=False))
-@click.option("--input", "-i", "input_path", required=True, type=click.Path(dir_okay=False), help="X.npy: (batch, time, *input_shape)")
+@click.option("--input", "-i", "input_path", required=True, metavar="X.npy", help="X.npy: (batch, time, *input_shape)")
 @click.option("--with", "runs", default="reference,torch", show_default=True,
               help="comma-separated runs: reference, torch, snntorch, norse, sinabs (nirdeploy's dt-aware conversions), "
                    "LIBRARY:native (the library's own importer), or compiled folders (OUT_FOLDER)")
 @_dt_opt
 @_reset_opt
 @_scheme_opt
-@click.option("--labels", type=click.Path(dir_okay=False), default=None, help="Y.npy (batch,) class labels: adds accuracy (most active output)")
+@click.option("--labels", default=None, metavar="Y.npy", help="Y.npy (batch,) class labels: adds accuracy (most active output)")
 @click.option("--min-agreement", type=float, default=None, metavar="X",
               help="exit 1 when a run failed or its spike agreement with the reference is below X (a fraction, "
                    "e.g. 0.99); runs below X are marked DIFFERS [default: no threshold, exit 0; DIFFERS below 0.99]")
@@ -463,8 +461,10 @@ def compare_cmd(graph, input_path, runs, dt, reset, scheme, labels, min_agreemen
     def body():
         from . import api
 
-        x = api.load_input_array(input_path)
-        lab = api.load_input_array(labels) if labels else None
+        from .inputs import load_npy
+
+        x = load_npy(input_path)
+        lab = load_npy(labels, what="labels") if labels is not None else None
         specs = [s.strip() for s in runs.split(",") if s.strip()]
         res = api.compare(graph, x, runs=specs, dt=dt, reset=reset, scheme=scheme, labels=lab, min_agreement=min_agreement)
         if as_json:
@@ -478,37 +478,37 @@ def compare_cmd(graph, input_path, runs, dt, reset, scheme, labels, min_agreemen
 
 
 @main.command("nmnist")
-@click.argument("root", type=click.Path(file_okay=False))
+@click.argument("root")
 @click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
 @click.option("--dt", type=float, default=1e-3, show_default=True, help="bin width = network time step, in seconds")
 @click.option("--steps", type=int, default=None, help="steps per sample (default: enough for the longest sample)")
 @click.option("--limit", type=int, default=None, help="at most this many samples, round-robin over the digits")
 @click.option("--first-saccade", is_flag=True, help="keep only the first saccade (events before 100 ms)")
-@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="X.npy to write: (samples, steps, 2, 34, 34)")
-@click.option("--labels-out", type=click.Path(dir_okay=False), default=None, help="Y.npy to write: (samples,) digit labels")
+@click.option("-o", "--out", "out", required=True, metavar="X.npy", help="X.npy to write: (samples, steps, 2, 34, 34)")
+@click.option("--labels-out", default=None, metavar="Y.npy", help="Y.npy to write: (samples,) digit labels (written together with X.npy)")
 @click.option("--force", is_flag=True, help="replace existing output files")
 def nmnist_cmd(root, split, dt, steps, limit, first_saccade, out, labels_out, force) -> None:
     """Bin N-MNIST recordings already on disk (ROOT/NMNIST/Test/<digit>/*.bin, tonic's layout)
     into X.npy for simulate/compare (--labels Y.npy). Needs tonic; never downloads."""
 
     def body():
-        from .data.nmnist import load_nmnist
+        import numpy as np
+
+        from .data.nmnist import load_nmnist, split_folder
         from .errors import UsageError
+        from .outputs import atomic_files, check_distinct_files
 
-        from .outputs import check_output_file
-
-        data_dir = os.path.join(root, "NMNIST")
-        targets = [out] + ([labels_out] if labels_out else [])
-        if labels_out and os.path.abspath(labels_out) == os.path.abspath(out):
-            raise UsageError("-o and --labels-out name the same file")
+        data_dir = split_folder(root, split)  # the recordings: never written into
+        targets = [out] + ([labels_out] if labels_out is not None else [])
         for t in targets:
             if os.path.lexists(t) and not force:
                 raise UsageError(f"{t} already exists; use --force to replace it")
-            check_output_file(t, [data_dir])  # before the work; never inside the recordings
+        check_distinct_files(targets, [data_dir])  # before the work: devices, links, inputs, the same file twice
         x, y = load_nmnist(root, split=split, dt=dt, n_steps=steps, limit=limit, first_saccade_only=first_saccade)
-        _save_npy(out, x, [data_dir])
-        if labels_out:
-            _save_npy(labels_out, y, [data_dir])
+        with atomic_files(targets, inputs=[data_dir]) as files:  # both or neither
+            np.save(files[0], x)
+            if labels_out is not None:
+                np.save(files[1], y)
         _echo(f"wrote {out}: {x.shape[0]} samples x {x.shape[1]} steps of dt = {dt:g} s, {int(x.sum())} events"
                    + (f"; {labels_out}: labels" if labels_out else ""), err=True)
         return EXIT_OK

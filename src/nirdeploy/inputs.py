@@ -16,9 +16,17 @@ simulation of currents, chip outputs given to ``compare_outputs``). :func:`load_
 ``.npy`` file: it must be a regular file (a FIFO or a device would block or never end) and its
 header (dtype, shape) is checked before any data is read.
 
+:func:`check_labels` is the one validator of class labels (``compare --labels``,
+``assert_chip_accuracy``): one whole, non-negative class index per sample.
+
+:func:`check_input_file` is the one check of a file argument that is read (a ``.npy`` input,
+a model file, a weights file, a budget file, a recording): it must be a regular file, so a
+FIFO, a device or a folder never blocks or floods a read.
+
 Argument validators (:func:`check_choice`, :func:`check_flag`, :func:`check_path`,
-:func:`check_callable`, :func:`check_int`) are what every public API function calls, so the API
-raises the same :class:`~nirdeploy.errors.UsageError` (exit code 2) the CLI prints.
+:func:`check_callable`, :func:`check_int`, :func:`check_number`, :func:`check_options`,
+:func:`parse_key_values`) are what every public API function calls, so the API raises the same
+:class:`~nirdeploy.errors.UsageError` (exit code 2) the CLI prints.
 """
 
 from __future__ import annotations
@@ -38,6 +46,8 @@ __all__ = [
     "MAX_NPY_BYTES",
     "check_events",
     "check_real_array",
+    "check_labels",
+    "check_input_file",
     "load_npy",
     "npy_header",
     "check_choice",
@@ -45,6 +55,9 @@ __all__ = [
     "check_path",
     "check_callable",
     "check_int",
+    "check_number",
+    "check_options",
+    "parse_key_values",
 ]
 
 MAX_INPUT_ELEMENTS = 500_000_000
@@ -71,11 +84,11 @@ def _kind_problem(dtype: np.dtype) -> str | None:
     return f"holds {what} (dtype {dtype}); expected real numbers (bool, int or float)"
 
 
-def _as_array(x: Any, what: str) -> np.ndarray:
+def _as_array(x: Any, what: str, shape: str = "(batch, time, ...)") -> np.ndarray:
     if isinstance(x, np.ndarray):
         return x
     if x is None or isinstance(x, (str, bytes, bytearray, dict, set)) or not hasattr(x, "__len__") and not hasattr(x, "__array__"):
-        raise UsageError(f"{what} must be an array of shape (batch, time, ...), got {type(x).__name__}")
+        raise UsageError(f"{what} must be an array of shape {shape}, got {type(x).__name__}")
     try:
         return np.asarray(x)
     except (ValueError, TypeError, OverflowError) as e:
@@ -141,6 +154,31 @@ def check_events(x: Any, input_shape: Sequence[int] | None = None, *, what: str 
     return a.astype(np.int64, copy=False)
 
 
+def check_labels(y: Any, n_samples: int | None = None, n_classes: int | None = None, *, what: str = "labels") -> np.ndarray:
+    """The one validator of class labels: ``y`` as an int64 array of shape ``(n_samples,)``
+    holding whole, non-negative class indices (below ``n_classes`` when given; whole floats are
+    accepted, bools are not). Raises :class:`UsageError` naming ``what`` otherwise: a label that
+    is not a class index would make every accuracy figure silently wrong."""
+    a = _as_array(y, what, "(samples,)")
+    if a.dtype.kind not in "iuf" or a.dtype.fields is not None:
+        raise UsageError(f"{what} must be integer class indices, got dtype {a.dtype}")
+    if a.ndim != 1 or (n_samples is not None and a.shape[0] != n_samples):
+        want = f"({n_samples},)" if n_samples is not None else "(samples,)"
+        raise UsageError(f"{what} have shape {tuple(a.shape)}; expected {want}: one class index per sample")
+    if a.dtype.kind == "f":
+        if not np.all(np.isfinite(a)):
+            raise UsageError(f"{what} contain NaN or infinite values; expected class indices")
+        if np.any(a != np.floor(a)):
+            raise UsageError(f"{what} must be integer class indices; found fractional values")
+    if a.size:
+        lo, hi = a.min(), a.max()
+        top = MAX_EVENT_COUNT if n_classes is None else n_classes - 1
+        if lo < 0 or hi > top:
+            rng = f"in [0, {n_classes - 1}] (the network has {n_classes} outputs)" if n_classes is not None else "(non-negative)"
+            raise UsageError(f"{what} must be class indices {rng}; got values in [{_num(lo)}, {_num(hi)}]")
+    return a.astype(np.int64)
+
+
 def _num(v) -> str:
     v = v.item() if hasattr(v, "item") else v
     return f"{v:g}" if isinstance(v, float) else str(v)
@@ -152,19 +190,7 @@ def load_npy(path: Any, *, what: str = "input") -> np.ndarray:
     The path must be a regular file (a symbolic link to one is followed; a FIFO, device or folder
     is refused without opening it for reading). The header's dtype and shape are checked before
     the data is read, pickled objects are never loaded. Raises :class:`UsageError`."""
-    p = check_path(path, what)
-    try:
-        st = os.stat(p)
-    except FileNotFoundError:
-        raise UsageError(f"{what} file {p} does not exist") from None
-    except OSError as e:
-        raise UsageError(f"{what} file {p} cannot be read: {e.strerror or e}") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise UsageError(f"{what} file {p} is a folder, not a .npy array")
-    if not stat.S_ISREG(st.st_mode):
-        raise UsageError(f"{what} file {p} is not a regular file (a device, FIFO or socket); give a .npy file")
-    if st.st_size > MAX_NPY_BYTES:
-        raise UsageError(f"{what} file {p} is {st.st_size} bytes, more than the {MAX_NPY_BYTES} allowed")
+    p, st = _input_file(path, what, "a .npy array", MAX_NPY_BYTES)
     try:
         fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
@@ -193,6 +219,31 @@ def load_npy(path: Any, *, what: str = "input") -> np.ndarray:
         except (ValueError, OSError, EOFError) as e:
             raise UsageError(f"{what} file {p} is not a readable .npy array: {_first_line(e)}") from None
     return arr
+
+
+def check_input_file(path: Any, what: str, expected: str = "a file", max_bytes: int | None = None) -> str:
+    """``path`` as a path string naming an existing regular file (a symbolic link to one is
+    followed) of at most ``max_bytes``; else :class:`UsageError`: "WHAT file P does not exist",
+    "... is a folder, not EXPECTED", "... is not a regular file (a device, FIFO or socket)".
+    Nothing is opened, so a FIFO or a device never blocks."""
+    return _input_file(path, what, expected, max_bytes)[0]
+
+
+def _input_file(path: Any, what: str, expected: str, max_bytes: int | None) -> tuple[str, os.stat_result]:
+    p = check_path(path, f"{what} file")
+    try:
+        st = os.stat(p)
+    except (FileNotFoundError, NotADirectoryError):
+        raise UsageError(f"{what} file {p} does not exist") from None
+    except OSError as e:
+        raise UsageError(f"{what} file {p} cannot be read: {e.strerror or e}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"{what} file {p} is a folder, not {expected}")
+    if not stat.S_ISREG(st.st_mode):
+        raise UsageError(f"{what} file {p} is not a regular file (a device, FIFO or socket); give {expected}")
+    if max_bytes is not None and st.st_size > max_bytes:
+        raise UsageError(f"{what} file {p} is {st.st_size} bytes, more than the {max_bytes} allowed")
+    return p, st
 
 
 def npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
@@ -265,3 +316,43 @@ def check_int(name: str, value: Any, lo: int | None = None, hi: int | None = Non
     if hi is not None and v > hi:
         raise UsageError(f"{name} must be <= {hi}, got {v}")
     return v
+
+
+def check_number(name: str, value: Any, lo: float | None = None, hi: float | None = None, *, kind: str = "a number") -> float:
+    """``value`` as a finite float in ``[lo, hi]``: a Python or numpy int or float (not a bool,
+    not a string); else :class:`UsageError` ("NAME must be KIND in [lo, hi], got ...")."""
+    rng = f" in [{lo:g}, {hi:g}]" if lo is not None and hi is not None else ""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise UsageError(f"{name} must be {kind}{rng}, got {value!r}")
+    v = float(value)
+    if not math.isfinite(v) or (lo is not None and v < lo) or (hi is not None and v > hi):
+        raise UsageError(f"{name} must be {kind}{rng}, got {v:g}")
+    return v
+
+
+def check_options(name: str, value: Any) -> dict:
+    """``value`` as a dict of option names (non-empty strings) to values; None gives ``{}``."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UsageError(f"{name} must be a mapping of option names to values, got {type(value).__name__}")
+    bad = [k for k in value if not isinstance(k, str) or not k]
+    if bad:
+        raise UsageError(f"{name}: option names must be non-empty strings, got {bad[0]!r}")
+    return dict(value)
+
+
+def parse_key_values(items: Iterable[str], name: str = "--target-option") -> dict:
+    """``KEY=VALUE`` strings as a dict; a VALUE of ASCII digits (with an optional ``-``) becomes
+    an int. A missing ``=``, an empty KEY or a KEY given twice is a :class:`UsageError`."""
+    out: dict = {}
+    for it in items or ():
+        key, sep, value = str(it).partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
+            raise UsageError(f"{name} takes KEY=VALUE, got {it!r}")
+        if key in out:
+            raise UsageError(f"{name} {key} is given twice ({out[key]!r} and {value!r}); give it once")
+        digits = value[1:] if value.startswith("-") else value
+        out[key] = int(value) if digits and digits.isascii() and digits.isdigit() else value
+    return out

@@ -21,6 +21,9 @@ moved into place).
 
 **File outputs** (:func:`atomic_file`) are regular files: an existing path that is a device,
 FIFO, socket, folder or symbolic link is refused, and so is an input of the same command.
+Several files of one command (:func:`atomic_files`, e.g. ``nmnist -o X.npy --labels-out
+Y.npy``) are one output: they must name different files, all are written before any is moved
+into place, and a failure writes none of them.
 
 **Permissions** follow the umask (files 0666, folders 0777, minus the umask), like any program's.
 
@@ -65,6 +68,8 @@ __all__ = [
     "check_output_file",
     "atomic_folder",
     "atomic_file",
+    "atomic_files",
+    "check_distinct_files",
     "rename_noreplace",
 ]
 
@@ -433,8 +438,9 @@ def _temp_name(parent: str, name: str, tag: str) -> str:
     return os.path.join(parent, f".{name[:100]}{tag}{os.getpid()}-{secrets.token_hex(4)}")
 
 
-def _makedirs(parent: str) -> None:
-    """Create ``parent`` and its missing ancestors, registered so a failure removes them."""
+def _makedirs(parent: str, made: list[str]) -> None:
+    """Create ``parent`` and its missing ancestors, registered so a failure removes them; each
+    folder created is appended to ``made``."""
     missing = []
     p = parent
     while not os.path.lexists(p):
@@ -444,20 +450,23 @@ def _makedirs(parent: str) -> None:
         with _signals_blocked():
             os.mkdir(d, 0o777)
             _register(d, "parent")
+            made.append(d)
 
 
-def _release_parents() -> None:
-    for path, (kind, _, tid) in list(_TEMPS.items()):
-        if kind == "parent" and tid == threading.get_ident():
-            _unregister(path)
+def _release_parents(made: list[str]) -> None:
+    """The output is in place: the folders created for it stay."""
+    for d in made:
+        _unregister(d)
+    made.clear()
 
 
-def _remove_parents() -> None:
-    for path, (kind, _, tid) in sorted(_TEMPS.items(), reverse=True):
-        if kind == "parent" and tid == threading.get_ident():
-            with contextlib.suppress(OSError):
-                os.rmdir(path)
-            _unregister(path)
+def _remove_parents(made: list[str]) -> None:
+    """The output failed: remove the folders created for it (only while still empty)."""
+    for d in reversed(made):
+        with contextlib.suppress(OSError):
+            os.rmdir(d)
+        _unregister(d)
+    made.clear()
 
 
 class _Atomic:
@@ -506,6 +515,7 @@ class atomic_folder(_Atomic):
         self.folder = folder
         self.force = force
         self.inputs = list(inputs)
+        self._made: list[str] = []
         self._guard = signal_guard()
 
     def __enter__(self) -> Path:
@@ -514,13 +524,13 @@ class atomic_folder(_Atomic):
         self._guard.__enter__()
         try:
             parent, name = os.path.split(self.real)
-            _makedirs(parent)
+            _makedirs(parent, self._made)
             with _signals_blocked():
                 self.tmp = _temp_name(parent, name, TEMP_TAG)
                 os.mkdir(self.tmp, 0o777)
                 _register(self.tmp, "dir")
         except BaseException as e:
-            _remove_parents()
+            _remove_parents(self._made)
             self._guard.__exit__(*sys.exc_info())
             if isinstance(e, OSError):
                 raise _fs_error("create", self.shown, e) from None
@@ -529,12 +539,12 @@ class atomic_folder(_Atomic):
 
     def _finish(self) -> None:
         self._place()
-        _release_parents()
+        _release_parents(self._made)
 
     def _discard(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
         _unregister(self.tmp)
-        _remove_parents()
+        _remove_parents(self._made)
 
     def _place(self) -> None:
         real, shown = self.real, self.shown
@@ -609,17 +619,31 @@ class atomic_folder(_Atomic):
 class atomic_file(_Atomic):
     """``with atomic_file(path, inputs=[...]) as f:`` write bytes to ``f``; on success the file
     replaces ``path`` (a regular file or nothing; see :func:`check_output_file`), on any error or
-    signal the temporary is removed and ``path`` is left as it was."""
+    signal the temporary is removed and ``path`` is left as it was. With ``parents``, missing
+    folders above ``path`` are created (and removed again if the write fails)."""
 
-    def __init__(self, path, inputs: Iterable = ()):
+    def __init__(self, path, inputs: Iterable = (), *, parents: bool = False):
         self.path = path
         self.inputs = list(inputs)
+        self.parents = parents
+        self._made: list[str] = []
         self._guard = signal_guard()
 
     def __enter__(self):
         self.shown = check_path(self.path, "output file")
-        self.real = check_output_file(self.path, self.inputs)
+        if not self.parents:
+            self.real = check_output_file(self.path, self.inputs)
         self._guard.__enter__()
+        try:
+            if self.parents:
+                _makedirs(_checked_parent(self.shown), self._made)
+                self.real = check_output_file(self.path, self.inputs)
+        except BaseException as e:
+            _remove_parents(self._made)
+            self._guard.__exit__(*sys.exc_info())
+            if isinstance(e, OSError):
+                raise _fs_error("create the folder of", self.shown, e) from None
+            raise
         parent, name = os.path.split(self.real)
         try:
             with _signals_blocked():
@@ -628,6 +652,7 @@ class atomic_file(_Atomic):
                 _register(self.tmp, "file")
             self.f = os.fdopen(fd, "wb")
         except BaseException as e:
+            _remove_parents(self._made)
             self._guard.__exit__(*sys.exc_info())
             if isinstance(e, OSError):
                 raise _fs_error("write", self.shown, e) from None
@@ -639,11 +664,13 @@ class atomic_file(_Atomic):
 
     def _finish(self) -> None:
         self._place()
+        _release_parents(self._made)
 
     def _discard(self) -> None:
         with contextlib.suppress(OSError):
             os.unlink(self.tmp)
         _unregister(self.tmp)
+        _remove_parents(self._made)
 
     def _place(self) -> None:
         try:
@@ -659,3 +686,95 @@ class atomic_file(_Atomic):
             check_output_file(self.path, self.inputs)  # still a regular file, not an input
             os.replace(self.tmp, self.real)
         _unregister(self.tmp)
+
+
+def _checked_parent(path: str) -> str:
+    """The folder of ``path`` (absolute); its nearest existing ancestor must be a folder."""
+    parent = os.path.dirname(os.path.abspath(path))
+    anc = parent
+    while not os.path.lexists(anc) and os.path.dirname(anc) != anc:
+        anc = os.path.dirname(anc)
+    if not os.path.isdir(anc):
+        raise OutputError(f"cannot write {path}: {anc} is not a folder")
+    return parent
+
+
+class atomic_files:
+    """``with atomic_files([path1, path2], inputs=[...]) as (f1, f2):`` several files written by
+    one command, as one output. Each path follows :func:`check_output_file`, and they must name
+    different files. Every file is written to its temporary first; only when all are complete
+    (and every path is checked again) are they moved into place, one after the other. On any
+    error or signal every temporary is removed and no path is changed. OSErrors become
+    :class:`OutputError`."""
+
+    def __init__(self, paths: Iterable, inputs: Iterable = ()):
+        self.paths = list(paths)
+        self.inputs = list(inputs)
+        self._guard = signal_guard()
+
+    def __enter__(self) -> list:
+        check_distinct_files(self.paths, self.inputs)
+        self.items = [atomic_file(p, self.inputs) for p in self.paths]
+        self._guard.__enter__()
+        entered: list[atomic_file] = []
+        try:
+            for a in self.items:
+                a.__enter__()
+                entered.append(a)
+        except BaseException:
+            info = sys.exc_info()
+            for a in reversed(entered):
+                a._close()
+                a._discard()
+                a._guard.__exit__(*info)
+            self._guard.__exit__(*info)
+            raise
+        return [a.f for a in self.items]
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        items = self.items
+        try:
+            for a in items:
+                a._close()
+            if exc_type is None:
+                for a in items:  # all still writable, before any of them is placed
+                    check_output_file(a.path, a.inputs)
+                for a in items:
+                    a._finish()
+        except BaseException as e:
+            self._fail(type(e), e, e.__traceback__)
+            if isinstance(e, OSError):
+                raise _fs_error("write", items[0].shown if len(items) == 1 else ", ".join(a.shown for a in items), e) from None
+            raise
+        if exc_type is not None:
+            self._fail(exc_type, exc, tb)
+            if isinstance(exc, OSError):
+                raise _fs_error("write", ", ".join(a.shown for a in items), exc) from None
+            return False
+        for a in reversed(items):
+            a._guard.__exit__(None, None, None)
+        self._guard.__exit__(None, None, None)
+        return False
+
+    def _fail(self, exc_type, exc, tb) -> None:
+        for a in reversed(self.items):
+            a._discard()
+            a._guard.__exit__(exc_type, exc, tb)
+        self._guard.__exit__(exc_type, exc, tb)
+
+
+def check_distinct_files(paths: Iterable, inputs: Iterable = ()) -> list[str]:
+    """Check every path with :func:`check_output_file` and that no two name the same file
+    (through ``..``, a symbolic link to a folder or a hard link). Returns the real paths."""
+    paths = list(paths)
+    reals = [check_output_file(p, inputs) for p in paths]
+    for i, a in enumerate(reals):
+        for j in range(i):
+            same = a == reals[j]
+            if not same and os.path.lexists(a) and os.path.lexists(reals[j]):
+                with contextlib.suppress(OSError):
+                    same = os.path.samefile(a, reals[j])
+            if same:
+                raise OutputError(f"{check_path(paths[j], 'output file')} and {check_path(paths[i], 'output file')} "
+                                  "name the same file; give two different files")
+    return reals

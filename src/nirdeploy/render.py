@@ -11,13 +11,16 @@ __all__ = ["render_report", "render_rows", "render_comparison", "render_fit_tabl
 _UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
-def terminal_safe(text: str) -> str:
+def terminal_safe(text: str, keep: str = "") -> str:
     """``text`` with every character that could drive a terminal (escape sequences, carriage
     returns, bidirectional overrides) written as a visible escape (``\\x1b``, ``\\u202e``).
-    The CLI passes every message through this: node names and paths come from files."""
+    The CLI passes every message through this: node names and paths come from files.
+    Characters in ``keep`` stay (GitHub annotations escape CR their own way)."""
 
     def esc(m: re.Match) -> str:
         c = ord(m.group(0))
+        if m.group(0) in keep:
+            return m.group(0)
         return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
 
     return _UNSAFE.sub(esc, text)

@@ -69,6 +69,9 @@ class Synapse:
     (C, H, W) maps; ``stride``/``padding``/``dilation`` pairs, ``groups``; the output wraps at
     24 bits (Lava's fixed-point Conv); ``weight_exp`` must be 0 (Lava's CPU Conv has none).
     ``sign_mode`` None lets the chip infer it from the matrix (Lava's default).
+    ``delay`` (dense only): None, or (n_dst, n_src) integers >= 0: synapse (i, j) delivers
+    ``delay[i, j]`` steps after a plain Dense would (Lava's ``DelayDense``; per step and per delay
+    value, the weights of that delay are summed and shifted by ``weight_exp`` on their own).
     """
 
     src: int
@@ -82,6 +85,7 @@ class Synapse:
     dilation: tuple[int, int] = (1, 1)
     groups: int = 1
     name: str = ""
+    delay: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.weight = np.asarray(self.weight, dtype=np.int64)
@@ -94,7 +98,17 @@ class Synapse:
         self.groups = int(self.groups)
         if self.kind not in ("dense", "conv"):
             raise ValueError(f"synapse kind must be dense or conv, got {self.kind!r}")
+        if self.delay is not None:
+            if self.kind != "dense":
+                raise ValueError("only Dense synapses have delays (Lava's DelayDense)")
+            self.delay = np.broadcast_to(np.asarray(self.delay, dtype=np.int64), self.weight.shape).copy()
+            if self.delay.size and self.delay.min() < 0:
+                raise ValueError("synaptic delays must be >= 0")
 
+    @property
+    def max_delay(self) -> int:
+        """The longest extra delay (0 without delays)."""
+        return int(self.delay.max()) if self.delay is not None and self.delay.size else 0
     @property
     def resolved_sign_mode(self) -> str:
         return self.sign_mode or infer_sign_mode(self.weight)
@@ -108,7 +122,7 @@ class Synapse:
     def meta(self) -> dict:
         return {"src": self.src, "kind": self.kind, "weight_exp": self.weight_exp, "num_weight_bits": self.num_weight_bits,
                 "sign_mode": self.sign_mode, "stride": list(self.stride), "padding": list(self.padding),
-                "dilation": list(self.dilation), "groups": self.groups, "name": self.name}
+                "dilation": list(self.dilation), "groups": self.groups, "name": self.name, "delayed": self.delay is not None}
 
 
 @dataclass
@@ -117,6 +131,10 @@ class NeuronLayer:
 
     ``du``, ``dv`` (0..4095) and ``vth`` (17-bit mantissa) are per-process scalars;
     ``bias_mant``/``bias_exp`` are per neuron (flattened, length n).
+
+    A layer of the source graph whose neurons need different ``du``/``dv`` runs as several LIF
+    processes, one per (du, dv) group: each carries ``origin`` (the source layer's name) and
+    ``neurons`` (its neurons' positions in that layer, ascending).
     """
 
     name: str
@@ -127,6 +145,8 @@ class NeuronLayer:
     bias_mant: np.ndarray
     bias_exp: np.ndarray
     synapses: list[Synapse] = field(default_factory=list)
+    origin: str = ""
+    neurons: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.shape = tuple(int(s) for s in self.shape)
@@ -134,6 +154,11 @@ class NeuronLayer:
         self.bias_mant = np.broadcast_to(np.asarray(self.bias_mant, dtype=np.int64).reshape(-1), (n,)).copy()
         self.bias_exp = np.broadcast_to(np.asarray(self.bias_exp, dtype=np.int64).reshape(-1), (n,)).copy()
         self.du, self.dv, self.vth = int(self.du), int(self.dv), int(self.vth)
+        self.origin = str(self.origin)
+        if self.neurons is not None:
+            self.neurons = np.asarray(self.neurons, dtype=np.int64).reshape(-1)
+            if self.neurons.shape != (n,):
+                raise ValueError(f"layer {self.name}: {self.neurons.size} neuron positions for {n} neurons")
 
     @property
     def n(self) -> int:
@@ -164,6 +189,33 @@ class Loihi2Network:
     def n_in(self) -> int:
         return int(np.prod(self.input_shape))
 
+    def groups_of(self, i: int) -> list[int]:
+        """The layers that run the source layer of layer ``i``: [i], or every group of a layer
+        split by time constants (same ``origin``), in order."""
+        o = self.layers[i].origin
+        return [i] if not o else [k for k, L in enumerate(self.layers) if L.origin == o]
+
+    def merge_groups(self, arrays: list[np.ndarray], i: int) -> np.ndarray:
+        """(..., n_g) arrays of the groups of layer ``i`` (:meth:`groups_of`, in order) -> (..., n)
+        in the source layer's neuron order."""
+        ks = self.groups_of(i)
+        if len(ks) == 1 and self.layers[ks[0]].neurons is None:
+            return arrays[0]
+        pos = np.concatenate([self.layers[k].neurons for k in ks])
+        out = np.empty(arrays[0].shape[:-1] + (pos.size,), dtype=arrays[0].dtype)
+        out[..., pos] = np.concatenate(arrays, axis=-1)
+        return out
+
+    @property
+    def output_layers(self) -> list[int]:
+        """The layers read out: the output layer, or all groups of a split output layer."""
+        return self.groups_of(self.output)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        ks = self.output_layers
+        return self.layers[ks[0]].shape if len(ks) == 1 else (sum(self.layers[k].n for k in ks),)
+
     def src_shape(self, src: int) -> tuple[int, ...]:
         return self.input_shape if src == INPUT else self.layers[src].shape
 
@@ -177,8 +229,14 @@ class Loihi2Network:
             syn = []
             for j, s in enumerate(L.synapses):
                 arrays[f"L{i}.S{j}.weight"] = s.weight
+                if s.delay is not None:
+                    arrays[f"L{i}.S{j}.delay"] = s.delay
                 syn.append(s.meta())
-            layers.append({"name": L.name, "shape": list(L.shape), "du": L.du, "dv": L.dv, "vth": L.vth, "synapses": syn})
+            lm = {"name": L.name, "shape": list(L.shape), "du": L.du, "dv": L.dv, "vth": L.vth, "synapses": syn}
+            if L.origin:
+                lm["origin"] = L.origin
+                arrays[f"L{i}.neurons"] = L.neurons
+            layers.append(lm)
         meta = {"input_shape": list(self.input_shape), "output": self.output, "readout": self.readout, "layers": layers}
         return meta, arrays
 
@@ -190,7 +248,7 @@ class Loihi2Network:
             for j, sm in enumerate(lm["synapses"]):
                 syns.append(Synapse(sm["src"], sm["kind"], arrays[f"L{i}.S{j}.weight"], sm["weight_exp"], sm["num_weight_bits"],
                                     sm["sign_mode"], tuple(sm["stride"]), tuple(sm["padding"]), tuple(sm["dilation"]), sm["groups"],
-                                    sm.get("name", "")))
+                                    sm.get("name", ""), arrays[f"L{i}.S{j}.delay"] if sm.get("delayed") else None))
             layers.append(NeuronLayer(lm["name"], tuple(lm["shape"]), lm["du"], lm["dv"], lm["vth"], arrays[f"L{i}.bias_mant"],
-                                      arrays[f"L{i}.bias_exp"], syns))
+                                      arrays[f"L{i}.bias_exp"], syns, lm.get("origin", ""), arrays.get(f"L{i}.neurons")))
         return cls(tuple(meta["input_shape"]), layers, int(meta["output"]), meta.get("readout", "spikes"))

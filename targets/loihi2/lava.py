@@ -1,7 +1,7 @@
 """Run a nirdeploy Loihi 2 network with Intel's Lava (``lava-nc``, Python 3.10 only).
 
 :func:`build` turns a :class:`~.config.Loihi2Network` (or a compiled folder, :func:`load_network`)
-into a Lava process graph: one ``LIF`` process per layer and one ``Dense`` process per synapse,
+into a Lava process graph: one ``LIF`` process per layer and one ``Dense`` (``DelayDense`` with synaptic delays) process per synapse,
 with exactly the fixed-point parameters nirdeploy chose (weights, ``weight_exp``,
 ``num_weight_bits``, explicit ``sign_mode``, ``du``, ``dv``, ``vth``, ``bias_mant``,
 ``bias_exp``). With access to Loihi 2 hardware run it with ``Loihi2HwCfg``; on a CPU,
@@ -39,7 +39,7 @@ def _lava():
     try:
         from lava.magma.core.run_conditions import RunSteps
         from lava.magma.core.run_configs import Loihi2SimCfg
-        from lava.proc.dense.process import Dense
+        from lava.proc.dense.process import Dense, DelayDense
         from lava.proc.io.sink import RingBuffer as Sink
         from lava.proc.io.source import RingBuffer as Source
         from lava.proc.lif.process import LIF
@@ -47,8 +47,8 @@ def _lava():
         from lava.utils.weightutils import SignMode
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError(f"Lava (lava-nc) is not importable here ({e}); it needs Python 3.10: {LAVA_INSTALL}") from None
-    return dict(RunSteps=RunSteps, Loihi2SimCfg=Loihi2SimCfg, Dense=Dense, Sink=Sink, Source=Source, LIF=LIF, Monitor=Monitor,
-                SignMode=SignMode)
+    return dict(RunSteps=RunSteps, Loihi2SimCfg=Loihi2SimCfg, Dense=Dense, DelayDense=DelayDense, Sink=Sink, Source=Source, LIF=LIF,
+                Monitor=Monitor, SignMode=SignMode)
 
 
 def build(net: Loihi2Network, x: np.ndarray, *, record: bool = True, sinks: bool = True) -> dict:
@@ -72,8 +72,12 @@ def build(net: Loihi2Network, x: np.ndarray, *, record: bool = True, sinks: bool
             if syn.kind != "dense":
                 raise NotImplementedError(f"layer {layer.name}: {syn.kind} synapses are not built for Lava here (Dense only)")
             sign = None if syn.sign_mode is None else L["SignMode"](SIGN_MODES[syn.sign_mode])
-            d = L["Dense"](weights=syn.weight.astype(np.int32), weight_exp=syn.weight_exp, num_weight_bits=syn.num_weight_bits,
-                           sign_mode=sign, num_message_bits=0)
+            kw = dict(weights=syn.weight.astype(np.int32), weight_exp=syn.weight_exp, num_weight_bits=syn.num_weight_bits, sign_mode=sign,
+                      num_message_bits=0)
+            if syn.delay is None:
+                d = L["Dense"](**kw)
+            else:  # synaptic delays: DelayDense (delay k delivers k steps after a Dense)
+                d = L["DelayDense"](delays=syn.delay.astype(int), max_delay=max(syn.max_delay, 1), **kw)  # (it insists on dtype int)
             (source.s_out if syn.src == INPUT else lifs[syn.src].s_out).connect(d.s_in)
             d.a_out.connect(lifs[i].a_in)
             denses.append(d)

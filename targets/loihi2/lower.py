@@ -7,7 +7,10 @@ process (a :class:`~.config.NeuronLayer`). Every path of linear nodes (Affine, L
 Flatten, Conv2d, SumPool2d, AvgPool2d) from the Input or a neuron layer into a neuron layer becomes
 one synapse: a ``Conv`` when the path is a Conv2d, optionally after one pooling, or pooling alone
 (SumPool as a depthwise convolution with unit kernels, composed into the following Conv2d);
-otherwise a ``Dense`` whose matrix is the composed linear map. Loops (``lif <-> w_rec``) are
+otherwise a ``Dense`` whose matrix is the composed linear map. A path through ``Delay`` nodes (whole
+steps of dt, at most ``max_synaptic_delay``) becomes a ``DelayDense``: one delay per synapse, or,
+where a Delay between two linear nodes gives one pair of neurons several delays, one DelayDense per
+delay. Loops (``lif <-> w_rec``) are
 recurrent synapses. Every synapse adds one time step, so a layer's **latency** is
 ``latency(source) + 1 - (delayed edges on the path)``; the chip's output at step t + latency is
 the reference's output at step t.
@@ -59,16 +62,17 @@ from nirdeploy.backend.report import FitReport, NodeUsage, Resource
 from nirdeploy.backend.rules import violation as _v
 from nirdeploy.backend.target import CompileOptions
 from nirdeploy.graph.discretize import discretize_node
+from nirdeploy.errors import UnsupportedError
 from nirdeploy.graph.ir import Graph, Node
 
 from .config import INPUT, Loihi2Network, NeuronLayer, Synapse, effective_weights
 
-__all__ = ["lower", "Lowered", "SUPPORTED_NODES", "LOIHI_MODES", "VTH_TARGET"]
+__all__ = ["lower", "Lowered", "SUPPORTED_NODES", "LOIHI_MODES", "VTH_TARGET", "split_by_decay"]
 
 LINEAR_TYPES = ("Affine", "Linear", "Scale", "Flatten", "Conv2d", "SumPool2d", "AvgPool2d")
 NEURON_TYPES = ("IF", "LIF", "CubaLIF", "LI", "CubaLI")
 SPIKING = ("IF", "LIF", "CubaLIF")
-SUPPORTED_NODES = frozenset(("Input", "Output", "NIRGraph") + LINEAR_TYPES + NEURON_TYPES)
+SUPPORTED_NODES = frozenset(("Input", "Output", "NIRGraph", "Delay") + LINEAR_TYPES + NEURON_TYPES)
 LOIHI_MODES = ("default", "paper", "netx")
 VTH_TARGET = 1 << 14  # threshold mantissa aimed at: v threshold 2**20, 8x below the 24-bit range
 READOUT_SCALE = float(1 << 16)  # S of a non-spiking (LI / CubaLI) readout layer
@@ -157,8 +161,11 @@ def _structure(g: Graph, viol: list):
     out_layers = [p for p in feeding if p in layers]
     if len(feeding) != 1 or not out_layers:
         ok = False
+        delayed = [p for p in feeding if g.nodes[p].type == "Delay"]
         viol.append(_v("output_must_be_one_neuron_layer", f"the Output is fed by {', '.join(feeding) or 'nothing'}; Loihi reads the spikes "
-                       "(or voltage) of one neuron layer", out, hint="end the network with one IF/LIF/CubaLIF (or LI/CubaLI readout) layer"))
+                       "(or voltage) of one neuron layer", out,
+                       hint=("Loihi 2 delays spikes on synapses, and no synapse follows the last layer: shift the output by the delay "
+                             "after reading it" if delayed else "end the network with one IF/LIF/CubaLIF (or LI/CubaLI readout) layer")))
     for name, L in layers.items():
         if L.node.type not in SPIKING and name not in out_layers:
             ok = False
@@ -205,6 +212,22 @@ def _pair(v, default) -> tuple[int, int]:
     if a.dtype.kind in "USO":
         raise ValueError("string padding")
     return (int(a[0]), int(a[0])) if a.size == 1 else (int(a[0]), int(a[1]))
+
+
+def _delay_ops(p: _Path, ops: list[tuple[int, np.ndarray]], node: Node, viol: list, max_delay: int) -> list:
+    """Synapse operators ("dense", path, (matrix, delays)) for the delay classes of one path: one
+    DelayDense when every weight has one delay (the classes do not overlap), else one per class."""
+    worst = max(k for k, _ in ops)
+    if worst > max_delay:
+        viol.append(_v("synaptic_delay_range", f"a delay of {worst} steps on the path from {p.src}; Loihi 2's synaptic delays reach "
+                       f"{max_delay} steps (6 bits)", node, limit=max_delay, actual=worst,
+                       hint="use a larger dt (fewer, longer steps) or shorter delays"))
+    support = sum((m != 0).astype(np.int64) for _, m in ops)
+    if np.all(support <= 1):
+        m = sum(m for _, m in ops)
+        d = sum(np.where(mk != 0, k, 0) for k, mk in ops)
+        return [("dense", p, (m, np.asarray(d, dtype=np.int64)))]
+    return [("dense", p, (m, np.full(m.shape, k, np.int64))) for k, m in ops]
 
 
 def _conv_operator(nodes: list[Node], src_shape: tuple[int, ...], dst_shape: tuple[int, ...]):
@@ -272,6 +295,44 @@ def _conv_operator(nodes: list[Node], src_shape: tuple[int, ...], dst_shape: tup
     return op
 
 
+def _delayed_operators(nodes: list[Node], src_shape: tuple[int, ...], n_dst: int, dt: float):
+    """A path with Delay nodes as a sum of Dense operators, one per total delay in steps:
+    ``([(steps, matrix (n_dst, n_src)), ...], bias (n_dst,))``, or None when the matrices would be
+    too large. The identity basis (and the zero input, for the affine part) is carried through the
+    path split by delay: a Delay moves each element's share to its delay class, a linear node acts
+    on every class. The bias is the steady state (a Delay passes a constant). Raises
+    UnsupportedError for a delay that is not a whole number of steps of ``dt``."""
+    from nirdeploy.sim.reference import delay_steps
+
+    n_src = int(np.prod(src_shape)) if src_shape else 1
+    if n_src * max(n_dst, 1) > MAX_DENSE_ELEMENTS:
+        return None
+    X = {0: np.eye(n_src).reshape((n_src,) + tuple(src_shape))}
+    Z = {0: np.zeros((1,) + tuple(src_shape))}
+    for node in nodes:
+        if node.type != "Delay":
+            X = {k: apply_path([node], a) for k, a in X.items()}
+            Z = {k: apply_path([node], a) for k, a in Z.items()}
+            continue
+        steps = delay_steps(node, dt)
+        for cls in (X, Z):
+            moved: dict[int, np.ndarray] = {}
+            for k, a in cls.items():
+                kk = np.broadcast_to(steps, a.shape[1:])
+                for v in np.unique(kk):
+                    part = a * (kk == v)
+                    moved[k + int(v)] = moved[k + int(v)] + part if k + int(v) in moved else part
+            cls.clear()
+            cls.update(moved)
+    bias = sum(z.reshape(-1) for z in Z.values())
+    ops = []
+    for k in sorted(X):
+        m = X[k].reshape(n_src, -1) - (Z[k].reshape(1, -1) if k in Z else 0.0)
+        if np.any(m) or not ops and k == max(X):
+            ops.append((k, m.T))
+    return ops, bias
+
+
 def _dense_operator(nodes: list[Node], src_shape: tuple[int, ...], n_dst: int):
     n_src = int(np.prod(src_shape)) if src_shape else 1
     if n_src * max(n_dst, 1) > MAX_DENSE_ELEMENTS:
@@ -286,18 +347,23 @@ def _dense_operator(nodes: list[Node], src_shape: tuple[int, ...], n_dst: int):
 # ---------------------------------------------------------------------------------------------
 # discretization
 # ---------------------------------------------------------------------------------------------
-def _uniform(values: np.ndarray, what: str, node: Node, viol: list) -> int:
-    v = np.unique(np.asarray(values).ravel())
-    if v.size > 1:
-        viol.append(_v("non_uniform_decay", f"{what} differs between neurons ({int(v.min())}..{int(v.max())}); Loihi's {what} is one value per "
-                       "LIF process", node, limit=1, actual=int(v.size), hint="give the layer one time constant (or split it into layers)"))
-    return int(v[0]) if v.size else 0
+def _int_span(a: np.ndarray) -> int | list[int]:
+    a = np.asarray(a).ravel()
+    lo, hi = int(a.min()), int(a.max())
+    return lo if lo == hi else [lo, hi]
+
+
+def _tau_span(f: np.ndarray, dt: float, scheme: str):
+    """Effective time constants of per-step factors ``f`` (per neuron): one value or [min, max];
+    None stands for an infinite one (JSON-safe)."""
+    taus = sorted(_tau(float(x), dt, scheme) for x in np.unique(np.asarray(f).ravel()))
+    return _finite(taus[0]) if taus[0] == taus[-1] else [_finite(taus[0]), _finite(taus[-1])]
 
 
 @dataclass
 class _Params:
-    du: int
-    dv: int
+    du: np.ndarray  # per neuron (a LIF process has one: layers whose neurons differ are split, see split_by_decay)
+    dv: np.ndarray
     gain: np.ndarray  # per neuron: NIR weight unit -> v units (float), before S
     bias: np.ndarray  # per neuron, v units per step (float), before S
     threshold: np.ndarray | None  # per neuron, shifted by v_reset; None for readouts
@@ -328,7 +394,7 @@ def _decays(L: _Layer, opts: CompileOptions, hw: HWConfig, viol: list, mode: str
     if np.any((raw_dv == 0) & (a_v < 1)):
         viol.append(_v("voltage_decay_rounds_to_zero", "1 - alpha_v is below 1/8192: Loihi's dv = 0 makes a perfect integrator", node,
                        severity="warning", hint="use a larger dt or a shorter tau_mem"))
-    dv = _uniform(dv_all, "dv", node, viol)
+    dv = dv_all.astype(np.int64)
     gain_v = np.broadcast_to(np.asarray(d.gain_v, dtype=np.float64).reshape(-1) if np.ndim(d.gain_v) else d.gain_v, (n,)).astype(np.float64)
     if d.cuba:
         a_i = np.broadcast_to(np.asarray(d.alpha_i, dtype=np.float64).reshape(-1), (n,))
@@ -341,23 +407,25 @@ def _decays(L: _Layer, opts: CompileOptions, hw: HWConfig, viol: list, mode: str
         if np.any(raw_du > dfmt.max):
             viol.append(_v("current_decay_clipped", "dt/tau_syn is at least 1: u is replaced by the input every step", node, limit=dfmt.max,
                            actual=int(raw_du.max()), severity="warning", hint="use a smaller dt or a longer tau_syn"))
-        du = _uniform(du_all, "du", node, viol)
+        du = du_all.astype(np.int64)
         gain = gain_v * np.broadcast_to(np.asarray(d.gain_i, dtype=np.float64).reshape(-1), (n,))
         fu = (unity - du - off) / unity
         with np.errstate(divide="ignore"):
             usage["tau_syn_requested_s"] = _span(np.asarray(node.params["tau_syn"], dtype=np.float64))
-            usage["tau_syn_effective_s"] = _finite(_tau(fu, opts.dt, opts.scheme))
+            usage["tau_syn_effective_s"] = _tau_span(fu, opts.dt, opts.scheme)
     else:
-        du = dfmt.max  # u = this step's input only
+        du = np.full(n, dfmt.max, np.int64)  # u = this step's input only
         gain = gain_v
     fv = (unity - dv) / unity
-    usage.update({"du": du, "dv": dv, "tau_mem_effective_s": _finite(_tau(fv, opts.dt, opts.scheme))})
+    usage.update({"du": _int_span(du), "dv": _int_span(dv), "tau_mem_effective_s": _tau_span(fv, opts.dt, opts.scheme)})
     if node.type not in ("IF",):
-        tau_m = np.asarray(node.params.get("tau", node.params.get("tau_mem")), dtype=np.float64)
+        tau_m = np.broadcast_to(np.asarray(node.params.get("tau", node.params.get("tau_mem")), dtype=np.float64).reshape(-1), (n,))
         usage["tau_mem_requested_s"] = _span(tau_m)
-        eff = _tau(fv, opts.dt, opts.scheme)
-        if math.isfinite(eff) and eff > 0:
-            usage["tau_mem_max_rel_error"] = float(np.max(np.abs(eff - tau_m.reshape(-1)) / tau_m.reshape(-1)))
+        uf, inv = np.unique(fv, return_inverse=True)
+        eff = np.array([_tau(float(f), opts.dt, opts.scheme) for f in uf])[inv.reshape(-1)]
+        ok = np.isfinite(eff) & (eff > 0)
+        if ok.any():
+            usage["tau_mem_max_rel_error"] = float(np.max(np.abs(eff[ok] - tau_m[ok]) / tau_m[ok]))
     bias = np.broadcast_to(np.asarray(d.bias_v, dtype=np.float64).reshape(-1) if np.ndim(d.bias_v) else d.bias_v, (n,)).astype(np.float64)
     thr = None
     if d.spiking:
@@ -468,6 +536,7 @@ def _scale_cap(ops, P: _Params, bias: np.ndarray, mode: str, hw: HWConfig) -> np
     for kind, _, op in ops:
         e = 0 if (kind == "conv" or mode == "netx") else int(lim["weight_exp_max"])
         if kind == "dense":
+            op = op[0] if isinstance(op, tuple) else op  # (matrix, delays)
             row = np.abs(op).max(axis=1, initial=0) if op.size else np.zeros(n)
         else:
             w = op["weight"]
@@ -489,6 +558,94 @@ def _choose_vth(ops, P: _Params, bias: np.ndarray, thr: np.ndarray, mode: str, h
         return VTH_TARGET
     v = float(np.min(cap[ok] * thr[ok])) / (1 << int(hw.limits["threshold_shift"]))
     return int(min(VTH_TARGET, max(1, math.floor(v))))
+
+
+# ---------------------------------------------------------------------------------------------
+# layers with several time constants
+# ---------------------------------------------------------------------------------------------
+def split_by_decay(net: Loihi2Network, decays: dict[int, tuple[np.ndarray, np.ndarray]]) -> Loihi2Network:
+    """Run each layer ``i`` of ``decays`` (per-neuron ``du``, ``dv`` arrays) as one LIF process per
+    distinct (du, dv) pair, because Lava's LIF has one du and one dv per process.
+
+    Group g of layer i keeps its neurons' biases and the rows of every synapse into the layer; a
+    synapse out of layer i becomes one synapse per group, from that group, with the matching
+    columns (a recurrent one: one per pair of groups). Each keeps its matrix's ``weight_exp``,
+    ``num_weight_bits`` and (made explicit) sign mode, so every weight is used as before; all-zero
+    blocks are left out. Only Dense synapses are split (a Conv's shared kernel cannot be cut per
+    neuron): raises ValueError for a Conv into or out of a split layer. Group layers are named
+    ``name#g`` and carry ``origin`` (the layer's name) and ``neurons`` (their positions in it)."""
+    groups: dict[int, list[np.ndarray | None]] = {}
+    new_index: dict[int, list[int]] = {}
+    k = 0
+    for i, L in enumerate(net.layers):
+        if i in decays:
+            du, dv = (np.asarray(a, dtype=np.int64).reshape(-1) for a in decays[i])
+            keys = sorted(set(zip(du.tolist(), dv.tolist())))
+            groups[i] = [np.flatnonzero((du == a) & (dv == b)) for a, b in keys]
+        else:
+            groups[i] = [None]
+        new_index[i] = list(range(k, k + len(groups[i])))
+        k += len(groups[i])
+    for i, L in enumerate(net.layers):
+        touched = [s for s in L.synapses if i in decays or (s.src != INPUT and s.src in decays)]
+        if any(s.kind != "dense" for s in touched):
+            raise ValueError(f"layer {L.name} has a Conv synapse into or out of a layer with several time constants")
+    layers: list[NeuronLayer] = []
+    for i, L in enumerate(net.layers):
+        for g, rows in enumerate(groups[i]):
+            syns = []
+            for s in L.synapses:
+                srcs = [(INPUT, None)] if s.src == INPUT else list(zip(new_index[s.src], groups[s.src]))
+                for src, cols in srcs:
+                    w, d = s.weight, s.delay
+                    if rows is not None:
+                        w, d = w[rows], None if d is None else d[rows]
+                    if cols is not None:
+                        w, d = w[:, cols], None if d is None else d[:, cols]
+                    if (rows is not None or cols is not None) and not np.any(w):
+                        continue
+                    syns.append(Synapse(src, s.kind, w, s.weight_exp, s.num_weight_bits, s.resolved_sign_mode, s.stride, s.padding, s.dilation,
+                                        s.groups, s.name, d))
+            if rows is None:
+                layers.append(NeuronLayer(L.name, L.shape, L.du, L.dv, L.vth, L.bias_mant, L.bias_exp, syns, L.origin, L.neurons))
+            else:
+                du, dv = decays[i]
+                layers.append(NeuronLayer(f"{L.name}#{g}", (rows.size,), int(np.ravel(du)[rows[0]]), int(np.ravel(dv)[rows[0]]), L.vth,
+                                          L.bias_mant[rows], L.bias_exp[rows], syns, L.name, rows))
+    return Loihi2Network(net.input_shape, layers, new_index[net.output][0], net.readout)
+
+
+def _split_layers(net: Loihi2Network, decays, nodes: dict[str, Node], usage: dict, viol: list) -> Loihi2Network:
+    """:func:`split_by_decay` with the report: the number of groups per layer, or why a layer
+    cannot be split (a non_uniform_decay error)."""
+    ok = {}
+    for i, (du, dv) in decays.items():
+        L = net.layers[i]
+        conv = [s for s in L.synapses if s.kind == "conv"] + [s for M in net.layers for s in M.synapses if s.src == i and s.kind == "conv"]
+        if conv:
+            viol.append(_v("non_uniform_decay", f"du/dv differ between neurons (du {_int_span(du)}, dv {_int_span(dv)}), and Lava's LIF has one "
+                           "du and one dv per process; this layer has Conv synapses, whose shared kernels cannot be split by neuron",
+                           nodes[L.name], limit=1, actual=int(np.unique(np.stack([du, dv]), axis=1).shape[1]),
+                           hint="give a convolutional layer one time constant per layer"))
+        else:
+            ok[i] = (du, dv)
+    if not ok:
+        return net
+    out = split_by_decay(net, ok)
+    for i in ok:
+        name = net.layers[i].name
+        ks = [k for k, L in enumerate(out.layers) if L.origin == name]
+        sizes = [out.layers[k].n for k in ks]
+        usage[name]["decay_groups"] = len(ks)
+        neg = sorted({s.name or "?" for M in net.layers for s in M.synapses if s.src == i and s.weight_exp < 0})
+        msg = (f"{len(ks)} LIF processes, one per distinct (du, dv) pair (Lava's LIF has one du and one dv per process), of "
+               f"{', '.join(map(str, sizes))} neurons, each with its slices of the weights in and out; each process takes its own cores")
+        if neg:
+            msg += (f". The synapses out of it ({', '.join(neg)}) have a negative weight_exp: Lava floors each group's sum separately "
+                    f"(up to {len(ks) - 1} activation units lower per step than one floored sum)")
+        viol.append(_v("split_by_time_constant", msg, nodes[name], severity="warning" if neg else "info", actual=len(ks),
+                       hint="train with one time constant per layer (e.g. snnTorch learn_beta=False or a shared beta) for one process"))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -528,6 +685,7 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions) -> Lowered:
     net_layers: list[NeuronLayer] = []
     usage: dict[str, dict] = {}
     quant: dict[str, dict] = {}
+    decays: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # layers whose neurons need different du/dv
     output_scale = None
     for L in order:
         P = _decays(L, opts, hw, viol, mode)
@@ -538,6 +696,20 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions) -> Lowered:
         b_path = np.zeros(n)
         for p in L.paths:
             src_shape = in_shape if p.src == INPUT_NAME else layers[p.src].shape
+            if any(x.type == "Delay" for x in p.nodes):  # synaptic delays: DelayDense
+                try:
+                    dl = _delayed_operators(p.nodes, src_shape, n, opts.dt)
+                except UnsupportedError as e:
+                    viol.append(_v("delay_not_whole_steps", f"{e}; Loihi 2 delays spikes by whole time steps", L.node,
+                                   hint="choose a dt that divides every delay"))
+                    continue
+                if dl is None:
+                    viol.append(_v("dense_too_large", f"the path from {p.src} would hold more than {MAX_DENSE_ELEMENTS} weights as a Dense "
+                                   "matrix (Loihi's delays live on Dense synapses)", L.node, limit=MAX_DENSE_ELEMENTS))
+                    continue
+                ops.extend(_delay_ops(p, dl[0], L.node, viol, int(hw.limits["max_synaptic_delay"])))
+                b_path += dl[1]
+                continue
             conv = _conv_operator(p.nodes, src_shape, L.shape) if p.nodes and mode != "paper" else None
             if conv is not None:
                 ops.append(("conv", p, conv))
@@ -556,7 +728,7 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions) -> Lowered:
         if np.any(b_path != 0):
             if L.node.type in ("CubaLIF", "CubaLI"):
                 fu = (4096 - P.du - 1) / 4096.0
-                bias_float += P.gain * b_path / max(1.0 - fu, 1e-12)
+                bias_float += P.gain * b_path / np.maximum(1.0 - fu, 1e-12)
                 viol.append(_v("affine_bias_folded", "Loihi synapses have no bias and u has none: the Affine bias into this CUBA layer becomes a "
                                "constant voltage bias (its steady-state value; the synaptic rise time is lost)", L.node, severity="warning",
                                hint="train with Linear layers (no bias) for an exact match"))
@@ -597,9 +769,13 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions) -> Lowered:
             src = INPUT if p.src == INPUT_NAME else index[p.src]
             key = f"{p.src} -> {L.name}"
             if kind == "dense":
+                delay = None
+                if isinstance(op, tuple):  # (matrix, per-synapse delays in steps)
+                    op, delay = op
+                    key += f" (delays {_int_span(delay[op != 0]) if np.any(op) else 0})" if np.any(delay) else ""
                 A = unit[:, None] * op
                 q, exp, sign, stats = _weight_ints(A, hw, mode, allow_exp=mode != "netx")
-                synapses.append(Synapse(src, "dense", q, exp, 8, sign, name=key))
+                synapses.append(Synapse(src, "dense", q, exp, 8, sign, name=key, delay=delay if delay is not None and np.any(delay) else None))
             else:
                 w = op["weight"]
                 cout = w.shape[0]
@@ -622,8 +798,12 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions) -> Lowered:
                            L.node, severity="warning"))
         if blost:
             viol.append(_v("bias_rounds_to_zero", f"{blost} non-zero bias value(s) quantize to 0", L.node, severity="warning"))
-        net_layers.append(NeuronLayer(L.name, L.shape or (1,), P.du, P.dv, vth, mant, bexp, synapses))
+        if np.unique(np.stack([P.du, P.dv]), axis=1).shape[1] > 1:
+            decays[len(net_layers)] = (P.du, P.dv)
+        net_layers.append(NeuronLayer(L.name, L.shape or (1,), int(P.du[0]), int(P.dv[0]), vth, mant, bexp, synapses))
     net = Loihi2Network(in_shape or (1,), net_layers, index[out_name], "spikes" if layers[out_name].node.type in SPIKING else "v")
+    if decays:
+        net = _split_layers(net, decays, {L.name: L.node for L in order}, usage, viol)
     latency = layers[out_name].latency
     fit_rules(net, hw, report, opts, viol)
     report.nodes = [NodeUsage(L.name, L.node.type, usage[L.name]) for L in order] + report.nodes

@@ -7,7 +7,8 @@ the hw_config:
 * neurons per core;
 * synapse memory: the synapses of the core's neurons (a Dense stores its whole matrix; a Conv is
   counted expanded, one synapse per connected input, since Loihi 2's shared-kernel encoding is not
-  public), each costing ``num_weight_bits + synapse_index_bits`` bits;
+  public), each costing ``num_weight_bits + synapse_index_bits`` bits (plus ``synapse_delay_bits``
+  on a DelayDense);
 * input axons: distinct source neurons (or input channels) that reach any neuron on the core.
 
 Output axons are counted after placement: each neuron needs one per destination core it reaches.
@@ -61,10 +62,10 @@ class _Conn:
     """Connectivity of one synapse: per destination neuron its synapse count, and which sources
     reach a chunk of destinations."""
 
-    def __init__(self, syn: Synapse, net: Loihi2Network, dst_shape):
+    def __init__(self, syn: Synapse, net: Loihi2Network, dst_shape, delay_bits: int = 0):
         self.syn = syn
         self.n_src = int(np.prod(net.src_shape(syn.src)))
-        self.bits = syn.num_weight_bits
+        self.bits = syn.num_weight_bits + (delay_bits if syn.delay is not None else 0)
         if syn.kind == "dense":
             self.nz = syn.effective() != 0  # (n_dst, n_src)
             self.count = np.full(self.nz.shape[0], self.nz.shape[1])  # a Dense stores every entry
@@ -117,7 +118,8 @@ def partition(net: Loihi2Network, hw) -> dict:
     npc, sbits, axin = int(lim["neurons_per_core"]), int(lim["synapse_bits_per_core"]), int(lim["input_axons_per_core"])
     axout = int(lim["output_axons_per_core"])
     idx_bits = int(lim["synapse_index_bits"])
-    conns = [[_Conn(s, net, L.shape) for s in L.synapses] for L in net.layers]
+    delay_bits = int(lim["synapse_delay_bits"])
+    conns = [[_Conn(s, net, L.shape, delay_bits) for s in L.synapses] for L in net.layers]
     caps = [min(npc, L.n) for L in net.layers]  # chunk size upper bounds (lowered for output axons)
     for _ in range(12):
         layers = [_place(L, cs, k, sbits, axin, idx_bits) for L, cs, k in zip(net.layers, conns, caps)]

@@ -43,9 +43,9 @@ OPTIONS = {
 _PAIR = ListOf(Int(0, 1 << 16), 2, 2)
 _SYN = Schema({"src": Int(-1, 1 << 20), "kind": Str(("dense", "conv")), "weight_exp": Int(-8, 7), "num_weight_bits": Int(1, 8),
                "sign_mode": Nullable(Str(tuple(SIGN_MODES))), "stride": _PAIR, "padding": _PAIR, "dilation": _PAIR,
-               "groups": Int(1, 1 << 16)}, optional={"name": Str()})
+               "groups": Int(1, 1 << 16)}, optional={"name": Str(), "delayed": Bool()})
 _LAYER = Schema({"name": Str(max_len=1000), "shape": ListOf(Int(1, 1 << 24), 1, 3), "du": Int(0, 4095), "dv": Int(0, 4095),
-                 "vth": Int(0, (1 << 17) - 1), "synapses": ListOf(_SYN, 0, 64)})
+                 "vth": Int(0, (1 << 17) - 1), "synapses": ListOf(_SYN, 0, 1 << 16)}, optional={"origin": Str(max_len=1000)})
 META_SCHEMA = Schema({
     "format": Int(1, 1),
     "variant": Str(max_len=100),
@@ -55,8 +55,11 @@ META_SCHEMA = Schema({
     "output_scale": Nullable(ListOf(Float(0, exclusive_min=True))),
     "netx": Bool(),
     "network": Schema({"input_shape": ListOf(Int(1, 1 << 24), 1, 3), "output": Int(0, 1 << 16), "readout": Str(("spikes", "v")),
-                       "layers": ListOf(_LAYER, 1, 4096)}),
+                       "layers": ListOf(_LAYER, 1, 1 << 16)}),
 })
+
+
+MAX_DELAY_STORED = 1 << 16  # a compiled folder's delays are checked against the hw_config at compile time; this bounds a damaged one
 
 
 def _int_array(a: np.ndarray) -> str | None:
@@ -72,8 +75,12 @@ def read_network(folder: Path) -> tuple[Loihi2Network, dict]:
     for i, lm in enumerate(nm["layers"]):
         specs[f"L{i}.bias_mant"] = ArraySpec("iu", 1, _int_array)
         specs[f"L{i}.bias_exp"] = ArraySpec("iu", 1, _int_array)
+        if lm.get("origin"):
+            specs[f"L{i}.neurons"] = ArraySpec("iu", 1, _int_array)
         for j, sm in enumerate(lm["synapses"]):
             specs[f"L{i}.S{j}.weight"] = ArraySpec("iu", 2 if sm["kind"] == "dense" else 4, _int_array)
+            if sm.get("delayed"):
+                specs[f"L{i}.S{j}.delay"] = ArraySpec("iu", 2, _int_array)
     arrays = read_npz(folder / NETWORK_FILE, specs)
     try:
         net = Loihi2Network.from_parts(nm, arrays)
@@ -86,15 +93,26 @@ def read_network(folder: Path) -> tuple[Loihi2Network, dict]:
 def _validate(net: Loihi2Network) -> None:
     if not 0 <= net.output < len(net.layers):
         raise ValueError(f"output layer {net.output} does not exist")
+    origins: dict[str, list[np.ndarray]] = {}
     for i, L in enumerate(net.layers):
         if L.bias_mant.shape != (L.n,) or L.bias_exp.shape != (L.n,):
             raise ValueError(f"layer {i}: bias arrays do not have {L.n} entries")
+        if L.origin:
+            if L.neurons is None:
+                raise ValueError(f"layer {i}: a group of {L.origin} without neuron positions")
+            origins.setdefault(L.origin, []).append(L.neurons)
+    for o, parts in origins.items():
+        pos = np.sort(np.concatenate(parts))
+        if not np.array_equal(pos, np.arange(pos.size)):
+            raise ValueError(f"the groups of layer {o} do not cover its neurons exactly once")
         for s in L.synapses:
             if not -1 <= s.src < len(net.layers):
                 raise ValueError(f"layer {i}: synapse source {s.src} does not exist")
             n_src = int(np.prod(net.src_shape(s.src)))
             if s.kind == "dense" and s.weight.shape != (L.n, n_src):
                 raise ValueError(f"layer {i}: dense weight {s.weight.shape} is not ({L.n}, {n_src})")
+            if s.max_delay > MAX_DELAY_STORED:
+                raise ValueError(f"layer {i}: a synaptic delay of {s.max_delay} steps")
             if s.kind == "conv":
                 if len(L.shape) != 3 or len(net.src_shape(s.src)) != 3:
                     raise ValueError(f"layer {i}: conv needs (C, H, W) shapes")
@@ -103,6 +121,19 @@ def _validate(net: Loihi2Network) -> None:
                 if s.weight.shape[0] != L.shape[0] or s.weight.shape[1] * s.groups != net.src_shape(s.src)[0]:
                     raise ValueError(f"layer {i}: conv weight {s.weight.shape} does not match the shapes")
                 fanin_indices(s, net.src_shape(s.src), L.shape)
+
+
+def _merge_states(net: Loihi2Network, states: dict) -> dict:
+    """Recorded states per source-graph layer: the groups of a layer split by time constants
+    (``name#g``) are merged back into one entry under the layer's name, in its neuron order."""
+    out = {}
+    for i, L in enumerate(net.layers):
+        if not L.origin:
+            out[L.name] = states[L.name]
+        elif L.origin not in out:
+            ks = net.groups_of(i)
+            out[L.origin] = {v: net.merge_groups([states[net.layers[k].name][v] for k in ks], i) for v in states[L.name]}
+    return out
 
 
 class Loihi2Target(Target):
@@ -152,11 +183,12 @@ class Loihi2Target(Target):
         if low.network is None:
             raise UsageError("this network did not lower onto Loihi 2; see its report")
         hw = self.hwconfig(artifact.variant)
-        res = simulate(low.network, np.asarray(x), constants=Constants.from_hw(hw), record=record, progress=progress)
-        out = res.output
-        if low.network.readout == "v":
-            out = out / np.asarray(low.output_scale, dtype=np.float64).reshape(low.network.layers[low.network.output].shape)
-        return SimOutput(output=out, states=res.states if record else {})
+        net = low.network
+        res = simulate(net, np.asarray(x), constants=Constants.from_hw(hw), record=record, progress=progress)
+        out = res.output.reshape(res.output.shape[:2] + tuple(low.output_shape))
+        if net.readout == "v":
+            out = out / np.asarray(low.output_scale, dtype=np.float64).reshape(low.output_shape)
+        return SimOutput(output=out, states=_merge_states(net, res.states) if record else {})
 
     def chip_model(self, artifact: Artifact, *, weights=None, **options):
         """Loihi 2's chip model in torch (:mod:`.torch_model`; imports torch)."""

@@ -10,11 +10,11 @@ Wrong arguments raise :class:`~nirdeploy.errors.UsageError` (the test errors rat
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any, Mapping
 
 from ..errors import DoesNotFitError, UsageError
+from ..inputs import check_number
 from . import session
 from .budget import AGREEMENT_METRICS, validate_floor, as_budget, evaluate_budget, floor_failures
 
@@ -27,7 +27,9 @@ class NirdeployAssertionError(AssertionError):
     __module__ = "nirdeploy.ci"
 
     def __init__(self, message: str, result: Any = None):
-        super().__init__(message)
+        from ..render import terminal_safe
+
+        super().__init__(terminal_safe(message))  # node names and paths come from files; pytest prints this raw
         self.result = result
 
 
@@ -138,14 +140,12 @@ def assert_fits(graph, target: str | None = None, *, dt=None, reset: str = "zero
 
 
 def _floors(min_agreement, metric: str) -> dict[str, float]:
-    if isinstance(min_agreement, Mapping):
-        floors = dict(min_agreement)
-    else:
-        floors = {metric: min_agreement}
-    if not floors:
+    pairs = list(min_agreement.items()) if isinstance(min_agreement, Mapping) else [(metric, min_agreement)]
+    if not pairs:
         raise UsageError("min_agreement names no metric")
-    for m, f in floors.items():
-        if m not in AGREEMENT_METRICS:
+    floors: dict[str, float] = {}
+    for m, f in pairs:
+        if not isinstance(m, str) or m not in AGREEMENT_METRICS:
             raise UsageError(f"unknown agreement metric {m!r}; known: {', '.join(AGREEMENT_METRICS)}")
         floors[m] = validate_floor(m, f, f"min_agreement for {m}")
     return floors
@@ -184,11 +184,7 @@ def assert_chip_agrees(graph, target: str | None = None, x=None, *, min_agreemen
 
 
 def _fraction(name: str, value) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= 1:
-        raise UsageError(f"{name} must be a fraction in [0, 1] (0.05 = 5 points), got {value!r}")
-    return float(value)
+    return None if value is None else check_number(name, value, 0.0, 1.0, kind="a fraction (0.05 = 5 points)")
 
 
 def assert_chip_accuracy(graph, target: str | None = None, x=None, y=None, *, min_accuracy: float | None = None,

@@ -32,6 +32,7 @@ error: it is a failed :class:`BudgetResult` (exit code 1 from ``nirdeploy check`
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,10 +58,12 @@ class BudgetError(UsageError):
     """A budget file or budget value that cannot be used (exit code 2). ``path`` names the file
     (empty for an in-memory budget) and ``line`` the line of a TOML syntax error, when known."""
 
-    def __init__(self, message: str, path: str = "", line: int | None = None):
+    def __init__(self, message: str, path: str = "", line: int | None = None, *, prefixed: bool = True):
         self.path = path
         self.line = line
-        super().__init__(f"budget {path}: {message}" if path else f"budget: {message}")
+        if prefixed:
+            message = f"budget {path}: {message}" if path else f"budget: {message}"
+        super().__init__(message)
 
 
 def normalize_name(name: str) -> str:
@@ -123,14 +126,19 @@ def _pct(share: float | None) -> str:
 # -- reading ---------------------------------------------------------------------------------------
 def load_budget(path) -> Budget:
     """Read and validate a budget file (see the module docstring for the format)."""
-    p = Path(path)
-    src = str(path)
-    if not p.is_file():
-        raise BudgetError("file does not exist or is not a regular file", src)
-    if p.stat().st_size > MAX_BUDGET_BYTES:
-        raise BudgetError(f"file is larger than {MAX_BUDGET_BYTES} bytes", src)
+    from ..inputs import check_input_file
+
     try:
-        text = p.read_bytes().decode("utf-8")
+        src = check_input_file(path, "budget", "a TOML file", MAX_BUDGET_BYTES)
+    except UsageError as e:
+        raise BudgetError(str(e), os.fspath(path) if isinstance(path, (str, os.PathLike)) else "", prefixed=False) from None
+    p = Path(src)
+    try:
+        with open(p, "rb") as f:
+            raw = f.read(MAX_BUDGET_BYTES + 1)
+        if len(raw) > MAX_BUDGET_BYTES:  # it grew after the check
+            raise BudgetError(f"file is larger than {MAX_BUDGET_BYTES} bytes", src)
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise BudgetError(f"cannot be read as UTF-8 text: {e}", src) from None
     try:
@@ -142,6 +150,8 @@ def load_budget(path) -> Budget:
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"line (\d+)", str(e))
         raise BudgetError(f"is not valid TOML: {e}", src, int(m.group(1)) if m else None) from None
+    except RecursionError:
+        raise BudgetError("is nested too deeply to be a budget (arrays or tables inside each other)", src) from None
     return parse_budget(data, source=src, base_dir=p.parent)
 
 
@@ -154,7 +164,7 @@ def parse_budget(data: Mapping[str, Any], *, source: str = "", base_dir=None) ->
     if unknown:
         raise BudgetError(f"unknown key(s) {', '.join(map(repr, unknown))}; known: {', '.join(TOP_LEVEL_KEYS)}", source)
     version = data.get("version", FORMAT_VERSION)
-    if version != FORMAT_VERSION or isinstance(version, bool):
+    if isinstance(version, bool) or not isinstance(version, int) or version != FORMAT_VERSION:
         raise BudgetError(f"version must be {FORMAT_VERSION}, got {version!r}", source)
 
     keep_free: dict[str, float] = {}
@@ -178,8 +188,12 @@ def parse_budget(data: Mapping[str, Any], *, source: str = "", base_dir=None) ->
     if sample is not None:
         if not isinstance(sample, str) or not sample.strip():
             raise BudgetError(f"sample_input must be a path to a .npy file, got {sample!r}", source)
+        if "\x00" in sample:
+            raise BudgetError(f"sample_input contains a NUL byte: {sample!r}", source)
         sample = Path(sample)
         if not sample.is_absolute() and base_dir is not None:
+            if not isinstance(base_dir, (str, os.PathLike)):
+                raise BudgetError(f"base_dir must be a folder path, got {type(base_dir).__name__}", source)
             sample = Path(base_dir) / sample
     if floors and sample is None:
         raise BudgetError("[min_agreement] needs sample input: add sample_input = \"X.npy\" before the first table", source)
@@ -194,7 +208,7 @@ def as_budget(budget) -> Budget:
         return budget
     if isinstance(budget, Mapping):
         return parse_budget(budget)
-    if isinstance(budget, (str, Path)):
+    if isinstance(budget, (str, os.PathLike)):
         return load_budget(budget)
     raise BudgetError(f"expected a budget file path, a mapping or a Budget, got {type(budget).__name__}")
 

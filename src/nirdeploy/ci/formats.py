@@ -58,7 +58,6 @@ def to_json_data(outcomes: list[CheckOutcome], *, single: bool, budget_source: s
 
 
 # -- JUnit XML -------------------------------------------------------------------------------------
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 
 
@@ -67,9 +66,12 @@ def _hex(m) -> str:
 
 
 def visible(s) -> str:
-    """Control characters (ESC in a node name, say) written as ``\\xNN``: a log or a terminal
-    shows them instead of obeying them. Tab, CR and LF stay."""
-    return _CONTROL.sub(_hex, str(s))
+    """Control characters (ESC in a node name, say) and bidirectional overrides written as
+    ``\\xNN`` / ``\\uNNNN`` (:func:`nirdeploy.render.terminal_safe`): a log or a terminal shows them
+    instead of obeying them. Tab, CR and LF stay."""
+    from ..render import terminal_safe
+
+    return terminal_safe(str(s), keep="\r")
 
 
 def xml_text(s) -> str:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DoesNotFitError, UsageError
+from ..errors import DoesNotFitError
 
 __all__ = ["ChipRun", "run_chip_and_reference", "accuracy", "silent_sides"]
 
@@ -74,20 +74,12 @@ def accuracy(run: ChipRun, labels) -> dict:
     readout (``report.details["readout"] == "vmem"``). A sample whose outputs are all zero has no
     prediction and counts as wrong; the counts of such silent samples are returned.
     Raises :class:`UsageError` for labels of the wrong shape or out of range."""
-    y = np.asarray(labels)
-    b = run.chip.shape[0]
-    if y.dtype.kind not in "iu" and not (y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y))):
-        raise UsageError(f"labels must be integer class indices, got dtype {y.dtype}")
-    if y.shape != (b,):
-        raise UsageError(f"labels have shape {tuple(y.shape)}; expected ({b},): one class index per sample")
-    y = y.astype(np.int64)
-    c, r = _aligned(run)
-    n_out = c.shape[2]
-    if y.size and (y.min() < 0 or y.max() >= n_out):
-        raise UsageError(f"labels must be class indices in [0, {n_out - 1}] (the network has {n_out} outputs); "
-                         f"got values in [{y.min()}, {y.max()}]")
     from ..evaluation.compare import accuracy as _accuracy
+    from ..inputs import check_labels
 
+    b = run.chip.shape[0]
+    c, r = _aligned(run)
+    y = check_labels(labels, b, c.shape[2])
     readout = str(run.report.details.get("readout", "spikes"))
     out = {"readout": "maximum Vmem argmax" if readout == "vmem" else "spike-count argmax", "samples": int(b),
            "latency_steps": run.latency_steps}

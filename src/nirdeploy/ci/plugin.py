@@ -86,13 +86,19 @@ def pytest_configure(config) -> None:
     targets = _resolve_targets(_split(config.getoption("nirdeploy_target")) or _split([config.getini("nirdeploy_target")]))
     report_dir = config.getoption("nirdeploy_report")
     if report_dir is not None:
-        report_dir = Path(report_dir)
+        from ..errors import NirDeployError
+        from ..inputs import check_path
+
+        try:
+            report_dir = Path(check_path(report_dir, "--nirdeploy-report"))
+        except NirDeployError as e:
+            raise pytest.UsageError(str(e)) from None
         if report_dir.exists() and not report_dir.is_dir():
-            raise pytest.UsageError(f"--nirdeploy-report {report_dir}: exists and is not a folder")
+            raise pytest.UsageError(f"--nirdeploy-report {_visible(report_dir)}: exists and is not a folder")
         try:
             report_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise pytest.UsageError(f"--nirdeploy-report {report_dir}: cannot create it: {e.strerror or e}") from None
+            raise pytest.UsageError(f"--nirdeploy-report {_visible(report_dir)}: cannot create it: {e.strerror or e}") from None
     worker = getattr(config, "workerinput", {}).get("workerid", "")
     s = _session.CISession(targets=targets, report_dir=report_dir, worker=worker)
     setattr(config, _STATE_KEY, s)
@@ -158,7 +164,7 @@ def pytest_runtest_protocol(item, nextitem):
                 try:
                     _write_json(path, _test_data(rec))
                 except OSError as e:
-                    item.warn(pytest.PytestWarning(f"nirdeploy: could not write {path}: {e.strerror or e}"))
+                    item.warn(pytest.PytestWarning(_visible(f"nirdeploy: could not write {path}: {e.strerror or e}")))
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -187,7 +193,7 @@ def pytest_sessionfinish(session, exitstatus) -> None:
         _write_text(s.report_dir / SUMMARY_MD.replace(".md", f"{suffix}.md"), _summary_markdown(tests, counts))
     except OSError as e:
         tr = session.config.pluginmanager.get_plugin("terminalreporter")
-        msg = f"nirdeploy: could not write the summary in {s.report_dir}: {e.strerror or e}"
+        msg = _visible(f"nirdeploy: could not write the summary in {s.report_dir}: {e.strerror or e}")
         tr.write_line(msg, red=True) if tr is not None else print(msg)
 
 
@@ -241,15 +247,21 @@ def _summary_markdown(tests: list[dict], counts: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _visible(s) -> str:
+    from ..render import terminal_safe
+
+    return terminal_safe(str(s))
+
+
 def _write_text(path: Path, text: str) -> None:
-    """Write atomically (a temporary file next to ``path``, then a rename over it), with the
-    permissions the umask gives."""
+    """Write through :class:`nirdeploy.outputs.atomic_file` (a temporary file next to ``path``,
+    then a rename over it; the test's folder is created with it and removed again if the write
+    fails), with the permissions the umask gives."""
     from ..errors import OutputError
     from ..outputs import atomic_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with atomic_file(path) as f:  # never replaces a link, FIFO or device; nothing left on failure
+        with atomic_file(path, parents=True) as f:  # never replaces a link, FIFO or device; nothing left on failure
             f.write(text.encode("utf-8"))
     except OutputError as e:
         raise OSError(str(e)) from None  # callers report OSErrors as "could not write"

@@ -10,7 +10,9 @@ __all__ = ["load_nmnist"]
 
 
 def load_nmnist(root, **kwargs):
-    """See :func:`nirdeploy.data.nmnist.load_nmnist`."""
+    """``(x, y)``: N-MNIST recordings under ``root`` binned into event counts; see
+    :func:`nirdeploy.data.nmnist.load_nmnist` for the keywords. Raises UsageError (a bad
+    argument, no recordings, a malformed or unreadable file), MissingDependencyError (no tonic)."""
     from .nmnist import load_nmnist as _load
 
     return _load(root, **kwargs)

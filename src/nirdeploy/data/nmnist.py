@@ -23,13 +23,15 @@ The result feeds every nirdeploy command that takes an input array: ``x`` is (sa
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import MissingDependencyError, UsageError
+from ..inputs import check_choice, check_flag, check_input_file, check_int, check_path
 
-__all__ = ["SENSOR_SIZE", "FIRST_SACCADE_US", "TONIC_INSTALL", "load_nmnist", "nmnist_files"]
+__all__ = ["SENSOR_SIZE", "FIRST_SACCADE_US", "TONIC_INSTALL", "load_nmnist", "nmnist_files", "split_folder"]
 
 #: (x, y, polarity) of the ATIS recordings (tonic.datasets.NMNIST.sensor_size)
 SENSOR_SIZE = (34, 34, 2)
@@ -38,6 +40,9 @@ FIRST_SACCADE_US = 100_000
 TONIC_INSTALL = "pip install 'nirdeploy[data]'  (tonic==1.7.0; without its audio dependencies: pip install --no-deps tonic==1.7.0 importRosbag==1.0.4 && pip install tqdm requests)"
 #: largest array load_nmnist builds unless told otherwise (bytes)
 DEFAULT_MAX_BYTES = 2 << 30
+#: a recording larger than this is not an N-MNIST sample (they are ~20 KB: 300 ms of events);
+#: it is refused before it is read
+MAX_FILE_BYTES = 16 << 20
 
 
 def _tonic():
@@ -47,7 +52,11 @@ def _tonic():
         raise MissingDependencyError("tonic", TONIC_INSTALL, str(e)) from None
 
 
-def _split_folder(root: Path, split: str) -> Path:
+def split_folder(root, split: str = "test") -> Path:
+    """The folder holding one split's digit folders: ``ROOT/NMNIST/Test`` (tonic's layout),
+    ``ROOT/Test`` or ``ROOT`` itself. Raises :class:`UsageError` (bad argument, no such folder)."""
+    check_choice("split", split, ("train", "test"))
+    root = Path(check_path(root, "N-MNIST root folder"))
     name = {"train": "Train", "test": "Test"}[split]
     for cand in (root / "NMNIST" / name, root / name, root):
         if cand.is_dir() and any((cand / str(d)).is_dir() for d in range(10)):
@@ -58,18 +67,29 @@ def _split_folder(root: Path, split: str) -> Path:
         f"tonic.datasets.NMNIST(save_to='{root}', train={split == 'train'}) or from the dataset's site")
 
 
+def _bin_files(folder: Path) -> list[Path]:
+    """The ``.bin`` entries under ``folder``, sorted; symbolic links to folders are not followed
+    (as tonic's ``os.walk``), so a link loop cannot make the walk endless. Entries that are not
+    regular files (a FIFO, a device, a dangling link) are kept, so that reading refuses them by
+    name instead of silently dropping a sample."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames.sort()
+        out += [Path(dirpath) / f for f in filenames if f.endswith(".bin")]
+    return sorted(out)
+
+
 def nmnist_files(root, split: str = "test", limit: int | None = None) -> list[tuple[Path, int]]:
     """The (file, label) pairs of one split, in tonic's order (digit folders sorted, files
     sorted). With ``limit``, the first ``limit`` of them taken round-robin over the digits (so a
-    small subset has every class). Raises :class:`UsageError` when the folder has none."""
-    if split not in ("train", "test"):
-        raise UsageError(f"split must be 'train' or 'test', got {split!r}")
-    if limit is not None and (isinstance(limit, bool) or int(limit) < 1):
-        raise UsageError(f"limit must be a positive number of samples, got {limit!r}")
-    folder = _split_folder(Path(root), split)
+    small subset has every class). Raises :class:`UsageError` for a bad argument or when the
+    folder has none."""
+    if limit is not None:
+        limit = check_int("limit", limit, 1)
+    folder = split_folder(root, split)
     per: list[list[tuple[Path, int]]] = []
     for d in sorted(p for p in folder.iterdir() if p.is_dir() and p.name.isdigit() and len(p.name) == 1):
-        files = sorted(f for f in d.rglob("*.bin") if f.is_file())
+        files = _bin_files(d)
         if files:
             per.append([(f, int(d.name)) for f in files])
     if not per:
@@ -78,17 +98,21 @@ def nmnist_files(root, split: str = "test", limit: int | None = None) -> list[tu
         return [pair for cls in per for pair in cls]
     out: list[tuple[Path, int]] = []
     i = 0
-    while len(out) < int(limit) and any(i < len(c) for c in per):
+    while len(out) < limit and any(i < len(c) for c in per):
         out.extend(c[i] for c in per if i < len(c))
         i += 1
-    return out[: int(limit)]
+    return out[:limit]
 
 
 def _read(path: Path, tonic) -> np.ndarray:
-    size = path.stat().st_size
+    p = check_input_file(path, "N-MNIST recording", "a .bin recording", MAX_FILE_BYTES)
+    size = os.stat(p).st_size
     if size % 5:
         raise UsageError(f"{path}: {size} bytes is not a whole number of 5-byte N-MNIST events (truncated or not N-MNIST)")
-    ev = tonic.io.read_mnist_file(str(path), dtype=tonic.datasets.NMNIST.dtype)
+    try:
+        ev = tonic.io.read_mnist_file(p, dtype=tonic.datasets.NMNIST.dtype)
+    except OSError as e:
+        raise UsageError(f"{path}: cannot be read: {e.strerror or e}") from None
     if ev.size and (ev["x"].max() >= SENSOR_SIZE[0] or ev["y"].max() >= SENSOR_SIZE[1]):
         raise UsageError(f"{path}: events at x = {int(ev['x'].max())}, y = {int(ev['y'].max())} lie outside the 34 x 34 sensor "
                          "(not an N-MNIST file)")
@@ -114,14 +138,19 @@ def load_nmnist(
 
     Returns ``(x, y)``: x (samples, steps, 2, 34, 34) float32 counts ([polarity, y, x] per frame,
     tonic's ``ToFrame`` layout), y (samples,) int64 labels. Raises :class:`UsageError` for a
-    missing folder, a malformed file or a result larger than ``max_bytes`` (say ``limit`` /
-    ``n_steps``), :class:`~nirdeploy.errors.MissingDependencyError` without tonic.
+    bad argument (dt, n_steps, limit, max_bytes must be positive; first_saccade_only a bool), a
+    missing folder, a malformed or unreadable file (recordings are regular files of at most
+    :data:`MAX_FILE_BYTES`) or a result larger than ``max_bytes`` (say ``limit`` / ``n_steps``),
+    :class:`~nirdeploy.errors.MissingDependencyError` without tonic.
     """
     from ..graph.discretize import validate_dt
 
     dt = validate_dt(dt)
-    if n_steps is not None and (isinstance(n_steps, bool) or int(n_steps) < 1):
-        raise UsageError(f"n_steps must be a positive number of steps, got {n_steps!r}")
+    if n_steps is not None:
+        n_steps = check_int("n_steps", n_steps, 1)
+    first_saccade_only = check_flag("first_saccade_only", first_saccade_only)
+    max_bytes = check_int("max_bytes", max_bytes, 1)
+    check_path(root, "N-MNIST root folder")
     tonic = _tonic()
     from tonic.transforms import ToFrame
 
@@ -137,11 +166,10 @@ def load_nmnist(
     if n_steps is None:
         last = max((int(e["t"].max()) for e in events if e.size), default=0)
         n_steps = int(last // window_us) + 1
-    n_steps = int(n_steps)
     need = len(pairs) * n_steps * frame_bytes
     if need > max_bytes:
-        raise UsageError(f"{len(pairs)} samples x {n_steps} steps of 2 x 34 x 34 float32 need {need / 2**30:.2f} GiB "
-                         f"(limit {max_bytes / 2**30:.2f} GiB): pass limit / n_steps (--limit / --steps), a larger dt, or max_bytes")
+        raise UsageError(f"{len(pairs)} samples x {n_steps:.4g} steps of 2 x 34 x 34 float32 need {need / 2**30:.4g} GiB "
+                         f"(limit {max_bytes / 2**30:.4g} GiB): pass limit / n_steps (--limit / --steps), a larger dt, or max_bytes")
     # start and end given: every sample gets the same bins [k dt, (k+1) dt); without end_time, tonic
     # 1.7.0 drops a last event that lies exactly on a bin boundary (its slices end at the last event)
     to_frame = ToFrame(sensor_size=SENSOR_SIZE, time_window=window_us, start_time=0, end_time=n_steps * window_us,

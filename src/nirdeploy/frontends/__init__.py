@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..errors import UsageError
+from ..inputs import check_choice
 
 __all__ = ["LIBRARIES", "from_torch", "to_torch", "library_module"]
 
@@ -23,17 +23,27 @@ LIBRARIES = ("snntorch", "norse", "sinabs")
 
 def library_module(library: str):
     """The frontend module of ``library`` (``nirdeploy.frontends.snntorch`` ...)."""
-    if library not in LIBRARIES:
-        raise UsageError(f"library must be one of {', '.join(LIBRARIES)}; got {library!r}")
+    check_choice("library", library, LIBRARIES)
     return importlib.import_module(f"{__name__}.{library}")
 
 
 def from_torch(model, sample, *, library: str, dt: float | None = None, strict: bool = True,
                fold_batchnorm: bool = False, path=None):
-    """Export ``model`` (trained in ``library``) to a nirdeploy Graph; see each frontend's
-    ``export``. ``sample``: (batch, time, *input_shape). With ``path``, the graph is also written
-    as a ``.nir`` file (dt and reset in its metadata)."""
-    g = library_module(library).export(model, sample, dt=dt, strict=strict, fold_batchnorm=fold_batchnorm)
+    """Export ``model`` (a ``torch.nn.Module`` trained in ``library``) to a nirdeploy Graph; see
+    each frontend's ``export``. ``sample``: (batch, time, *input_shape) array or tensor. With
+    ``path``, the graph is also written as a ``.nir`` file (dt and reset in its metadata;
+    atomically, a new or regular file, checked before the work).
+
+    Raises UsageError (a bad argument: library, model, sample, dt, flags, path),
+    UnsupportedError (layers NIR cannot express), ExportMismatchError (the graph does not
+    reproduce the model, ``strict``), OutputError (``path`` cannot be written),
+    MissingDependencyError (the library is not installed)."""
+    mod = library_module(library)
+    if path is not None:
+        from ..outputs import check_output_file
+
+        check_output_file(path)  # before the work, not after it
+    g = mod.export(model, sample, dt=dt, strict=strict, fold_batchnorm=fold_batchnorm)
     if path is not None:
         from ..graph.loading import save_nir
 
@@ -45,7 +55,10 @@ def to_torch(graph, *, library: str | None = None, dt: float | None = None, rese
              scheme: str = "euler", dtype=None):
     """``graph`` as a runnable torch module: nirdeploy's reference semantics (``library=None``) or
     a model built from ``library``'s own neuron layers. ``forward(x)``: (batch, time, *input) ->
-    (batch, time, *output)."""
+    (batch, time, *output). ``dtype``: a floating torch dtype (default float64).
+
+    Raises UsageError (a bad argument), GraphLoadError, GraphValidationError, UnsupportedError,
+    MissingDependencyError (torch or the library is not installed)."""
     if library is None:
         from ..torch import to_torch as _own
 

@@ -35,6 +35,7 @@ import numpy as np
 
 from ..errors import MissingDependencyError, NirDeployError, UnsupportedError, UsageError
 from ..graph.ir import Graph, Node
+from ..inputs import check_flag, check_real_array
 
 __all__ = [
     "TORCH_EXTRA",
@@ -46,6 +47,7 @@ __all__ = [
     "Unsupported",
     "PASSTHROUGH",
     "trace_to_ir",
+    "export_arguments",
     "verify_export",
     "spike_agreement",
 ]
@@ -96,6 +98,26 @@ def require(module: str, pins: str, library: str | None = None):
         return importlib.import_module(module)
     except ImportError as e:
         raise MissingDependencyError(library or module, f"{TORCH_EXTRA}  (or: pip install {pins})", str(e)) from None
+
+
+def export_arguments(model, sample, strict, fold_batchnorm, library: str):
+    """What every frontend's ``export`` checks before any work: ``model`` is a
+    ``torch.nn.Module``, ``strict`` and ``fold_batchnorm`` are bools, and ``sample`` is a finite
+    real array or tensor of shape (batch, time, *input_shape) with batch, time >= 1
+    (:func:`nirdeploy.inputs.check_real_array`). Returns the sample as a float64 tensor.
+    Raises :class:`UsageError`."""
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError(f"{library}: the model must be a torch.nn.Module, got {type(model).__name__}")
+    check_flag("strict", strict)
+    check_flag("fold_batchnorm", fold_batchnorm)
+    if isinstance(sample, torch.Tensor):
+        if sample.is_complex():
+            raise UsageError(f"sample holds complex numbers (dtype {sample.dtype}); expected real numbers")
+        sample = sample.detach().cpu().numpy()
+    x = check_real_array(sample, what="sample", min_ndim=3)
+    return torch.as_tensor(np.asarray(x, dtype=np.float64))
 
 
 def _fold_batchnorm(model):

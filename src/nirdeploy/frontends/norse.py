@@ -142,23 +142,22 @@ def export(model, sample, *, dt: float | None = None, strict: bool = True, fold_
     """A Norse model as a nirdeploy Graph that reproduces it (verified on ``sample``, (batch,
     time, *input_shape)). ``dt`` defaults to the cells' own ``dt``; a different value raises
     :class:`UsageError`. Errors as in :func:`nirdeploy.frontends.snntorch.export`."""
-    import torch
 
     _norse()
     from ..graph.discretize import validate_dt
     from ..graph.provenance import with_recorded
 
-    x = torch.as_tensor(C.as_numpy(sample))
-    if x.ndim < 3:
-        raise UsageError(f"sample must be (batch, time, *input_shape); got shape {tuple(x.shape)}")
+    if dt is not None:
+        dt = validate_dt(dt)
+    x = C.export_arguments(model, sample, strict, fold_batchnorm, LIBRARY)
     st = {"dts": set(), "resets": set(), "reasons": []}
     g = C.trace_to_ir(_Stepper(model), x[:, 0].float(), _node_map(st), ignore_dims=[0],
                       fold_batchnorm=fold_batchnorm, library=LIBRARY)
     if len(st["dts"]) > 1:
         raise UnsupportedError(f"norse: the cells integrate with different dt {sorted(st['dts'])}; use one dt")
     mdt = st["dts"].pop() if st["dts"] else None
-    if dt is not None and mdt is not None and not np.isclose(float(dt), mdt, rtol=1e-9):
-        raise UsageError(f"norse: the model's cells integrate with dt = {mdt:g} s, not {float(dt):g} s; pass dt={mdt:g} or rebuild the cells")
+    if dt is not None and mdt is not None and not np.isclose(dt, mdt, rtol=1e-9):
+        raise UsageError(f"norse: the model's cells integrate with dt = {mdt:g} s, not {dt:g} s; pass dt={mdt:g} or rebuild the cells")
     dt = validate_dt(dt if dt is not None else (mdt if mdt is not None else 1e-3))
     if len(st["resets"]) > 1:
         raise UnsupportedError(f"norse: the model mixes reset methods {sorted(st['resets'])}; nirdeploy graphs carry one reset mode")

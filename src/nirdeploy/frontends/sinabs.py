@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import UnsupportedError, UsageError
+from ..errors import UnsupportedError
 from ..graph.ir import Graph, Node
 from . import _common as C
 
@@ -169,7 +169,6 @@ def export(model, sample, *, dt: float | None = None, strict: bool = True, fold_
     """A Sinabs IAF model as a nirdeploy Graph, verified on ``sample`` (batch, time, *input) by
     nirdeploy's torch module with the recorded spike rule. ``dt`` (s) is the time step the graph
     is meant to run at (Sinabs models have none; default 1e-3 s, Speck's usual 1 ms bins)."""
-    import torch
 
     _sl()
     import sinabs
@@ -178,9 +177,7 @@ def export(model, sample, *, dt: float | None = None, strict: bool = True, fold_
     from ..graph.provenance import with_recorded
 
     dt = validate_dt(1e-3 if dt is None else dt)
-    x = torch.as_tensor(C.as_numpy(sample))
-    if x.ndim < 3:
-        raise UsageError(f"sample must be (batch, time, *input_shape); got shape {tuple(x.shape)}")
+    x = C.export_arguments(model, sample, strict, fold_batchnorm, LIBRARY)
     st = {"dt": dt, "rules": set(), "resets": set(), "reasons": [], "differences": []}
     squeeze = _squeezed(model)
     step = x.reshape((-1,) + tuple(x.shape[2:])) if squeeze else x[:, :1]

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import UnsupportedError, UsageError
+from ..errors import UnsupportedError
 from ..graph.ir import Graph, Node
 from . import _common as C
 
@@ -271,7 +271,7 @@ def export(model, sample, *, dt: float | None = None, strict: bool = True, fold_
     from ..graph.provenance import with_recorded
 
     dt = validate_dt(DEFAULT_DT if dt is None else dt)
-    x = _sample(sample)
+    x = C.export_arguments(model, sample, strict, fold_batchnorm, LIBRARY)
     st = _ExportState(dt)
     snn = _snn()
     _rsynaptic_reset_delay_bug(model)
@@ -288,15 +288,6 @@ def export(model, sample, *, dt: float | None = None, strict: bool = True, fold_
     g = with_recorded(g, dt=dt, reset=reset, source=f"snntorch {snn.__version__}")
     _verify(model, g, x, dt, reset, st, strict, fold_batchnorm)
     return g
-
-
-def _sample(sample):
-    import torch
-
-    x = torch.as_tensor(C.as_numpy(sample))
-    if x.ndim < 3:
-        raise UsageError(f"sample must be (batch, time, *input_shape); got shape {tuple(x.shape)}")
-    return x
 
 
 def _verify(model, g, x, dt, reset, st: _ExportState, strict, fold_batchnorm):

@@ -82,15 +82,17 @@ DISCRETIZED_TYPES: tuple[str, ...] = _INTEGRATORS + _LEAKY + _CUBA
 
 
 def validate_scheme(scheme: str) -> str:
-    if scheme not in SCHEMES:
-        raise UsageError(f"scheme must be one of {', '.join(SCHEMES)}; got {scheme!r}")
-    return scheme
+    """``scheme`` if it is one of :data:`SCHEMES`, else UsageError (:func:`nirdeploy.inputs.check_choice`)."""
+    from ..inputs import check_choice
+
+    return check_choice("scheme", scheme, SCHEMES)
 
 
 def validate_reset(reset: str) -> str:
-    if reset not in RESETS:
-        raise UsageError(f"reset must be one of {', '.join(RESETS)}; got {reset!r}")
-    return reset
+    """``reset`` if it is one of :data:`RESETS`, else UsageError (:func:`nirdeploy.inputs.check_choice`)."""
+    from ..inputs import check_choice
+
+    return check_choice("reset", reset, RESETS)
 
 
 def validate_dt(dt: Any) -> float:

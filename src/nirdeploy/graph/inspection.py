@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ir import NODE_TYPES, Graph
+from .ir import NODE_TYPES, Graph, non_nir_notice
 
 __all__ = ["inspect_graph", "render_inspection"]
 
@@ -83,6 +83,7 @@ def inspect_graph(graph: Graph, dt: float | None = None, scheme: str = "euler") 
         "recorded": {"dt": rec.dt, "reset": rec.reset, "source": rec.source, "spike_rule": rec.spike_rule,
                      "problems": list(rec.problems)},
         "discretization": disc,
+        "notices": [x for x in (non_nir_notice(graph),) if x],
     }
 
 
@@ -90,7 +91,8 @@ def render_inspection(info: dict) -> str:
     from ..render import render_rows
 
     n_id = sum(1 for n in info["nodes"] if n.get("identity"))
-    out = [
+    out = [f"notice: {n}" for n in info.get("notices") or []]
+    out += [
         f"NIR version {info['nir_version']}; {len(info['nodes'])} nodes after inlining"
         + (f" ({len(info['subgraphs'])} subgraph container(s) inlined: {', '.join(info['subgraphs'])})" if info.get("subgraphs") else "")
         + (f"; {n_id} identity node(s) marked '=', skipped by the simulators" if n_id else "")

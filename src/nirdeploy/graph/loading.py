@@ -25,6 +25,12 @@ Parameter representation in the IR (see :data:`nirdeploy.graph.validate.PARAM_KI
 * ``Input`` / ``Output`` ``shape`` and Conv / Flatten ``input_shape``: tuples of Python ints
   (Flatten's ``input_type`` in the file becomes ``input_shape``).
 
+Node types: the NIR 1.0 primitives (``ir.NODE_TYPES``) and the well-known layers NIR lacks
+(``ir.NON_NIR_TYPES``: MaxPool1d/2d, BatchNorm1d/2d, Dropout), read in NIR's layout with PyTorch's
+parameter names; the latter load so that every target can name them with a hint
+(:func:`nirdeploy.graph.ir.non_nir_notice` is the notice the commands print). Any other type is
+an "unknown node type" load error.
+
 Legacy details handled: node type ``Spike`` -> ``Threshold``; files without a ``version``
 dataset (nir 0.1.0); ``Input``/``Output`` with ``shape`` (or an ``input_type`` /
 ``output_type`` group); Flatten without ``input_type`` (nir 0.1); Conv stride/padding/dilation
@@ -32,7 +38,8 @@ stored as scalars or arrays; integer edge indices (nir 0.0.x). Missing optional 
 filled in and recorded in ``node.metadata[DEFAULTED_KEY]`` (a comma separated string, e.g.
 ``"v_reset"``): ``v_reset`` -> zeros like ``v_threshold``; ``w_in`` -> ones; Conv ``stride`` /
 ``dilation`` -> 1, ``padding`` -> 0, ``groups`` -> 1, ``bias`` -> zeros; Flatten ``start_dim``
--> 1, ``end_dim`` -> -1 (nir's defaults).
+-> 1, ``end_dim`` -> -1 (nir's defaults); MaxPool ``stride`` -> ``kernel_size``, ``padding`` -> 0,
+``dilation`` -> 1, ``ceil_mode`` -> 0 and BatchNorm ``eps`` -> 1e-5 (PyTorch's defaults).
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ import dataclasses
 import inspect as _inspect
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +56,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import GraphLoadError, GraphValidationError, Problem, UnsupportedError, UsageError
-from .ir import NODE_TYPES, Graph, Node
+from .ir import KNOWN_TYPES, NON_NIR_TYPES, Graph, Node
 
 __all__ = [
     "load",
@@ -60,10 +68,14 @@ __all__ = [
     "DEFAULT_LIMITS",
     "DEFAULTED_KEY",
     "READ_TIMEOUT_BASE_S",
+    "ReadBudget",
     "READ_TIMEOUT_PER_NODE_S",
     "LEGACY_TYPE_NAMES",
     "defaulted_fields",
 ]
+
+#: what an unknown type should have been
+_KNOWN_HINT = "a NIR 1.0 primitive (or one of the recognised non-NIR layers " + ", ".join(NON_NIR_TYPES) + ")"
 
 #: metadata key listing the fields the loader filled with a default (comma separated)
 DEFAULTED_KEY = "nirdeploy_defaulted"
@@ -128,14 +140,70 @@ def load(source: Any, *, validate: bool = True) -> Graph:
     return g
 
 
-#: the isolated read's time budget: this many seconds, plus one per 20 MB of file, plus
+#: the isolated read's budget: this many seconds, plus one per 20 MB of file, plus
 #: READ_TIMEOUT_PER_NODE_S for every node read so far (the child reports its progress), so a
 #: graph within the limits (ReadLimits.max_nodes nodes, max_total_elements elements) always
-#: loads, while a read stuck inside the HDF5 library (no progress) is stopped after the base
+#: loads, while a read stuck inside the HDF5 library is stopped. The seconds are the reader
+#: child's processor time where the OS reports it (Linux): a loaded machine slows the wall
+#: clock, not the work, so load never fails a valid read; a child that is blocked (no processor
+#: time and no progress for the base budget of wall time) is stopped too. See :class:`ReadBudget`.
 READ_TIMEOUT_BASE_S = 4.0
 READ_TIMEOUT_PER_BYTE_S = 1 / 20e6
 READ_TIMEOUT_PER_NODE_S = 0.05
+#: wall seconds (plus one per 20 MB) without processor time or progress after which the reader
+#: child counts as blocked
+READ_STALL_S = 4.0
 PROGRESS_INTERVAL_S = 0.1
+#: how often the parent looks at the child (seconds of wall time)
+POLL_INTERVAL_S = 0.05
+
+
+@dataclass(frozen=True)
+class ReadBudget:
+    """When the isolated reader counts as stuck (see :data:`READ_TIMEOUT_BASE_S`).
+
+    ``seconds``: the base budget (file size included); ``per_node``: added per node read;
+    ``stall``: wall seconds without processor time or progress that mean the child is blocked
+    (default: ``seconds``). :meth:`verdict` is a pure function of what the parent observed, so
+    the rules are tested with any clock."""
+
+    seconds: float
+    per_node: float = READ_TIMEOUT_PER_NODE_S
+    stall: float | None = None
+
+    def limit(self, nodes: int) -> float:
+        return self.seconds + nodes * self.per_node
+
+    def verdict(self, *, cpu: float | None, wall: float, idle: float, nodes: int) -> str | None:
+        """``"budget"`` when the child used more than :meth:`limit` seconds (processor time
+        ``cpu``, or ``wall`` time where processor time is unknown), ``"blocked"`` when it used no
+        processor time and sent nothing for ``idle`` > ``stall`` seconds of wall time, else None."""
+        used = wall if cpu is None else cpu
+        if used > self.limit(nodes):
+            return "budget"
+        if cpu is not None and idle > self.stall_seconds:
+            return "blocked"
+        return None
+
+    @property
+    def stall_seconds(self) -> float:
+        return self.seconds if self.stall is None else self.stall
+
+
+def _child_cpu_seconds(pid: int) -> float | None:
+    """Processor time (user + system, seconds) of a running child, from ``/proc`` (Linux);
+    None where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+#: the clocks of the isolated read (tests inject others)
+_monotonic = time.monotonic
+_child_cpu = _child_cpu_seconds
 
 
 def read_nir_file(
@@ -151,10 +219,12 @@ def read_nir_file(
     collection size doubled by one flipped byte makes reading any variable-length string loop,
     in h5py and in ``nir.read`` alike), and C code cannot be interrupted from Python. So by
     default (``isolate=None``: where ``fork`` exists) the file is parsed in a forked child
-    process that is killed when its time budget is spent: ``timeout`` seconds (default
-    :data:`READ_TIMEOUT_BASE_S` plus one second per 20 MB) plus
-    :data:`READ_TIMEOUT_PER_NODE_S` per node the child reports as read. A hang or a crash of the
-    child becomes a :class:`GraphLoadError`. The child dies with this process (Linux
+    process that is killed when its budget is spent (:class:`ReadBudget`): ``timeout`` seconds
+    (default :data:`READ_TIMEOUT_BASE_S` plus one second per 20 MB) plus
+    :data:`READ_TIMEOUT_PER_NODE_S` per node the child reports as read, of the child's processor
+    time where the OS reports it (so a loaded machine never fails a valid read), or when it makes
+    no progress at all for :data:`READ_STALL_S` (plus one second per 20 MB; with ``timeout``:
+    ``timeout``) seconds. A hang or a crash of the child becomes a :class:`GraphLoadError`. The child dies with this process (Linux
     ``PR_SET_PDEATHSIG``), and SIGTERM, SIGHUP or SIGINT here kill it first
     (:func:`nirdeploy.outputs.signal_guard`). ``isolate=False`` reads in this process.
     """
@@ -174,8 +244,10 @@ def read_nir_file(
     if not isolate:
         return _read_file(p, limits)
     if timeout is None:
-        timeout = READ_TIMEOUT_BASE_S + size * READ_TIMEOUT_PER_BYTE_S
-    return _read_file_isolated(p, limits, timeout)
+        budget = ReadBudget(READ_TIMEOUT_BASE_S + size * READ_TIMEOUT_PER_BYTE_S, stall=READ_STALL_S + size * READ_TIMEOUT_PER_BYTE_S)
+    else:
+        budget = ReadBudget(float(timeout))
+    return _read_file_isolated(p, limits, budget)
 
 
 def _can_fork() -> bool:
@@ -232,9 +304,8 @@ def _child_read(conn, path: str, limits: ReadLimits, parent: int) -> None:
         conn.close()
 
 
-def _read_file_isolated(p: Path, limits: ReadLimits, timeout: float) -> Graph:
+def _read_file_isolated(p: Path, limits: ReadLimits, budget: ReadBudget) -> Graph:
     import multiprocessing as mp
-    import time
 
     from ..outputs import register_child, signal_guard, unregister_child
 
@@ -250,19 +321,22 @@ def _read_file_isolated(p: Path, limits: ReadLimits, timeout: float) -> Graph:
             return _read_file(p, limits)
         register_child(proc.pid, proc.kill)
         send.close()
-        start = time.monotonic()
+        start = last_change = _monotonic()
+        last_cpu: float | None = None
         nodes = 0
         status = None
         try:
             while True:
-                budget = timeout + nodes * READ_TIMEOUT_PER_NODE_S
-                remaining = start + budget - time.monotonic()
-                if remaining <= 0 or not recv.poll(remaining):
+                now = _monotonic()
+                cpu = _child_cpu(proc.pid)
+                if cpu != last_cpu:
+                    last_cpu, last_change = cpu, now
+                verdict = budget.verdict(cpu=cpu, wall=now - start, idle=now - last_change, nodes=nodes)
+                if verdict is not None:
                     proc.kill()
-                    raise GraphLoadError(
-                        f"{p}: reading the file did not finish within {budget:.0f} s ({nodes} nodes read): the HDF5 "
-                        "library is stuck on corrupt data (a damaged or hostile file)"
-                    )
+                    raise GraphLoadError(_stuck_message(p, verdict, budget, nodes, cpu is not None))
+                if not recv.poll(POLL_INTERVAL_S):
+                    continue
                 try:
                     msg = recv.recv()
                 except (EOFError, OSError):
@@ -271,6 +345,7 @@ def _read_file_isolated(p: Path, limits: ReadLimits, timeout: float) -> Graph:
                         f"{p}: the HDF5 library crashed while reading this file (child exit code {proc.exitcode}): "
                         "corrupt or hostile file"
                     ) from None
+                last_change = _monotonic()  # a message is progress
                 if msg[0] == "progress":
                     nodes = int(msg[1])
                     continue
@@ -287,6 +362,16 @@ def _read_file_isolated(p: Path, limits: ReadLimits, timeout: float) -> Graph:
     if status == "ok":
         return payload
     raise payload
+
+
+def _stuck_message(p: Path, verdict: str, budget: ReadBudget, nodes: int, cpu: bool) -> str:
+    if verdict == "blocked":
+        return (f"{p}: reading the file did not finish: the reader made no progress for {budget.stall_seconds:.3g} s "
+                f"({nodes} nodes read): the HDF5 library is stuck on corrupt data (a damaged or hostile file) or the "
+                "file system does not answer")
+    unit = "s of processor time" if cpu else "s"
+    return (f"{p}: reading the file did not finish within {budget.limit(nodes):.3g} {unit} ({nodes} nodes read): the HDF5 "
+            "library is stuck on corrupt data (a damaged or hostile file)")
 
 
 def _read_file(p: Path, limits: ReadLimits, progress=None) -> Graph:
@@ -399,7 +484,7 @@ def _canonical_type(t: str) -> str:
 
 
 def _spatial_ndim(ntype: str) -> int:
-    return 1 if ntype == "Conv1d" else 2
+    return 1 if ntype in ("Conv1d", "MaxPool1d") else 2
 
 
 def _as_number_array(raw: Any) -> np.ndarray:
@@ -515,10 +600,19 @@ def _apply_defaults(ntype: str, params: dict, metadata: dict, missing: list[str]
             if k not in params:
                 params[k] = v
                 defaulted.append(k)
+    if ntype in ("MaxPool1d", "MaxPool2d"):  # PyTorch's defaults
+        nd = _spatial_ndim(ntype)
+        for k, v in (("stride", params.get("kernel_size")), ("padding", (0,) * nd), ("dilation", (1,) * nd), ("ceil_mode", 0)):
+            if k not in params and v is not None:
+                params[k] = v
+                defaulted.append(k)
+    if ntype in ("BatchNorm1d", "BatchNorm2d") and "eps" not in params:
+        params["eps"] = np.array(1e-5)
+        defaulted.append("eps")
     if defaulted:
         prev = [x for x in str(metadata.get(DEFAULTED_KEY, "")).split(",") if x]
         metadata[DEFAULTED_KEY] = ",".join(prev + [d for d in defaulted if d not in prev])
-    spec = NODE_TYPES[ntype]
+    spec = KNOWN_TYPES[ntype]
     still = [k for k in spec.required if k not in params and k in kinds]
     if ntype == "Output":  # nir 0.0.x wrote Output without a shape: inferred from the graph
         still = [k for k in still if k != "shape"]
@@ -818,8 +912,8 @@ class _Reader:
             self._problem(full, "", "type", e)
             return None
         ntype = _canonical_type(t)
-        if ntype not in NODE_TYPES:
-            self._problem(full, t, "type", f"unknown node type {t!r}", "a NIR 1.0 primitive", t)
+        if ntype not in KNOWN_TYPES:
+            self._problem(full, t, "type", f"unknown node type {t!r}", _KNOWN_HINT, t)
             return None
         meta: dict[str, Any] = {}
         if "metadata" in obj:
@@ -1013,8 +1107,8 @@ def _from_nir_node(name: str, n: Any, prefix: str, depth: int, problems: list[Pr
     full = prefix + name
     t = type(n).__name__
     ntype = _canonical_type(t)
-    if ntype not in NODE_TYPES:
-        problems.append(Problem(full, t, "type", f"unknown node type {t!r}", "a NIR 1.0 primitive", t))
+    if ntype not in KNOWN_TYPES:
+        problems.append(Problem(full, t, "type", f"unknown node type {t!r}", _KNOWN_HINT, t))
         return None
     meta = _copy_metadata(getattr(n, "metadata", None))
     if t != ntype:
@@ -1111,6 +1205,8 @@ def _to_nir_node(n: Node) -> Any:
     p = n.params
     md = dict(n.metadata)
     t = n.type
+    if t in NON_NIR_TYPES:
+        raise UnsupportedError(f"{n.name} ({t}): not a NIR 1.0 primitive, so nir cannot write it -- hint: {NON_NIR_TYPES[t].hint}")
     if t == "NIRGraph":
         sub = _to_nir_graph(n.subgraph if n.subgraph is not None else Graph())
         if md and hasattr(sub, "metadata"):

@@ -96,8 +96,9 @@ def recorded(graph: Graph) -> Recorded:
 
 def with_recorded(graph: Graph, *, dt: float, reset: str, source: str, spike_rule: str = "strict") -> Graph:
     """A copy of ``graph`` whose metadata records the training settings."""
-    if spike_rule not in SPIKE_RULES:
-        raise ValueError(f"spike_rule must be one of {SPIKE_RULES}")
+    from ..inputs import check_choice
+
+    check_choice("spike_rule", spike_rule, SPIKE_RULES)
     md = dict(graph.metadata)
     md.update({META_DT: float(dt), META_RESET: str(reset), META_SOURCE: str(source), META_SPIKE_RULE: spike_rule})
     return graph.with_(metadata=md)

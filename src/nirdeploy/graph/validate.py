@@ -20,7 +20,12 @@ Shape rules (PyTorch semantics, NIR's batch-less shapes):
 * ``SumPool2d`` / ``AvgPool2d``: ``floor((n + 2p - k) / s) + 1``, channels kept;
 * ``Flatten``: ``start_dim`` / ``end_dim`` applied to the batch-less shape (NIR's default
   ``start_dim=1`` turns ``[C, H, W]`` into ``[C, H*W]``), negative dims count from the end;
-* a nested ``NIRGraph``: its Input's shape in, its Output's shape out.
+* a nested ``NIRGraph``: its Input's shape in, its Output's shape out;
+* the non-NIR layers of ``ir.NON_NIR_TYPES``: ``MaxPool1d`` / ``MaxPool2d`` as PyTorch pools
+  (``floor((n + 2p - d (k - 1) - 1) / s) + 1``, or ``ceil`` with ``ceil_mode`` where the last
+  window starts inside the input or its left padding); ``BatchNorm1d`` / ``BatchNorm2d`` and
+  ``Dropout`` keep their input's shape (BatchNorm's channel count, dim 0, must equal its
+  parameters' length).
 
 Shapes flow along edges; several edges into one node are summed, so each must carry the node's
 input shape. Nodes are visited per strongly connected component in topological order, and
@@ -34,14 +39,16 @@ nested graphs use dotted names such as ``lif1.w_rec``):
 * names: empty, or containing ``'/'`` (HDF5 cannot store it);
 * edges: naming a missing node (dangling); duplicates; into an ``Input`` or out of an
   ``Output``; ``delayed_edges`` that are not edges;
-* node type unknown; required parameter missing; parameter of the wrong kind (strings,
+* node type unknown (neither a NIR 1.0 primitive nor in ``ir.NON_NIR_TYPES``); required parameter missing; parameter of the wrong kind (strings,
   complex, objects, non-integers where integers go);
 * NaN or inf in any numeric parameter; time constants (``NODE_TYPES[t].time_constants``)
   <= 0; negative ``Delay``;
 * parameter shapes: all non-scalar neuron parameters of one node alike; Affine/Linear weight
   at least 2-D; Affine bias shape == output shape; Conv weight 3-D/4-D, ``groups`` divides
   ``Cout``, bias ``(Cout,)``, stride/dilation >= 1, padding >= 0, ``'same'`` only with
-  stride 1; pool kernel/stride >= 1, padding >= 0; declared shapes (Input, Output, Conv and
+  stride 1; pool kernel/stride >= 1, padding >= 0 (MaxPool: also dilation >= 1, padding at most
+  half the kernel as in PyTorch, ceil_mode 0 or 1); BatchNorm parameters 1-D of one length,
+  ``running_var`` >= 0, ``eps`` > 0; Dropout ``p`` in [0, 1]; declared shapes (Input, Output, Conv and
   Flatten ``input_shape``) 1-D, all dims >= 1 and at most :data:`MAX_DECLARED_ELEMENTS`
   elements (checked without allocating anything);
 * shapes: an edge whose source's output shape differs from the destination's input shape;
@@ -64,7 +71,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import GraphValidationError, Problem
-from .ir import NODE_TYPES, STATEFUL_TYPES, Graph, Node
+from .ir import KNOWN_TYPES, STATEFUL_TYPES, Graph, Node
 
 __all__ = [
     "PARAM_KINDS",
@@ -78,6 +85,7 @@ __all__ = [
     "intrinsic_input_shape",
     "conv_output_size",
     "pool_output_size",
+    "maxpool_output_size",
     "flatten_shape",
     "is_stateful",
     "ShapeError",
@@ -113,7 +121,10 @@ PARAM_KINDS: dict[str, dict[str, str]] = {
 }
 PARAM_KINDS["Conv2d"] = dict(PARAM_KINDS["Conv1d"])
 PARAM_KINDS["AvgPool2d"] = dict(PARAM_KINDS["SumPool2d"])
-for _t, _s in NODE_TYPES.items():
+# the non-NIR layers (ir.NON_NIR_TYPES); BatchNorm and Dropout hold arrays (the loop below)
+PARAM_KINDS["MaxPool2d"] = {"kernel_size": "ints", "stride": "ints", "padding": "ints", "dilation": "ints", "ceil_mode": "int"}
+PARAM_KINDS["MaxPool1d"] = dict(PARAM_KINDS["MaxPool2d"])
+for _t, _s in KNOWN_TYPES.items():
     if _t not in PARAM_KINDS:
         PARAM_KINDS[_t] = {k: _ARR for k in (*_s.required, *_s.optional)}
 
@@ -144,6 +155,15 @@ def conv_output_size(n: int, k: int, stride: int = 1, padding: int = 0, dilation
 def pool_output_size(n: int, k: int, stride: int, padding: int = 0) -> int:
     """PyTorch's output length of a pooling window along one dim (ceil_mode=False)."""
     return (n + 2 * padding - k) // stride + 1
+
+
+def maxpool_output_size(n: int, k: int, stride: int, padding: int = 0, dilation: int = 1, ceil_mode: bool = False) -> int:
+    """PyTorch's output length of a max pooling window along one dim (``MaxPool1d/2d``)."""
+    span = n + 2 * padding - dilation * (k - 1) - 1
+    out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1  # floor division rounds down, as PyTorch's div_rtn
+    if ceil_mode and (out - 1) * stride >= n + padding:  # the last window must start inside the input or its left padding
+        out -= 1
+    return out
 
 
 def flatten_shape(shape: tuple[int, ...], start_dim: int, end_dim: int) -> tuple[int, ...]:
@@ -184,7 +204,7 @@ def _arr(node: Node, k: str) -> np.ndarray | None:
 def _shape_params(node: Node) -> list[str]:
     if node.type == "Scale":
         return ["scale"]
-    spec = NODE_TYPES.get(node.type)
+    spec = KNOWN_TYPES.get(node.type)
     return list(spec.neuron_params) if spec else []
 
 
@@ -332,7 +352,30 @@ def node_output_shape(node: Node, in_shape: tuple[int, ...] | None) -> tuple[int
             return flatten_shape(tuple(in_shape), int(sd), int(ed))
         except ValueError as e:
             raise ShapeError("start_dim", str(e), None, (sd, ed)) from None
-    # elementwise: neurons, Delay, Threshold, Scale
+    if t in ("MaxPool1d", "MaxPool2d"):
+        nd = 1 if t == "MaxPool1d" else 2
+        if len(in_shape) != nd + 1:
+            raise ShapeError("input", f"{t} input must be (C, {'L' if nd == 1 else 'H, W'})", nd + 1, tuple(in_shape))
+        k = _spatial(node, "kernel_size", nd, 1)
+        s = _spatial(node, "stride", nd, 1) if node.params.get("stride") is not None else k
+        p = _spatial(node, "padding", nd, 0)
+        d = _spatial(node, "dilation", nd, 1)
+        cm = node.params.get("ceil_mode", 0)
+        out = tuple(maxpool_output_size(int(n), kk, ss, pp, dd, bool(cm)) for n, kk, ss, pp, dd in zip(in_shape[1:], k, s, p, d))
+        if any(o < 1 for o in out):
+            raise ShapeError("kernel_size", f"kernel {k} (dilation {d}) does not fit the padded input {tuple(in_shape[1:])}", ">= 1", out)
+        return (int(in_shape[0]),) + out
+    if t in ("BatchNorm1d", "BatchNorm2d"):
+        ok_dims = (1, 2) if t == "BatchNorm1d" else (3,)
+        if len(in_shape) not in ok_dims:
+            raise ShapeError("input", f"{t} input must be {'(C,) or (C, L)' if t == 'BatchNorm1d' else '(C, H, W)'}",
+                             " or ".join(map(str, ok_dims)), tuple(in_shape))
+        for k in ("weight", "bias", "running_mean", "running_var"):
+            a = _arr(node, k)
+            if a is not None and a.ndim == 1 and a.size != in_shape[0]:
+                raise ShapeError(k, f"{k} has {a.size} entries but the input has {in_shape[0]} channels", int(in_shape[0]), a.size)
+        return tuple(in_shape)
+    # elementwise: neurons, Delay, Threshold, Scale, Dropout
     return tuple(in_shape)
 
 
@@ -645,7 +688,7 @@ def _validate_graph(g: Graph, prefix: str, probs: list[Problem], depth: int) -> 
     flagged = {(p.node, p.field) for p in probs}
     flagged_nodes = {p.node for p in probs}
     for name, n in g.nodes.items():
-        if not isinstance(n, Node) or n.type not in NODE_TYPES:
+        if not isinstance(n, Node) or n.type not in KNOWN_TYPES:
             continue
         full = _fmt(prefix, name)
         if n.input_shape is not None or n.type == "NIRGraph":
@@ -743,10 +786,10 @@ def _reach(starts: list[str], adj: dict[str, list[str]]) -> set[str]:
 
 def _check_node(n: Node, full: str, probs: list[Problem], depth: int) -> None:
     t = n.type
-    if t not in NODE_TYPES:
+    if t not in KNOWN_TYPES:
         probs.append(Problem(full, str(t), "type", f"unknown node type {t!r}", "a NIR 1.0 primitive", t))
         return
-    spec = NODE_TYPES[t]
+    spec = KNOWN_TYPES[t]
     kinds = PARAM_KINDS[t]
     P = lambda fld, msg, exp=None, act=None: probs.append(Problem(full, t, fld, msg, exp, act))  # noqa: E731
 
@@ -861,15 +904,45 @@ def _check_node(n: Node, full: str, probs: list[Problem], depth: int) -> None:
         ins = n.params.get("input_shape")
         if ins is not None and "input_shape" not in bad and len(ins) != nd:
             P("input_shape", f"{t} input_shape must have {nd} entries (spatial dims)", nd, len(ins))
-    if t in ("SumPool2d", "AvgPool2d"):
-        for k, lo in (("kernel_size", 1), ("stride", 1), ("padding", 0)):
+    if t in ("SumPool2d", "AvgPool2d", "MaxPool1d", "MaxPool2d"):
+        nd = 1 if t == "MaxPool1d" else 2
+        for k, lo in (("kernel_size", 1), ("stride", 1), ("padding", 0), ("dilation", 1)):
             v = n.params.get(k)
             if k in bad or v is None:
                 continue
-            if len(v) not in (1, 2):
-                P(k, f"{k} must have 2 entries", 2, len(v))
+            if len(v) not in (1, nd):
+                P(k, f"{k} must have {nd} entries", nd, len(v))
             elif any(x < lo for x in v):
                 P(k, f"{k} must be >= {lo}", f">= {lo}", list(v))
+        if t.startswith("MaxPool"):
+            k, p = n.params.get("kernel_size"), n.params.get("padding")
+            if _is_int_tuple(k) and _is_int_tuple(p) and len(k) in (1, nd) and len(p) in (1, nd) and "padding" not in bad:
+                kk, pp = (k * nd if len(k) == 1 else k), (p * nd if len(p) == 1 else p)
+                if any(2 * b > a for a, b in zip(kk, pp)):
+                    P("padding", f"padding {list(p)} is more than half the kernel {list(k)} (PyTorch refuses it)",
+                      "<= kernel_size / 2", list(p))
+            cm = n.params.get("ceil_mode")
+            if cm is not None and "ceil_mode" not in bad and cm not in (0, 1):
+                P("ceil_mode", "ceil_mode must be 0 or 1", "0 or 1", cm)
+    if t in ("BatchNorm1d", "BatchNorm2d"):
+        arrs = {k: n.params[k] for k in ("weight", "bias", "running_mean", "running_var")
+                if isinstance(n.params.get(k), np.ndarray) and k not in bad}
+        for k, a in arrs.items():
+            if a.ndim != 1:
+                P(k, f"{k} must be 1-D (one value per channel)", "1-D", tuple(a.shape))
+        sizes = {a.size for a in arrs.values() if a.ndim == 1}
+        if len(sizes) > 1:
+            P("weight", f"parameters of different lengths {sorted(sizes)}: one value per channel", "one length", sorted(sizes))
+        var = arrs.get("running_var")
+        if var is not None and var.size and np.any(var < 0):
+            P("running_var", f"running_var must be >= 0 (min {float(np.min(var)):g})", ">= 0", float(np.min(var)))
+        eps = n.params.get("eps")
+        if isinstance(eps, np.ndarray) and "eps" not in bad and (eps.size != 1 or not np.all(eps > 0)):
+            P("eps", "eps must be one number > 0", "> 0", eps.reshape(-1)[:3].tolist())
+    if t == "Dropout":
+        v = n.params.get("p")
+        if isinstance(v, np.ndarray) and "p" not in bad and (v.size != 1 or not np.all((v >= 0) & (v <= 1))):
+            P("p", "p must be one probability in [0, 1]", "[0, 1]", v.reshape(-1)[:3].tolist())
 
 
 def _kind_problem(kind: str, v: Any) -> tuple[str, Any, Any] | None:

@@ -29,6 +29,8 @@ Semantics (one discrete time step ``t`` of length ``dt``):
   dilation, groups; 'same' with stride > 1 is rejected as PyTorch does), SumPool2d/AvgPool2d with
   zero padding (AvgPool divides by kh*kw, padding included, as "SumPool then Scale"), Flatten
   with NIR's batch-less ``start_dim``/``end_dim``.
+* The well-known layers NIR lacks (``ir.NON_NIR_TYPES``: MaxPool, BatchNorm, Dropout) have no NIR
+  semantics to simulate: UnsupportedError naming the node and the hint of its type.
 * Chip spiking rule (``spikes_per_step=N``, or per node through :class:`ChipSemantics`): a
   spiking node emits ``n = min(floor(v / v_threshold), N)`` spikes per step (0 when v < threshold;
   N every step when threshold <= 0) and subtracts ``n * v_threshold``; its output is the count n.
@@ -71,10 +73,10 @@ from ..graph.discretize import (
 from ..errors import UnsupportedError, UsageError
 from ..inputs import check_real_array
 from ..graph.passes import evaluation_order
-from ..graph.ir import Graph, Node
+from ..graph.ir import NON_NIR_TYPES, Graph, Node
 
 __all__ = ["ReferenceResult", "ChipSemantics", "simulate_reference", "prepare_graph", "conv_nd", "pool2d", "apply_stateless",
-           "DELAY_STEP_TOLERANCE", "SPARSE_MAX_DENSITY", "SPARSE_MIN_WEIGHTS", "DIVERGENCE_LIMIT"]
+           "DELAY_STEP_TOLERANCE", "SPARSE_MAX_DENSITY", "SPARSE_MIN_WEIGHTS", "DIVERGENCE_LIMIT", "delay_steps"]
 
 DELAY_STEP_TOLERANCE = 1e-3  # in steps: how far delay/dt may be from an integer
 SPARSE_MAX_DENSITY = 0.5  # Affine/Linear: when at most this share of the inputs is active in the batch, only their rows are used
@@ -361,19 +363,27 @@ class _Neuron:
         return out
 
 
+def delay_steps(node: Node, dt: float) -> np.ndarray:
+    """A Delay node's delays in whole steps of ``dt``: round(delay / dt) per element, as float64
+    (integers). Raises UnsupportedError for a negative or non-finite delay, or one more than
+    :data:`DELAY_STEP_TOLERANCE` steps away from a whole number of steps."""
+    d = np.asarray(node.params["delay"], dtype=np.float64)
+    if np.any(~np.isfinite(d)) or np.any(d < 0):
+        raise UnsupportedError(f"{node.name} (Delay): delays must be finite and >= 0")
+    q = d / dt
+    k = np.rint(q)
+    off = np.abs(q - k)
+    if np.any(off > DELAY_STEP_TOLERANCE):
+        raise UnsupportedError(
+            f"{node.name} (Delay): delay {d.ravel()[np.argmax(off.ravel())]:g} s is not a whole number "
+            f"of steps of dt = {dt:g} s (off by {np.max(off):.3g} steps)"
+        )
+    return k
+
+
 class _Delay:
     def __init__(self, node: Node, dt: float, notes: list[str], T: int):
-        d = np.asarray(node.params["delay"], dtype=np.float64)
-        if np.any(~np.isfinite(d)) or np.any(d < 0):
-            raise UnsupportedError(f"{node.name} (Delay): delays must be finite and >= 0")
-        q = d / dt
-        k = np.rint(q)
-        off = np.abs(q - k)
-        if np.any(off > DELAY_STEP_TOLERANCE):
-            raise UnsupportedError(
-                f"{node.name} (Delay): delay {d.ravel()[np.argmax(off.ravel())]:g} s is not a whole number "
-                f"of steps of dt = {dt:g} s (off by {np.max(off):.3g} steps)"
-            )
+        k = delay_steps(node, dt)
         # a delay of T steps or more outputs zeros for the whole run: the line never needs more
         # than T + 1 slots (check_delays has bounded k, so the cast cannot overflow)
         self.k = np.minimum(k, T).astype(np.int64)
@@ -509,6 +519,11 @@ def simulate_reference(
             runtimes[k] = _Dense(n)
         elif n.type == "Delay":
             runtimes[k] = _Delay(n, dt, notes, T)
+        elif n.type in NON_NIR_TYPES:
+            raise UnsupportedError(
+                f"{k} ({n.type}): not a NIR 1.0 primitive, so the reference simulator (NIR's semantics) does not run it "
+                f"-- hint: {NON_NIR_TYPES[n.type].hint}"
+            )
         elif n.type not in (
             "Input", "Output", "Affine", "Linear", "Scale", "Conv1d", "Conv2d",
             "SumPool2d", "AvgPool2d", "Flatten", "Threshold",

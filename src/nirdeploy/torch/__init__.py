@@ -13,7 +13,7 @@ target itself (:mod:`nirdeploy.torch.chip`).
 
 from __future__ import annotations
 
-from ..errors import MissingDependencyError
+from ..errors import MissingDependencyError, UsageError
 
 try:
     import torch  # noqa: F401
@@ -57,17 +57,24 @@ def to_torch(
     ``dt`` (s) and ``reset`` default to what nirdeploy recorded when it exported the graph, else dt
     is inferred as for ``compile`` and reset is ``"zero"``; the notices are in ``module.notes``.
     ``spikes_per_step`` N > 1 (0 = unbounded) uses the multi-spike rule (floor(v / threshold)
-    spikes capped at N, subtractive reset). ``dtype`` defaults to float64. Raises
-    :class:`~nirdeploy.errors.UsageError` / :class:`~nirdeploy.errors.UnsupportedError` as
-    ``simulate_reference`` does.
+    spikes capped at N, subtractive reset). ``dtype`` (a floating torch dtype) defaults to
+    float64. Raises :class:`~nirdeploy.errors.UsageError` (a bad argument) /
+    :class:`~nirdeploy.errors.UnsupportedError` as ``simulate_reference`` does.
     """
     import torch as _torch
 
     from ..api import load_graph
     from ..graph.discretize import resolve_dt, resolve_reset, validate_scheme
 
+    from ..inputs import check_callable, check_int
+
     g = load_graph(graph)
     validate_scheme(scheme)
+    if dtype is not None and not (isinstance(dtype, _torch.dtype) and dtype.is_floating_point):
+        raise UsageError(f"dtype must be a floating torch dtype such as torch.float32 (or None for float64), got {dtype!r}")
+    if spikes_per_step is not None:
+        spikes_per_step = check_int("spikes_per_step", spikes_per_step, 0)
+    check_callable("factory", factory)
     notes: list[str] = []
     reset, n1 = resolve_reset(g, reset)
     dt, n2 = resolve_dt(g, dt)

@@ -253,7 +253,11 @@ class GraphModule(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, record: bool = False):
         if not isinstance(x, torch.Tensor):
-            x = torch.as_tensor(np.asarray(x), dtype=self.dtype)
+            from ..inputs import check_real_array
+
+            x = torch.as_tensor(np.asarray(check_real_array(x, self.input_shape), dtype=np.float64), dtype=self.dtype)
+        elif x.is_complex():
+            raise UsageError(f"input holds complex numbers (dtype {x.dtype}); expected real numbers")
         if x.ndim != 2 + len(self.input_shape) or tuple(x.shape[2:]) != self.input_shape:
             raise UsageError(f"input must have shape (batch, time, {', '.join(map(str, self.input_shape))}); got {tuple(x.shape)}")
         x = x.to(self.dtype)
