@@ -46,11 +46,20 @@ def rsnn(seed=0, n_out=10, scale=1.0):
     return g
 
 
-def _same_integers(res):
-    mine = chip_model(res.deployment).quantized()
-    again = chip_model(nirdeploy.compile(res.graph, target=res.settings["target"], dt=res.settings["dt"],
-                                         reset=res.settings["reset"])).quantized()
-    return all(np.array_equal(mine[k], again[k]) for k in mine)
+def _round_trip(res, x):
+    """The fine-tuned graph compiles to the deployment's integers, and the chip model of the
+    written-back graph (eval mode) equals the target's bit-accurate simulator on ``x``."""
+    s = res.settings
+    again = nirdeploy.compile(res.graph, target=s["target"], dt=s["dt"], reset=s["reset"])
+    mine, theirs = chip_model(res.deployment).quantized(), chip_model(again).quantized()
+    assert mine.keys() == theirs.keys()
+    for k in mine:
+        assert np.array_equal(mine[k], theirs[k]), k
+    m = chip_model(res.graph, s["target"], dt=s["dt"], reset=s["reset"]).eval()
+    with torch.no_grad():
+        y = m(x).numpy()
+    assert np.array_equal(y, res.deployment.simulate(x)) and np.array_equal(y, again.simulate(x))
+    assert y.any(), "a silent output proves nothing"
 
 
 def test_xylo_finetune_round_trip_and_determinism(digits):
@@ -63,7 +72,8 @@ def test_xylo_finetune_round_trip_and_determinism(digits):
             assert np.array_equal(n.params["weight"], b.graph.nodes[name].params["weight"]), name
     assert a.history == b.history and a.after == b.after
     assert any(not np.array_equal(n.params["weight"], rsnn().nodes[k].params["weight"]) for k, n in a.graph.nodes.items() if "weight" in n.params)
-    assert a.deployment.fits and _same_integers(a)
+    assert a.deployment.fits
+    _round_trip(a, xv)
     assert set(a.before) == set(a.after) == {"chip", "float"} and a.before["chip"]["samples"] == 24
     assert [h["epoch"] for h in a.history] == [1, 2] and all(np.isfinite(h["loss"]) for h in a.history)
     assert "Fine-tuning (chip)" in a.render()
@@ -87,8 +97,11 @@ def test_the_membrane_penalty_removes_multi_spike_steps(digits):
     assert res.history[-1]["penalty"] < res.history[0]["penalty"]
 
 
-@pytest.mark.parametrize("target,kw", [("loihi2", dict(dt=1e-4, reset="zero")), ("speck", dict(dt=1.0, reset="subtract"))])
+@pytest.mark.parametrize("target,kw", [("loihi2", dict(dt=1e-4, reset="zero")), ("loihi2-split", dict(dt=1e-4, reset="zero")),
+                                       ("speck", dict(dt=1.0, reset="subtract"))])
 def test_other_targets_round_trip(target, kw):
+    """Loihi 2 (also with hidden neurons of three time constants, which it runs as one LIF process
+    per (du, dv) pair) and Speck: the trained graph round-trips to the chip model's integers."""
     if target == "speck":
         ds = digits_frames(10, seed=0)
         sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -98,8 +111,15 @@ def test_other_targets_round_trip(target, kw):
     else:
         ds = digits_events(10, seed=0)
         g, x, y = rsnn(), ds.x_train[:24], ds.y_train[:24]
+    if target == "loihi2-split":
+        target, tau = "loihi2", g.nodes["h0"].params["tau_mem"]
+        g.nodes["h0"].params["tau_mem"] = tau * np.resize([1.0, 2.0, 4.0], tau.shape)
     res = nirdeploy.finetune(g, target, x, y, epochs=1, lr=3e-3, batch_size=12, membrane_penalty=0.1, seed=0, **kw)
-    assert res.deployment.fits and _same_integers(res)
+    assert res.deployment.fits
+    if kw.get("reset") == "zero":  # Loihi 2: split layers are named name#k
+        split = [L.name for L in res.deployment.artifact.payload.network.layers if "#" in L.name]
+        assert bool(split) == ("tau_mem" in g.nodes["h0"].params and np.unique(g.nodes["h0"].params["tau_mem"]).size > 1), split
+    _round_trip(res, x)
     assert any(not np.array_equal(n.params["weight"], g.nodes[k].params["weight"]) for k, n in res.graph.nodes.items() if "weight" in n.params)
 
 
@@ -181,3 +201,74 @@ def test_cli_writes_the_deployment_of_the_finetuned_graph(tmp_path, digits):
     assert r.returncode == 2 and "label" in r.stderr
     r = _cli(*[a if a != "xylo:audio3" else "xylo:audio2" for a in args[:-2]], "-o", tmp_path / "out2")
     assert r.returncode == 1 and not (tmp_path / "out2").exists()
+
+
+def test_a_target_without_chip_model_is_refused_before_any_work(tmp_path, digits):
+    """The toy target (tests/toy_target.py) implements no Target.chip_model: chip_model and
+    finetune say so, naming the target and the float alternative; the CLI exits 2 without a
+    traceback and writes nothing. Float mode still works without a target."""
+    from nirdeploy.backend import target as reg
+    from nirdeploy.errors import UnsupportedError
+    from toy_target import ToyTarget
+
+    x, y, _, _ = digits
+    reg.register_target("toy", ToyTarget)
+    try:
+        for call in (lambda: nirdeploy.finetune(rsnn(), "toy", x, y, dt=1e-4),
+                     lambda: nirdeploy.finetune(rsnn(), "toy", "no-such-x.npy", "no-such-y.npy", dt=1e-4),  # refused before reading
+                     lambda: chip_model(rsnn(), "toy", dt=1e-4)):
+            with pytest.raises(UnsupportedError, match=r"target 'toy' has no chip model.*mode='float'"):
+                call()
+    finally:
+        reg._EXTRA.pop("toy", None)
+        reg._clear_caches()
+    from nirdeploy.graph.loading import save_nir
+
+    save_nir(rsnn(), tmp_path / "g.nir")
+    np.save(tmp_path / "x.npy", x[:4])
+    np.save(tmp_path / "y.npy", y[:4])
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from toy_target import ToyTarget; import nirdeploy; "
+            "nirdeploy.register_target('toy', ToyTarget); from nirdeploy.cli import main; main(sys.argv[2:])")
+    r = subprocess.run([sys.executable, "-c", code, str(ROOT / "tests"), "finetune", str(tmp_path / "g.nir"), "-t", "toy", "--x",
+                        str(tmp_path / "x.npy"), "--y", str(tmp_path / "y.npy"), "--dt", "1e-4", "-o", str(tmp_path / "out"),
+                        "--graph-out", str(tmp_path / "g2.nir")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "no chip model" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.nir", "x.npy", "y.npy"]
+
+
+def test_cli_bad_input_exits_2_with_a_message_and_writes_nothing(tmp_path, digits):
+    """Every kind of bad data file or option: exit 2, a message naming the problem, no traceback,
+    no output folder or graph file, and an existing output folder left as it was."""
+    from click.testing import CliRunner
+
+    from nirdeploy.cli import main
+    from nirdeploy.graph.loading import save_nir
+
+    x, y, _, _ = digits
+    save_nir(rsnn(), tmp_path / "g.nir")
+    files = {"x.npy": x[:8], "y.npy": y[:8], "x_shape.npy": x[:8, :, :3], "x_neg.npy": -x[:8].astype(np.int64), "x_nan.npy": np.full(x[:8].shape, np.nan),
+             "y_float.npy": y[:8] + 0.5, "y_short.npy": y[:3], "y_neg.npy": -1 - y[:8]}
+    for name, a in files.items():
+        np.save(tmp_path / name, a)
+    (tmp_path / "x_text.npy").write_text("not an array")
+    nirdeploy.compile(rsnn(), target="xylo:audio3", dt=1e-4, reset="subtract").save(tmp_path / "old")  # a folder --force may replace
+    old = {p.name: p.read_bytes() for p in (tmp_path / "old").iterdir()}
+
+    def run(xf="x.npy", yf="y.npy", *extra, out="out"):
+        return CliRunner().invoke(main, ["finetune", str(tmp_path / "g.nir"), "-t", "xylo:audio3", "--x", str(tmp_path / xf), "--y",
+                                         str(tmp_path / yf), "--dt", "1e-4", "--reset", "subtract", "--epochs", "1", "-o",
+                                         str(tmp_path / out), "--graph-out", str(tmp_path / "g2.nir"), *extra])
+
+    cases = [(("missing.npy",), "missing.npy"), (("x_text.npy",), "x_text.npy"), (("x_shape.npy",), "shape"),
+             (("x_neg.npy",), "x_train"), (("x_nan.npy",), "x_train"), (("x.npy", "y_float.npy"), "integer class labels"),
+             (("x.npy", "y_short.npy"), "one integer label per sample"), (("x.npy", "y_neg.npy"), ">= 0"),
+             (("x.npy", "y.npy", "--val-x", str(tmp_path / "x.npy")), "--val-x and --val-y go together"),
+             (("x.npy", "y.npy", "--lr", "nan"), "lr"), (("x.npy", "y.npy", "--chip-option", "mode"), "mode"),
+             (("x.npy", "y.npy", "--chip-option", "speed=fast"), "speed")]
+    for args, words in cases:
+        r = run(*args)
+        assert r.exit_code == 2 and words in r.output and "Traceback" not in r.output, (args, r.output, r.exception)
+        assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".npy") == ["g.nir", "old"], args
+    r = run("x.npy", "y_short.npy", "--force", out="old")  # bad data with --force: the old deployment is untouched
+    assert r.exit_code == 2 and "one integer label per sample" in r.output, r.output
+    assert {p.name: p.read_bytes() for p in (tmp_path / "old").iterdir()} == old

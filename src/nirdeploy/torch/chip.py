@@ -338,6 +338,7 @@ def chip_model(graph_or_deployment, target: str = "xylo", *, dt: float | None = 
         return _build(dep.target, dep.artifact, None, options)
     graph = load_graph(graph_or_deployment)
     t, variant = parse_target_spec(target)
+    require_chip_model(t)  # before compiling: the answer does not depend on the graph
     dep = _compile(graph, target=f"{t.name}:{variant}", dt=dt, reset=reset, scheme=scheme, quantization=quantization,
                    target_options=target_options)
     if not dep.fits:
@@ -357,11 +358,24 @@ def chip_model(graph_or_deployment, target: str = "xylo", *, dt: float | None = 
     return model
 
 
+def require_chip_model(t) -> None:
+    """Raise UnsupportedError when target ``t`` does not implement ``Target.chip_model``."""
+    from ..backend.target import Target
+
+    if getattr(type(t), "chip_model", Target.chip_model) is Target.chip_model:
+        raise UnsupportedError(_no_chip_model(t.name))
+
+
+def _no_chip_model(name: str) -> str:
+    return (f"target {name!r} has no chip model (Target.chip_model), so it cannot be fine-tuned chip-aware; "
+            "fine-tune the float reference semantics instead (mode='float', CLI --float)")
+
+
 def _build(t, artifact, weights, options) -> ChipModel:
     fn = getattr(t, "chip_model", None)
     model = fn(artifact, weights=weights, **options) if fn is not None else None
     if model is None:
-        raise UnsupportedError(f"target {t.name!r} has no chip model (Target.chip_model)")
+        raise UnsupportedError(_no_chip_model(t.name))
     if not isinstance(model, ChipModel):
         from ..errors import TargetError
 
