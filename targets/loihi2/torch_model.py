@@ -107,12 +107,7 @@ class Loihi2ChipModel(ChipModel):
 
     # -- parameters --------------------------------------------------------------------------
     def _current(self):
-        if isinstance(self.weights, GraphWeights):
-            art = self.weights.artifact()
-            if art.payload.network is None:
-                raise UnsupportedError("the trained weights no longer lower onto Loihi 2: " + "; ".join(str(v) for v in art.report.errors))
-            return art
-        return self._artifact
+        return self._current_artifact("Loihi 2")
 
     def _synapse_weights(self, art) -> list[list[torch.Tensor]]:
         """Effective weights per layer and synapse (float64 tensors holding integers), with
@@ -257,14 +252,6 @@ class Loihi2ChipModel(ChipModel):
                 d[f"L{i}.S{j}.weight_exp"] = np.int64(s.weight_exp)
         return d
 
-    def deployment(self):
-        """The deployment compiled from :meth:`to_graph` (graph form only)."""
-        from nirdeploy.api import compile as _compile
-
-        s = self.compile_settings
-        return _compile(self.to_graph(), target=s["target"], dt=s["dt"], reset=s["reset"], scheme=s["scheme"],
-                        quantization=s["quantization"], target_options=s["target_options"] or None)
-
     # -- dynamics ----------------------------------------------------------------------------
     def forward(self, x, record: bool = False):
         x = self._input(x)
@@ -272,10 +259,7 @@ class Loihi2ChipModel(ChipModel):
         net: Loihi2Network = art.payload.network
         W = self._synapse_weights(art)
         y, rec = self._run(net, W, x, record)
-        if self.info.readout == "vmem":
-            y = y / torch.as_tensor(np.asarray(art.payload.output_scale, dtype=np.float64).reshape(-1))
-        y = y.reshape((y.shape[0], y.shape[1]) + tuple(self.info.output_shape))
-        return (y, rec) if record else y
+        return self._output(y, rec, record, art.payload.output_scale)
 
     def _run(self, net: Loihi2Network, W, x, record):
         c = self.c

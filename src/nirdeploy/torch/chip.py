@@ -312,6 +312,36 @@ class ChipModel(torch.nn.Module):
     def quantized(self) -> dict[str, np.ndarray]:  # pragma: no cover - every target overrides it
         raise NotImplementedError
 
+    def _current_artifact(self, chip: str, lowered: str = "network"):
+        """The compiled artifact the chip runs now: for graph weights the lowering of the current
+        weights (cached while they do not change), else the one the model was built from
+        (``self._artifact``). Raises UnsupportedError when the trained weights no longer lower
+        (the payload's ``lowered`` attribute is None)."""
+        if isinstance(self.weights, GraphWeights):
+            art = self.weights.artifact()
+            if getattr(art.payload, lowered) is None:
+                raise UnsupportedError(f"the trained weights no longer lower onto {chip}: " + "; ".join(str(v) for v in art.report.errors))
+            return art
+        return self._artifact
+
+    def deployment(self):
+        """The deployment compiled from :meth:`to_graph` with the model's compile settings (graph
+        form only; raises UnsupportedError for a model built from a deployment)."""
+        from ..api import compile as _compile
+
+        g = self.to_graph()
+        s = self.compile_settings
+        return _compile(g, target=s["target"], dt=s["dt"], reset=s["reset"], scheme=s["scheme"], quantization=s["quantization"],
+                        target_options=s["target_options"] or None)
+
+    def _output(self, y: torch.Tensor, rec, record: bool, output_scale):
+        """Shape the output layer's (batch, time, n) result as the simulator returns it: a
+        voltage readout divided by the compiled readout scale, reshaped to the output shape."""
+        if self.info.readout == "vmem":
+            y = y / torch.as_tensor(np.asarray(output_scale, dtype=np.float64).reshape(-1))
+        y = y.reshape((y.shape[0], y.shape[1]) + tuple(self.info.output_shape))
+        return (y, rec) if record else y
+
 
 # -- entry point -----------------------------------------------------------------------------------
 def chip_model(graph_or_deployment, target: str = "xylo", *, dt: float | None = None, reset: str | None = None,
