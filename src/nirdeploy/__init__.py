@@ -8,6 +8,7 @@ machinery on first use::
     dep = nirdeploy.compile("graph.nir", target="xylo:audio2", dt=1e-4, reset="subtract")
     y = dep.simulate(x)
     ref = nirdeploy.simulate_reference("graph.nir", x, dt=1e-4)
+    res = nirdeploy.finetune("graph.nir", "xylo:audio3", x, labels, epochs=5, membrane_penalty=0.1)  # [torch] extra
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .api import (  # noqa: E402
     simulate_reference,
     from_torch,  # needs the [torch] extra; torch is imported on call
     to_torch,
+    finetune,  # needs the [torch] extra; torch is imported on call
 )
 from .errors import DoesNotFitError, GraphLoadError, GraphValidationError, NirDeployError, UsageError  # noqa: E402
 from .backend.intformat import IntFormat  # noqa: E402
@@ -41,6 +43,7 @@ __all__ = [
     "compare",
     "from_torch",
     "to_torch",
+    "finetune",
     "compile",
     "inspect",
     "load_deployment",

@@ -46,6 +46,7 @@ __all__ = [
     "compare",
     "from_torch",
     "to_torch",
+    "finetune",
     "RESETS",
     "SCHEMES",
 ]
@@ -538,6 +539,23 @@ def to_torch(graph_or_path, *, library: str | None = None, dt: float | None = No
     from .frontends import to_torch as _to_torch
 
     return _to_torch(graph_or_path, library=library, dt=dt, reset=reset, scheme=scheme, dtype=dtype)
+
+
+def finetune(graph_or_path, target: str | None = "xylo", x_train=None, y_train=None, **kwargs):
+    """Chip-aware fine-tuning of a graph's weights on labelled event data: trains the target's chip
+    model (``mode="chip"``, default) or the float reference semantics (``mode="float"``) and
+    returns a :class:`nirdeploy.torch.finetune.FinetuneResult` (the new graph, its compiled
+    deployment, accuracy before and after, per-epoch history); needs the ``[torch]`` extra.
+    Keywords and errors: :func:`nirdeploy.torch.finetune.finetune`."""
+    import inspect as _inspect
+
+    from .torch.finetune import finetune as _finetune
+
+    try:
+        _inspect.signature(_finetune).bind(graph_or_path, target, x_train, y_train, **kwargs)
+    except TypeError as e:
+        raise UsageError(f"finetune: {e}") from None
+    return _finetune(graph_or_path, target, x_train, y_train, **kwargs)
 
 
 def compare(graph_or_path, x, *, runs=("reference",), dt: float | None = None, reset: str | None = None,

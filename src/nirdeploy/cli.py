@@ -516,6 +516,86 @@ def nmnist_cmd(root, split, dt, steps, limit, first_saccade, out, labels_out, fo
     _run(body)
 
 
+@main.command("finetune")
+@click.argument("graph", type=click.Path(dir_okay=False))
+@click.option("--target", "-t", "target", required=True, help="TARGET[:VARIANT] whose chip model is trained (and compiled for)")
+@click.option("--x", "x_path", required=True, type=click.Path(dir_okay=False), help="X.npy: training input (batch, time, *input_shape) event counts")
+@click.option("--y", "y_path", required=True, type=click.Path(dir_okay=False), help="Y.npy: training labels (batch,), class indices")
+@click.option("--val-x", "val_x", type=click.Path(dir_okay=False), default=None, help="validation input for the before/after accuracy (default: the training set)")
+@click.option("--val-y", "val_y", type=click.Path(dir_okay=False), default=None, help="validation labels")
+@click.option("-o", "--out", "out", required=True, type=click.Path(),
+              help="output folder: the compiled deployment of the fine-tuned graph (its graph.nir is the new graph); written atomically")
+@click.option("--graph-out", type=click.Path(dir_okay=False), default=None, help="also write the fine-tuned graph to this .nir file")
+@click.option("--force", is_flag=True, help="replace OUT if it is a folder nirdeploy wrote (and --graph-out if it exists)")
+@click.option("--float", "float_mode", is_flag=True, help="train the float reference semantics instead of the chip model (the penalty only)")
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate on the graph's float weights")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--membrane-penalty", type=float, default=0.0, show_default=True,
+              help="weight of the membrane-headroom penalty relu(v / threshold - margin)^2 (removes Xylo's multi-spike steps)")
+@click.option("--membrane-margin", type=float, default=2.0, show_default=True, help="membrane level (in thresholds) above which the penalty acts")
+@click.option("--readout", type=click.Choice(["spikes", "vmem"]), default=None,
+              help="spike-count argmax or maximum Vmem [default: the compiled network's]")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="torch threads (results are deterministic per count)")
+@click.option("--chip-option", "chip_options", multiple=True, metavar="KEY=VALUE", help="a chip-model option, e.g. mode=binned for speck")
+@_dt_opt
+@_reset_opt
+@_scheme_opt
+@_quant_opt
+@_topt_opt
+@click.option("--json", "as_json", is_flag=True, help="print the result (settings, history, accuracy before and after) as JSON")
+def finetune_cmd(graph, target, x_path, y_path, val_x, val_y, out, graph_out, force, float_mode, epochs, lr, batch_size, membrane_penalty,
+                 membrane_margin, readout, seed, threads, chip_options, dt, reset, scheme, quantization, target_options, as_json) -> None:
+    """Fine-tune GRAPH's weights for TARGET on labelled event data (needs the [torch] extra).
+
+    Trains TARGET's chip model (its exact integer dynamics, straight-through gradients) and writes
+    the compiled deployment of the fine-tuned graph to OUT; prints the accuracy of the float
+    reference and of the chip before and after. Exit 0; 1 if the network does not fit; 2 on
+    invalid input."""
+
+    def body():
+        from . import api
+        from .errors import UsageError
+        from .graph.loading import save_nir
+        from .outputs import check_output_file, check_output_folder
+
+        inputs = [graph, x_path, y_path, val_x, val_y]
+        if (val_x is None) != (val_y is None):
+            raise UsageError("--val-x and --val-y go together")
+        check_output_folder(out, force=force, inputs=inputs)  # before the work, not after it
+        if graph_out is not None:
+            if os.path.lexists(graph_out) and not force:
+                raise UsageError(f"{graph_out} already exists; use --force to replace it")
+            check_output_file(graph_out, inputs)
+            if os.path.abspath(graph_out) == os.path.abspath(out):
+                raise UsageError("-o and --graph-out name the same path")
+        res = api.finetune(graph, target, x_path, y_path, x_val=val_x, y_val=val_y, mode="float" if float_mode else "chip",
+                           epochs=epochs, lr=lr, batch_size=batch_size, membrane_penalty=membrane_penalty, membrane_margin=membrane_margin,
+                           readout=readout, seed=seed, threads=threads, dt=dt, reset=reset, scheme=scheme, quantization=quantization,
+                           target_options=_parse_target_options(target_options), chip_options=_parse_target_options(chip_options) or None)
+        dep = res.deployment
+        if as_json:
+            _echo_json(res.to_dict())
+        else:
+            for h in res.history:
+                _echo(f"epoch {h['epoch']}: loss {h['loss']:.4f}, penalty {h['penalty']:.4f}, train accuracy {100 * h['train_accuracy']:.1f} %",
+                      err=True)
+            _echo(res.render(), nl=False)
+        if not dep.fits:
+            _echo(dep.report.render())
+            _err(f"not written: the fine-tuned network does not fit {dep.report.target}:{dep.report.variant}")
+            return EXIT_NOFIT
+        dep.save(out, force=force)
+        _echo(f"wrote {out}", err=True)
+        if graph_out is not None:
+            save_nir(res.graph, graph_out, inputs=inputs)
+            _echo(f"wrote {graph_out}", err=True)
+        return EXIT_OK
+
+    _run(body)
+
+
 def _print_compare(cmp: dict) -> None:
     from .render import render_comparison
 

@@ -190,6 +190,12 @@ class Loihi2Target(Target):
             out = out / np.asarray(low.output_scale, dtype=np.float64).reshape(low.output_shape)
         return SimOutput(output=out, states=_merge_states(net, res.states) if record else {})
 
+    def chip_model(self, artifact: Artifact, *, weights=None, **options):
+        """Loihi 2's chip model in torch (:mod:`.torch_model`; imports torch)."""
+        from .torch_model import build
+
+        return build(self, artifact, weights, **options)
+
     def export(self, artifact: Artifact, folder: Path) -> list[str]:
         from .netx import NetxUnsupported, write_netx
 

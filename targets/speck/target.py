@@ -110,6 +110,13 @@ class SpeckTarget(Target):
                                progress=progress)
         return SimOutput(output=res.output, states=res.states if record else {})
 
+    def chip_model(self, artifact: Artifact, *, weights=None, **options):
+        """Speck's chip model in torch (:mod:`.torch_model`; imports torch); option ``mode``
+        ("event" | "binned", default: the compiled sim_mode)."""
+        from .torch_model import build
+
+        return build(self, artifact, weights, **options)
+
     def export(self, artifact: Artifact, folder: Path) -> list[str]:
         low: Lowered = artifact.payload
         if low.network is None:

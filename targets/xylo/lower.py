@@ -71,6 +71,7 @@ class _Contribution:
     bias: np.ndarray  # (n_dst,)
     delays: int  # delayed (recurrent) edges on the path in the reference graph
     filt: str | None = None  # the LI node acting as this input's synapse (see _structure)
+    nodes: tuple[str, ...] = ()  # the linear nodes on the path, source side first (for the chip model)
 
 
 @dataclass
@@ -98,6 +99,9 @@ class Lowered:
     output_offset: int = 0
     layers: "LayerMap | None" = None  # which NIR layer owns which chip neuron (None after load: see the report's nodes)
     scales: tuple | None = None  # (hidden, output) quantization scales: chip units per reference unit
+    #: per layer (hidden ones first, then the output layer): how NIR weights become chip weights,
+    #: for the chip model (nirdeploy_targets.xylo.torch_model); None after load
+    paths: list | None = None
 
 
 INPUT = "__input__"
@@ -212,7 +216,7 @@ def _structure(g: Graph, hw: HWConfig, viol: list[Violation]):
             d = 1 if (p, name) in g.delayed_edges else 0
             for c in contributions(p, stack + (name,)):
                 m, b = _linear_apply(node, c.matrix, c.bias)
-                res.append(_Contribution(c.src, m, b, c.delays + d))
+                res.append(_Contribution(c.src, m, b, c.delays + d, nodes=c.nodes + (name,)))
         memo[name] = res
         return res
 
@@ -223,10 +227,10 @@ def _structure(g: Graph, hw: HWConfig, viol: list[Violation]):
                 for pp in g.predecessors(p):
                     d2 = 1 if (pp, p) in g.delayed_edges else 0
                     for c in contributions(pp):
-                        layer.contributions.append(_Contribution(c.src, c.matrix, c.bias, c.delays + d + d2, filt=p))
+                        layer.contributions.append(_Contribution(c.src, c.matrix, c.bias, c.delays + d + d2, filt=p, nodes=c.nodes))
                 continue
             for c in contributions(p):
-                layer.contributions.append(_Contribution(c.src, c.matrix, c.bias, c.delays + d))
+                layer.contributions.append(_Contribution(c.src, c.matrix, c.bias, c.delays + d, nodes=c.nodes))
         layer.kinds = list(dict.fromkeys(c.filt for c in layer.contributions))
         lim_syn = hw.limits["synapses_per_output" if g.successors(name) == [out.name] else "synapses_per_hidden"]
         if len(layer.kinds) > lim_syn:
@@ -729,6 +733,10 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions, *, scale_factor: np.
         output_scale=s_o if readout == "vmem" else None,
         layers=layer_map,
         scales=(s_h, s_o),
+        paths=[{"name": l.name, "role": l.role, "offset": l.offset, "n": l.n, "k": [np.asarray(k, dtype=np.float64) for k in chip[l.name].k],
+                "contributions": [(c.src, c.nodes, l.kinds.index(c.filt)) for c in l.contributions],
+                "src_offset": {c.src: (idx[c.src].offset if c.src in idx else 0) for c in l.contributions}}
+               for l in [*hidden, out_layer]],
     )
 
 

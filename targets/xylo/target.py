@@ -114,6 +114,12 @@ class XyloTarget(Target):
             return None
         return xylo_chip_semantics(low.config, artifact.report, self.hwconfig(artifact.variant))
 
+    def chip_model(self, artifact: Artifact, *, weights=None, **options):
+        """Xylo's chip model in torch (:mod:`.torch_model`; imports torch)."""
+        from .torch_model import build
+
+        return build(self, artifact, weights, **options)
+
     def export(self, artifact: Artifact, folder: Path) -> list[str]:
         """Write xylo_config.npz (what ``load`` rebuilds the network from), rockpool_spec.npz
         (what Rockpool's XyloSim / samna take) and xylo_meta.json; returns their names."""

@@ -156,6 +156,15 @@ class Target(abc.ABC):
         input clipping) for the reference simulator; None when the target does not say."""
         return None
 
+    def chip_model(self, artifact: Artifact, *, weights=None, **options):
+        """A differentiable torch module computing what the compiled network computes on the chip
+        (a :class:`nirdeploy.torch.chip.ChipModel`; see that module for the contract), or None
+        when the target has none. ``weights``: a :class:`nirdeploy.torch.chip.GraphWeights`
+        (the graph's trainable weights, quantized by this target's lowering on every change), or
+        None to train the artifact's own integers. ``options``: target-specific. Called through
+        :func:`nirdeploy.torch.chip_model`; implementations import torch lazily."""
+        return None
+
 
 # -- registry --------------------------------------------------------------------------------------
 _EXTRA: dict[str, Callable[[], Target] | type] = {}

@@ -4,8 +4,11 @@ imports torch, importing ``nirdeploy`` does not).
 :func:`to_torch` turns a NIR graph into a differentiable :class:`GraphModule` with the reference
 semantics: same outputs as :func:`nirdeploy.simulate_reference` (float64 by default; the same
 operations in the same order, so spikes are equal and states agree to rounding, ~1e-12). It is
-the base for chip-aware fine-tuning: chip models plug in their own node factory, spike rule and
-decays (see :mod:`nirdeploy.torch.graph_module`).
+the float side of fine-tuning.
+
+:func:`chip_model` is the chip side: a differentiable module that computes what a target chip
+computes (its integer rules, exactly equal to the target's bit-accurate simulator), built by the
+target itself (:mod:`nirdeploy.torch.chip`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ except ImportError as e:  # pragma: no cover - exercised without torch installed
 
 from .graph_module import BuildContext, GraphModule, default_node_module
 from .neurons import MultiSpike, ReferenceNeuron, SpikeRule, StrictThreshold, SurrogateSpike, spike_rule_for
+from .chip import ChipModel, GraphWeights, IntegerWeights, chip_model
 
 __all__ = [
     "to_torch",
@@ -31,6 +35,10 @@ __all__ = [
     "SurrogateSpike",
     "ReferenceNeuron",
     "spike_rule_for",
+    "chip_model",
+    "ChipModel",
+    "GraphWeights",
+    "IntegerWeights",
 ]
 
 
