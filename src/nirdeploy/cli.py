@@ -358,6 +358,11 @@ def simulate_cmd(source, input_path, out, reference, dt, reset, scheme, spikes_p
             return EXIT_OK
         if spikes_per_step is not None:
             raise UsageError("--spikes-per-step applies to the reference (--reference); a compiled folder simulates the chip itself")
+        ignored = _explicit(("dt", dt is not None), ("reset", reset is not None), ("scheme", None))
+        if ignored:  # a compiled folder runs (and is compared) at the settings it was compiled with
+            flags = ", ".join(f"--{k}" for k in ignored)
+            raise UsageError(f"{flags} applies to the reference (--reference) or to compile; a compiled folder runs with the settings it was "
+                             "compiled with (its report.json 'settings'): compile again to change them")
         if not os.path.isdir(source):
             raise UsageError(f"{source} is not a compiled folder (use --reference to simulate a .nir graph)")
         dep = api.load_deployment(source)
@@ -514,6 +519,20 @@ def nmnist_cmd(root, split, dt, steps, limit, first_saccade, out, labels_out, fo
         return EXIT_OK
 
     _run(body)
+
+
+def _explicit(*flags) -> list[str]:
+    """Names of the options the user gave on the command line: each ``(name, given)`` pair, where
+    ``given`` None means "ask click" (an option with a default cannot tell by its value)."""
+    ctx = click.get_current_context(silent=True)
+    out = []
+    for name, given in flags:
+        if given is None:
+            src = ctx.get_parameter_source(name) if ctx is not None else None
+            given = src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP")
+        if given:
+            out.append(name)
+    return out
 
 
 def _print_compare(cmp: dict) -> None:

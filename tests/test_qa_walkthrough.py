@@ -1,0 +1,47 @@
+"""Faults found by walking the README as a new user (branch qa-walkthrough): each test failed
+before its fix."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from nirdeploy.cli import main
+
+from conftest import CORPUS
+
+BRAILLE = CORPUS / "braille_noDelay_noBias_subtract.nir"
+BRAILLE_ZERO = CORPUS / "braille_noDelay_bias_zero.nir"
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def xylo_folder(tmp_path_factory):
+    d = tmp_path_factory.mktemp("qa")
+    out = d / "OUT"
+    r = run("compile", BRAILLE, "-t", "xylo:audio2", "--dt", "1e-4", "--reset", "subtract", "-o", out)
+    assert r.exit_code == 0, r.output
+    x = np.random.default_rng(0).poisson(0.1, size=(2, 40, 12))
+    np.save(d / "x.npy", x)
+    return out, d / "x.npy"
+
+
+@pytest.mark.parametrize("flags", [["--dt", "1e-3"], ["--reset", "zero"], ["--scheme", "exact"], ["--scheme", "euler"]])
+def test_simulate_compiled_folder_refuses_settings_it_would_ignore(xylo_folder, tmp_path, flags):
+    """`simulate OUT --dt 1e-3` ran at the compiled dt and said nothing: the flag was silently
+    ignored (for the chip and for --compare-reference). Now exit 2 naming the flag, nothing written."""
+    out, x = xylo_folder
+    y = tmp_path / "y.npy"
+    r = run("simulate", out, "--input", x, "-o", y, "--compare-reference", *flags)
+    assert r.exit_code == 2, r.output
+    assert flags[0] in r.output and "compiled with" in r.output
+    assert not y.exists()
+    r = run("simulate", out, "--input", x, "-o", y)  # without the flags it runs
+    assert r.exit_code == 0, r.output
+    assert y.exists()
