@@ -45,3 +45,17 @@ def test_simulate_compiled_folder_refuses_settings_it_would_ignore(xylo_folder, 
     r = run("simulate", out, "--input", x, "-o", y)  # without the flags it runs
     assert r.exit_code == 0, r.output
     assert y.exists()
+
+
+def test_check_all_shows_the_warnings_of_targets_that_fit():
+    """`check G --target all` printed 'yes  -' for Xylo while the single-target report carries
+    time_constant_changed and weights_quantized_to_zero warnings (at --dt 1e-300 even 100 %
+    changed time constants): the overview was silent about how the chip differs."""
+    r = run("check", BRAILLE_ZERO, "--target", "all", "--dt", "1e-4")
+    assert r.exit_code == 0, r.output
+    assert "time_constant_changed" in r.stdout.split("xylo:audio2")[1].split("xylo:audio3")[0]
+    assert "weights_round_to_zero" in r.stdout.split("loihi2:chip")[1].split("speck:speck2e")[0]
+    assert "check GRAPH --target TARGET:VARIANT" in r.stdout
+    single = run("check", BRAILLE_ZERO, "--target", "xylo:audio2", "--dt", "1e-4", "--json")
+    n = sum(v["severity"] == "warning" for v in json.loads(single.stdout)["violations"])
+    assert f"{n}: " in r.stdout.split("xylo:audio2")[1].split("xylo:audio3")[0]
