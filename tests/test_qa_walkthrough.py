@@ -59,3 +59,31 @@ def test_check_all_shows_the_warnings_of_targets_that_fit():
     single = run("check", BRAILLE_ZERO, "--target", "xylo:audio2", "--dt", "1e-4", "--json")
     n = sum(v["severity"] == "warning" for v in json.loads(single.stdout)["violations"])
     assert f"{n}: " in r.stdout.split("xylo:audio2")[1].split("xylo:audio3")[0]
+
+
+def test_missing_dependency_of_an_installed_library_is_named(tmp_path, monkeypatch):
+    """Following the README (sinabs with --no-deps), `compare --with sinabs` said "Sinabs is not
+    available: No module named 'pylab'. Install it with: pip install 'nirdeploy[torch]'", a
+    command that was already run and does not install matplotlib. The message now says the
+    library is installed and names the missing package."""
+    from nirdeploy.errors import MissingDependencyError
+    from nirdeploy.frontends._common import require
+
+    pkg = tmp_path / "qa_fakelib"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("import pylab\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(__import__("sys").modules, "pylab", None)  # import pylab fails even where matplotlib exists
+    with pytest.raises(MissingDependencyError) as e:
+        require("qa_fakelib", "qa_fakelib==1.0", "Fakelib")
+    msg = str(e.value)
+    assert "installed" in msg and "pip install matplotlib" in msg and "nirdeploy[torch]" not in msg
+    with pytest.raises(MissingDependencyError) as e:  # the library itself missing: the install command as before
+        require("qa_not_installed_lib", "qa_not_installed_lib==1.0", "Nolib")
+    assert "nirdeploy[torch]" in str(e.value) and "qa_not_installed_lib==1.0" in str(e.value)
+
+
+def test_sinabs_install_pins_name_matplotlib():
+    from nirdeploy.frontends import sinabs
+
+    assert "matplotlib" in sinabs.PINS
