@@ -87,3 +87,42 @@ def test_sinabs_install_pins_name_matplotlib():
     from nirdeploy.frontends import sinabs
 
     assert "matplotlib" in sinabs.PINS
+
+
+def _li_readout_graph(path):
+    import nir
+
+    rng = np.random.default_rng(0)
+    n_in, n_h, n_o = 4, 8, 3
+    nodes = {"input": nir.Input(input_type={"input": np.array([n_in])}),
+             "fc1": nir.Linear(weight=rng.normal(0, 1, (n_h, n_in))),
+             "lif1": nir.LIF(tau=np.full(n_h, 1e-3), r=np.full(n_h, 10.0), v_leak=np.zeros(n_h), v_threshold=np.ones(n_h),
+                             v_reset=np.zeros(n_h)),
+             "fc2": nir.Linear(weight=rng.normal(0, 1, (n_o, n_h))),
+             "li": nir.LI(tau=np.full(n_o, 1e-3), r=np.full(n_o, 10.0), v_leak=np.zeros(n_o)),
+             "output": nir.Output(output_type={"output": np.array([n_o])})}
+    edges = [("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "li"), ("li", "output")]
+    nir.write(str(path), nir.NIRGraph(nodes=nodes, edges=edges, type_check=False))
+    return path
+
+
+def test_loihi2_voltage_readout_compares_and_scores(tmp_path):
+    """A Loihi 2 network read out from an LI layer: `simulate OUT --compare-reference` and
+    `--labels` stopped with "error: readout must be one of spikes, vmem; got 'v'" (exit 2),
+    and the CI accuracy check read the voltages as spike counts. The report now uses the core's
+    word ('vmem')."""
+    import nirdeploy
+
+    g = _li_readout_graph(tmp_path / "li.nir")
+    rng = np.random.default_rng(1)
+    np.save(tmp_path / "x.npy", rng.poisson(0.3, (4, 50, 4)))
+    np.save(tmp_path / "y.npy", np.array([0, 1, 2, 0]))
+    out = tmp_path / "OUT"
+    assert run("compile", g, "-t", "loihi2", "--dt", "1e-4", "-o", out).exit_code == 0
+    r = run("simulate", out, "--input", tmp_path / "x.npy", "-o", tmp_path / "yc.npy", "--compare-reference", "--labels", tmp_path / "y.npy")
+    assert r.exit_code == 0, r.output
+    assert "sum of Vmem" in r.output and "maximum Vmem" in r.output
+    dep = nirdeploy.compile(str(g), target="loihi2", dt=1e-4)
+    assert dep.readout == "vmem" and dep.report.details["readout"] == "vmem"
+    ev = dep.evaluate(np.load(tmp_path / "x.npy"), np.load(tmp_path / "y.npy"))
+    assert ev["readout"] == "vmem" and 0.0 <= ev["chip"]["accuracy"] <= 1.0

@@ -808,7 +808,8 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions) -> Lowered:
     fit_rules(net, hw, report, opts, viol)
     report.nodes = [NodeUsage(L.name, L.node.type, usage[L.name]) for L in order] + report.nodes
     report.details.update({"latency_steps": latency, "loihi_mode": mode, "quantization": quant,
-                           "readout": net.readout})
+                           # the core's readout vocabulary (nirdeploy.evaluation.compare.READOUTS): "v" is the network's own word
+                           "readout": "vmem" if net.readout == "v" else "spikes"})
     from .netx import netx_problems
 
     nx = netx_problems(net)
