@@ -126,3 +126,39 @@ def test_loihi2_voltage_readout_compares_and_scores(tmp_path):
     assert dep.readout == "vmem" and dep.report.details["readout"] == "vmem"
     ev = dep.evaluate(np.load(tmp_path / "x.npy"), np.load(tmp_path / "y.npy"))
     assert ev["readout"] == "vmem" and 0.0 <= ev["chip"]["accuracy"] <= 1.0
+
+
+def test_loihi2_sample_is_measured_and_calibrate_is_not_claimed():
+    """`check -t loihi2 --sample X.npy` measured nothing and said nothing; `--calibrate X.npy`
+    printed 'calibrated=True' although Loihi 2 has no calibration. Now the sample is simulated
+    and compared with the reference (note, details, a warning below 90 %), and --calibrate is
+    measured only, with a warning and calibrated=False."""
+    import nirdeploy
+
+    x = np.load(CORPUS.parent / "braille_input.npy")  # the README's example input
+    kw = dict(target="loihi2", dt=1e-4, reset="subtract")
+    rep = nirdeploy.check(str(BRAILLE), sample=x, **kw)
+    ag = rep.details["sample_agreement"]
+    assert ag["samples"] == x.shape[0] and ag["steps"] == x.shape[1] and ag["readout"] == "spikes"
+    assert any(n.startswith("sample (") for n in rep.notes)
+    low = [v for v in rep.violations if v.rule == "fidelity"]
+    assert bool(low) == (ag["decision_agreement"] is None or ag["decision_agreement"] < 0.9)
+    cal = nirdeploy.check(str(BRAILLE), calibrate=x, **kw)
+    assert cal.settings["calibrated"] is False
+    assert any(v.rule == "no_calibration" and v.severity == "warning" for v in cal.violations)
+    assert cal.details["sample_agreement"] == ag  # measured exactly as --sample
+    plain = nirdeploy.check(str(BRAILLE), **kw)
+    assert "sample_agreement" not in plain.details
+
+
+def test_loihi2_low_sample_agreement_is_a_warning_in_the_text(tmp_path):
+    """cnn_sinabs on Loihi 2 with a sparse random sample agrees on few decisions: the text report
+    now carries a fidelity warning with the figure."""
+    x = np.random.default_rng(0).poisson(0.02, size=(2, 20, 2, 34, 34))
+    np.save(tmp_path / "x.npy", x)
+    r = run("check", CORPUS / "cnn_sinabs.nir", "-t", "loihi2", "--sample", tmp_path / "x.npy", "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    pa = d["details"]["sample_agreement"]["decision_agreement"]
+    assert pa is not None and pa < 0.9
+    assert any(v["rule"] == "fidelity" and v["severity"] == "warning" for v in d["violations"])
