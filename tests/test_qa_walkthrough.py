@@ -162,3 +162,16 @@ def test_loihi2_low_sample_agreement_is_a_warning_in_the_text(tmp_path):
     pa = d["details"]["sample_agreement"]["decision_agreement"]
     assert pa is not None and pa < 0.9
     assert any(v["rule"] == "fidelity" and v["severity"] == "warning" for v in d["violations"])
+
+
+def test_speck_low_sample_agreement_is_a_warning_not_only_a_note(tmp_path):
+    """`check cnn_sinabs.nir -t speck --sample X.npy` reported 50 % decision agreement in a note
+    only; Xylo makes the same figure below 90 % a warning. Speck now does too."""
+    x = np.random.default_rng(0).poisson(0.02, size=(2, 20, 2, 34, 34))
+    np.save(tmp_path / "x.npy", x)
+    r = run("check", CORPUS / "cnn_sinabs.nir", "-t", "speck", "--sample", tmp_path / "x.npy", "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    pa = d["details"]["sample_agreement"]["decision_agreement"]
+    assert pa is not None and pa < 0.9
+    assert [v for v in d["violations"] if v["rule"] == "fidelity" and v["severity"] == "warning"]
