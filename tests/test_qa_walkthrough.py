@@ -175,3 +175,38 @@ def test_speck_low_sample_agreement_is_a_warning_not_only_a_note(tmp_path):
     pa = d["details"]["sample_agreement"]["decision_agreement"]
     assert pa is not None and pa < 0.9
     assert [v for v in d["violations"] if v["rule"] == "fidelity" and v["severity"] == "warning"]
+
+
+def test_simulate_warns_when_the_chip_decides_unlike_the_reference(xylo_folder, tmp_path):
+    """The README's own example (`simulate OUT --input examples/braille_input.npy
+    --compare-reference`) prints 'same winning output in 50.0 % of samples' and nothing else:
+    a figure, no warning, no hint. Below 90 % it is now a warning naming the compile report's
+    warnings and the command that explains the difference."""
+    out, _ = xylo_folder
+    x = CORPUS.parent / "braille_input.npy"
+    r = run("simulate", out, "--input", x, "-o", tmp_path / "y.npy", "--compare-reference")
+    assert r.exit_code == 0, r.output
+    assert "same winning output in 50.0 %" in r.output
+    line = [ln for ln in r.output.splitlines() if ln.startswith("warning: the chip's winning output")]
+    assert line and "time_constant_changed" in line[0] and "nirdeploy compare" in line[0] and "--reset subtract" in line[0]
+
+
+def test_simulate_warns_when_the_input_exceeds_what_the_chip_takes(xylo_folder, tmp_path):
+    """Xylo takes at most 15 input events per channel and step, Loihi 2 one: `simulate` ran a
+    10**6-event input (or the README's braille input on Loihi 2, counts up to 3) and said
+    nothing, although the chip saw other input than the file holds."""
+    out, _ = xylo_folder
+    x = np.full((1, 10, 12), 10**6)
+    np.save(tmp_path / "x.npy", x)
+    r = run("simulate", out, "--input", tmp_path / "x.npy", "-o", tmp_path / "y.npy")
+    assert r.exit_code == 0, r.output
+    assert "warning: 120 of 120 input values exceed the chip's 15 event(s)" in r.output
+    ok = np.minimum(x, 15)
+    np.save(tmp_path / "ok.npy", ok)
+    r = run("simulate", out, "--input", tmp_path / "ok.npy", "-o", tmp_path / "y2.npy")
+    assert r.exit_code == 0 and "exceed" not in r.output
+    assert np.array_equal(np.load(tmp_path / "y.npy"), np.load(tmp_path / "y2.npy"))  # what the warning says the chip did
+    lo = tmp_path / "L"
+    assert run("compile", BRAILLE, "-t", "loihi2", "--dt", "1e-4", "--reset", "subtract", "-o", lo).exit_code == 0
+    r = run("simulate", lo, "--input", CORPUS.parent / "braille_input.npy", "-o", tmp_path / "y3.npy")
+    assert r.exit_code == 0 and "exceed the chip's 1 event(s)" in r.output

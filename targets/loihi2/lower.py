@@ -809,7 +809,8 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions) -> Lowered:
     report.nodes = [NodeUsage(L.name, L.node.type, usage[L.name]) for L in order] + report.nodes
     report.details.update({"latency_steps": latency, "loihi_mode": mode, "quantization": quant,
                            # the core's readout vocabulary (nirdeploy.evaluation.compare.READOUTS): "v" is the network's own word
-                           "readout": "vmem" if net.readout == "v" else "spikes"})
+                           "readout": "vmem" if net.readout == "v" else "spikes",
+                           "input_events_cap": 1})  # binary input spikes (the note above)
     from .netx import netx_problems
 
     nx = netx_problems(net)

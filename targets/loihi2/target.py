@@ -23,14 +23,12 @@ import numpy as np
 from nirdeploy.backend.folder import ArraySpec, Bool, Float, Int, ListOf, Nullable, Schema, Str, read_json, read_npz, write_json, write_npz
 from nirdeploy.backend.report import FitReport, Violation
 from nirdeploy.backend.target import Artifact, CompileOptions, SimOutput, Target
+from nirdeploy.evaluation.compare import AGREEMENT_WARN
 from nirdeploy.errors import DeploymentFolderError, UsageError
 from nirdeploy.graph.ir import Graph
 
 from .config import SIGN_MODES, Loihi2Network
 from .lower import LOIHI_MODES, SUPPORTED_NODES, Lowered, lower
-
-#: predicted decision agreement with the float reference on a --sample below this: a warning (as on Xylo)
-AGREEMENT_WARN = 0.90
 
 __all__ = ["Loihi2Target", "read_network", "NETWORK_FILE", "META_FILE", "NETX_FILE"]
 

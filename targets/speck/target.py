@@ -11,6 +11,7 @@ from nirdeploy.backend.compiled import REPORT_FILE, read_report
 from nirdeploy.backend.folder import AnyValue, ArraySpec, Bool, Float, Int, ListOf, Schema, Str, read_json, read_npz, write_json, write_npz
 from nirdeploy.backend.report import FitReport, Violation
 from nirdeploy.backend.target import Artifact, CompileOptions, SimOutput, Target
+from nirdeploy.evaluation.compare import AGREEMENT_WARN
 from nirdeploy.errors import DeploymentFolderError, UsageError
 from nirdeploy.graph.ir import Graph
 
@@ -22,9 +23,6 @@ __all__ = ["SpeckTarget", "speck_config"]
 CONFIG_FILE = "speck_config.json"
 SINABS_FILE = "sinabs_model.npz"
 META_FILE = "speck_meta.json"
-
-#: decision agreement with the float reference on a --sample / --calibrate sample below this: a warning (as on Xylo)
-AGREEMENT_WARN = 0.90
 
 META_FORMAT = 1  # the version of speck_meta.json this nirdeploy writes and reads
 _NAME = Str(max_len=256)
