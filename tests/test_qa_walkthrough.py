@@ -210,3 +210,21 @@ def test_simulate_warns_when_the_input_exceeds_what_the_chip_takes(xylo_folder, 
     assert run("compile", BRAILLE, "-t", "loihi2", "--dt", "1e-4", "--reset", "subtract", "-o", lo).exit_code == 0
     r = run("simulate", lo, "--input", CORPUS.parent / "braille_input.npy", "-o", tmp_path / "y3.npy")
     assert r.exit_code == 0 and "exceed the chip's 1 event(s)" in r.output
+
+
+@pytest.mark.parametrize("dt", [1e-7, 1e-300])
+def test_loihi2_dead_decay_and_vanished_weights_are_reported_at_any_dt(dt):
+    """At --dt 1e-300, dt/tau is below float resolution (alpha == 1.0 exactly) and the scaled
+    weights underflow to 0.0: Loihi 2 reported FITS with neither voltage_decay_rounds_to_zero
+    (shown at 1e-7) nor weights_round_to_zero, although no weight and no leak was left."""
+    import nirdeploy
+
+    rep = nirdeploy.check(str(BRAILLE_ZERO), target="loihi2", dt=dt)
+    rules = [v.rule for v in rep.violations]
+    assert "voltage_decay_rounds_to_zero" in rules
+    lost = {k: q for k, q in rep.details["quantization"].items()}
+    assert all(q["nonzero_float"] > 0 for q in lost.values())
+    if dt == 1e-300:
+        assert rules.count("voltage_decay_rounds_to_zero") == 2  # lif1.lif and lif2: no leak at all
+        assert all(q["became_zero"] == q["nonzero_float"] for q in lost.values())
+        assert rules.count("weights_round_to_zero") == len(lost)
