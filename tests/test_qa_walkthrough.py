@@ -151,25 +151,14 @@ def test_loihi2_sample_is_measured_and_calibrate_is_not_claimed():
     assert "sample_agreement" not in plain.details
 
 
-def test_loihi2_low_sample_agreement_is_a_warning_in_the_text(tmp_path):
-    """cnn_sinabs on Loihi 2 with a sparse random sample agrees on few decisions: the text report
-    now carries a fidelity warning with the figure."""
+@pytest.mark.parametrize("target", ["loihi2", "speck"])
+def test_low_sample_agreement_is_a_warning_in_the_text(tmp_path, target):
+    """cnn_sinabs with a sparse random sample agrees with the reference on few decisions: Loihi 2
+    measured nothing, Speck put the 50 % in a note only (Xylo makes it a warning below 90 %).
+    Both reports now carry a fidelity warning with the figure."""
     x = np.random.default_rng(0).poisson(0.02, size=(2, 20, 2, 34, 34))
     np.save(tmp_path / "x.npy", x)
-    r = run("check", CORPUS / "cnn_sinabs.nir", "-t", "loihi2", "--sample", tmp_path / "x.npy", "--json")
-    assert r.exit_code == 0, r.output
-    d = json.loads(r.stdout)
-    pa = d["details"]["sample_agreement"]["decision_agreement"]
-    assert pa is not None and pa < 0.9
-    assert any(v["rule"] == "fidelity" and v["severity"] == "warning" for v in d["violations"])
-
-
-def test_speck_low_sample_agreement_is_a_warning_not_only_a_note(tmp_path):
-    """`check cnn_sinabs.nir -t speck --sample X.npy` reported 50 % decision agreement in a note
-    only; Xylo makes the same figure below 90 % a warning. Speck now does too."""
-    x = np.random.default_rng(0).poisson(0.02, size=(2, 20, 2, 34, 34))
-    np.save(tmp_path / "x.npy", x)
-    r = run("check", CORPUS / "cnn_sinabs.nir", "-t", "speck", "--sample", tmp_path / "x.npy", "--json")
+    r = run("check", CORPUS / "cnn_sinabs.nir", "-t", target, "--sample", tmp_path / "x.npy", "--json")
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout)
     pa = d["details"]["sample_agreement"]["decision_agreement"]
