@@ -217,3 +217,16 @@ def test_loihi2_dead_decay_and_vanished_weights_are_reported_at_any_dt(dt):
         assert rules.count("voltage_decay_rounds_to_zero") == 2  # lif1.lif and lif2: no leak at all
         assert all(q["became_zero"] == q["nonzero_float"] for q in lost.values())
         assert rules.count("weights_round_to_zero") == len(lost)
+
+
+def test_compare_table_says_n_a_for_an_undefined_rate_correlation(tmp_path):
+    """`compare lif_norse.nir --dt 1e-4 --with reference,norse:native` printed 'nan' in the rate
+    correlation column (one output: the reference's rate is the same in every sample)."""
+    from nirdeploy.evaluation.crosscheck import render_comparison
+
+    row = {"name": "run", "counts": [4.0], "total": 4.0, "spike_agreement": 0.5, "elementwise_agreement": 0.9,
+           "rate_correlation": float("nan"), "first_divergent_step": 3, "flag": True}
+    ref = {"name": "reference", "counts": [4.0], "total": 4.0, "flag": False}
+    text = render_comparison([ref, row], [])
+    text = text if isinstance(text, str) else str(text)
+    assert "nan" not in text and "n/a" in text
