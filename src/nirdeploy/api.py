@@ -255,7 +255,8 @@ class Deployment:
     @property
     def readout(self) -> str:
         """How a decision is read from the outputs: ``"spikes"`` or ``"vmem"`` (the report says)."""
-        return str(self.report.details.get("readout", "spikes"))
+        r = str(self.report.details.get("readout", "spikes"))
+        return "vmem" if r == "v" else r  # folders a Loihi 2 compile wrote before it used the core's word
 
     def source_graph(self) -> Graph:
         """The NIR graph this deployment was compiled from (the copy in its folder after loading).

@@ -391,7 +391,9 @@ def _decays(L: _Layer, opts: CompileOptions, hw: HWConfig, viol: list, mode: str
         viol.append(_v("voltage_decay_clipped", f"dt/tau_mem rounds to a decay of {int(raw_dv.max())}/{unity}; Loihi's dv stops at {dfmt.max}, so "
                        "v keeps 1/4096 of its value per step instead of none", node, limit=dfmt.max, actual=int(raw_dv.max()), severity="warning",
                        hint="use a smaller dt or a longer tau_mem"))
-    if np.any((raw_dv == 0) & (a_v < 1)):
+    tau_v = np.asarray(node.params.get("tau", node.params.get("tau_mem", np.inf)), dtype=np.float64).reshape(-1)
+    leaks = (a_v < 1) | (np.isfinite(tau_v) if node.type != "IF" else False)  # dt/tau below float resolution leaves a_v == 1.0
+    if np.any((raw_dv == 0) & leaks):
         viol.append(_v("voltage_decay_rounds_to_zero", "1 - alpha_v is below 1/8192: Loihi's dv = 0 makes a perfect integrator", node,
                        severity="warning", hint="use a larger dt or a shorter tau_mem"))
     dv = dv_all.astype(np.int64)
@@ -783,6 +785,10 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions) -> Lowered:
                 A = w * u_ch[:, None, None, None]
                 q, exp, sign, stats = _weight_ints(A, hw, mode, allow_exp=False)
                 synapses.append(Synapse(src, "conv", q, 0, 8, None, op["stride"], op["padding"], op["dilation"], op["groups"], name=key))
+            nir_w = op if kind == "dense" else op["weight"]
+            lost = int(np.sum((np.asarray(nir_w) != 0) & (q == 0)))  # counted on the graph's weights: scaled ones may underflow to 0.0
+            if lost > stats["became_zero"]:
+                stats = {**stats, "became_zero": lost, "nonzero_float": int(np.count_nonzero(nir_w))}
             quant[key] = stats
             if stats["saturated"]:
                 viol.append(_v("weight_saturated", f"{stats['saturated']} weight(s) of {key} exceed the 8-bit range at weight_exp {exp} and were clipped",
@@ -808,7 +814,9 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions) -> Lowered:
     fit_rules(net, hw, report, opts, viol)
     report.nodes = [NodeUsage(L.name, L.node.type, usage[L.name]) for L in order] + report.nodes
     report.details.update({"latency_steps": latency, "loihi_mode": mode, "quantization": quant,
-                           "readout": net.readout})
+                           # the core's readout vocabulary (nirdeploy.evaluation.compare.READOUTS): "v" is the network's own word
+                           "readout": "vmem" if net.readout == "v" else "spikes",
+                           "input_events_cap": 1})  # binary input spikes (the note above)
     from .netx import netx_problems
 
     nx = netx_problems(net)

@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from nirdeploy.backend.folder import ArraySpec, Bool, Float, Int, ListOf, Nullable, Schema, Str, read_json, read_npz, write_json, write_npz
-from nirdeploy.backend.report import FitReport
+from nirdeploy.backend.report import FitReport, Violation
 from nirdeploy.backend.target import Artifact, CompileOptions, SimOutput, Target
+from nirdeploy.evaluation.compare import AGREEMENT_WARN
 from nirdeploy.errors import DeploymentFolderError, UsageError
 from nirdeploy.graph.ir import Graph
 
@@ -166,7 +167,54 @@ class Loihi2Target(Target):
         return options
 
     def _lower(self, graph: Graph, variant: str, options: CompileOptions) -> Lowered:
-        return lower(graph, self.hwconfig(variant), self._options(options))
+        """Lower; with sample input (``options.sample``, or ``options.calibration``: Loihi 2 has no
+        quantization calibration, so that sample is measured only and the report says so),
+        simulate the chip on it and measure how often its output decision equals the float
+        reference's (a warning below AGREEMENT_WARN)."""
+        import dataclasses
+
+        options = self._options(options)
+        no_calibration = options.calibration is not None
+        if no_calibration:  # the settings must not claim a calibration that did not happen
+            options = dataclasses.replace(options, sample=options.calibration, calibration=None)
+        low = lower(graph, self.hwconfig(variant), options)
+        if options.sample is None:
+            return low
+        rep = low.report
+        if no_calibration:
+            rep.violations.append(Violation(
+                "no_calibration", "--calibrate: nirdeploy has no quantization calibration for Loihi 2; the sample was only measured "
+                "(the network is compiled as without it)", severity="warning",
+                hint="use --sample to measure; to improve the agreement, train with the chip's time constants and weight range"))
+        if low.network is None or not rep.fits:
+            rep.notes.append("sample input given, but the network does not fit: no agreement measurement")
+            return low
+        from nirdeploy.evaluation.compare import readout_agreement
+        from nirdeploy.sim.reference import simulate_reference
+
+        x = np.asarray(options.sample)
+        ref = simulate_reference(graph, x, options.dt, scheme=options.scheme, reset=options.reset).output
+        art = Artifact(self.name, variant, rep, low, low.input_shape, low.output_shape, low.latency_steps)
+        chip = self.simulate(art, x).output
+        readout = rep.details.get("readout", "spikes")
+        b, t = chip.shape[:2]
+        ag = readout_agreement(chip.reshape(b, t, -1), ref.reshape(b, t, -1), low.latency_steps, readout)
+        pa, corr = ag["decision_agreement"], ag["value_correlation"]
+        rep.details["sample_agreement"] = {"samples": int(b), "steps": int(t), "readout": readout, "decision_agreement": pa,
+                                           "correlation": corr, "silent_chip_samples": ag["silent_chip_samples"],
+                                           "silent_reference_samples": ag["silent_reference_samples"]}
+        pct = "-" if pa is None else f"{100 * pa:.1f} %"
+        rep.notes.append(f"sample ({b} x {t} steps): the chip's output decision equals the float reference's on {pct} of the samples the "
+                         f"reference decides; {'spike-count' if readout == 'spikes' else 'Vmem'} correlation "
+                         f"{'-' if corr is None else format(corr, '.3f')}")
+        if pa is None or pa < AGREEMENT_WARN:
+            rep.violations.append(Violation(
+                "fidelity", f"the chip's output decision equals the float reference's on {pct} of the sample's decided samples "
+                f"(silent: chip {ag['silent_chip_samples']}, reference {ag['silent_reference_samples']} of {b})",
+                "", limit=f"agreement >= {100 * AGREEMENT_WARN:.0f} %", actual=pct, severity="warning",
+                hint="see the quantization and decay warnings above; `nirdeploy compare G.nir --input X.npy --with reference,OUT` "
+                     "explains the differences it detects"))
+        return low
 
     # -- contract ------------------------------------------------------------------------------
     def check(self, graph: Graph, variant: str, options: CompileOptions) -> FitReport:

@@ -163,6 +163,14 @@ def explain(columns: list[Column], rows: list[dict], graph_facts: dict) -> list[
     return list(dict.fromkeys(out))
 
 
+def _corr_text(v) -> str:
+    """A correlation for the table: "-" when not computed, "n/a" when undefined (NaN: one side's
+    rates are constant, e.g. a single output with equal counts in every sample)."""
+    if v is None:
+        return "-"
+    return "n/a" if v != v else f"{v:.3f}"
+
+
 def render_comparison(rows: list[dict], explanations: list[str], max_outputs: int = 6,
                       flag_below: float = AGREEMENT_FLAG) -> str:
     from ..render import render_rows
@@ -185,7 +193,7 @@ def render_comparison(rows: list[dict], explanations: list[str], max_outputs: in
 
         fd = r.get("first_divergent_step")
         line = [r["name"], counts, f"{r['total']:g}", pct("spike_agreement"), pct("elementwise_agreement"),
-                f"{r['rate_correlation']:.3f}" if r.get("rate_correlation") is not None else "-",
+                _corr_text(r.get("rate_correlation")),
                 "-" if "spike_agreement" not in r else ("none" if fd is None else str(fd))]
         if has_acc:
             line.append(f"{100 * r['accuracy']:.1f} %" if "accuracy" in r else "-")
