@@ -66,9 +66,10 @@ class XyloTarget(Target):
                     res = simulate(low.config, hw, x_chip, record=True)
                 fid = fidelity_report(low, hw, low.report, x_chip, res, ref, ref_chip, measured_only=options.calibration is None)
                 activity = fid["activity"]
-        if low.config is not None:
+        cfg = low.config if low.config is not None else low.checked_config  # (nodes looked through: checked, not built)
+        if cfg is not None:
             hidden = ", ".join(n.node for n in low.report.nodes if n.usage.get("role") == "hidden")
-            real_time_rule(low.config, hw, options.dt, low.report, activity=activity, steps=steps, node=hidden)
+            real_time_rule(cfg, hw, options.dt, low.report, activity=activity, steps=steps, node=hidden)
         return low
 
     # -- contract ----------------------------------------------------------------------------------
