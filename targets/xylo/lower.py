@@ -685,7 +685,7 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions, *, scale_factor: np.
         chip[l.name] = _chip_layer(l, filters, hw, opts, viol, usage[l.name])
         for msg in l.disc.notes:
             viol.append(_v("discretization", msg, l.node, severity="warning"))
-        if l.role == "hidden" or l.node.type in SPIKING:
+        if l.node.type in SPIKING:  # (a hidden LI/CubaLI has no threshold: it is named by hidden_must_spike)
             thr = chip[l.name].threshold
             if np.any(~(thr > 0)):
                 viol.append(_v("threshold_not_positive", f"{int(np.sum(~(thr > 0)))} neuron(s) have v_threshold <= 0; on Xylo a zero threshold fires "
