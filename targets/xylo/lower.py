@@ -195,6 +195,24 @@ def _elementwise(node: Node, m: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, 
     return gain[:, None] * m, gain * (b - par("running_mean", 0.0)) + par("bias", 0.0)
 
 
+def _proxy(node: Node, dt: float, hw: HWConfig) -> Node:
+    """For the checks only: a Xylo neuron standing in for a neuron Xylo cannot run (named as
+    unsupported), so that the weight rules (windows, fan-out, memory, quantization) run on its
+    layer: an integrator (IF, I) as the chip's slowest leak (dash 2**max), a Threshold as a LIF
+    that forgets in one step. Its own parameters never reach a violation."""
+    n = _size(node.output_shape)
+    p = node.params
+    tau = np.full(n, (2.0 ** hw.fmt("dash").max) * dt if node.type in ("IF", "I") else dt)
+    r = _vec(p["r"], n) if p.get("r") is not None else np.ones(n)
+    params = {"tau": tau, "r": r * tau / dt, "v_leak": np.zeros(n)}  # the integrator's input gain r dt kept (LIF: r dt / tau)
+    typ = "LI"
+    if node.type != "I":
+        thr = p.get("v_threshold", p.get("threshold"))
+        params.update(v_threshold=_vec(thr, n) if thr is not None else np.ones(n), v_reset=np.zeros(n))
+        typ = "LIF"
+    return Node(node.name, typ, params, output_shape=(n,))
+
+
 def _unsupported_violation(n: Node) -> Violation:
     if n.type in STAND_IN_NEURONS:
         msg = f"{n.type} has no Xylo equivalent: Xylo neurons are leaky (LIF with a synaptic current)"
@@ -263,9 +281,7 @@ def _structure(g: Graph, hw: HWConfig, viol: list[Violation]) -> _Structure | No
         in_off[i.name] = (n_in, _size(i.output_shape))
         n_in += in_off[i.name][1]
     n_all = n_in + sum(l.n for l in layers.values()) + sum(_size(f.output_shape) for f in filters.values())
-    stand_ins = [l.name for l in layers.values() if l.stand_in]
     no_weights = ("some layers are not vectors" if not one_d else
-                  f"{', '.join(stand_ins)} {'is a neuron' if len(stand_ins) == 1 else 'are neurons'} Xylo cannot run" if stand_ins else
                   f"the network has {n_in} inputs and {n_all - n_in} neurons, far beyond any Xylo" if n_all * n_all > MAX_WEIGHT_ENTRIES else "")
     weights = not no_weights
     memo: dict[str, list[_Contribution]] = {}
@@ -680,7 +696,16 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions, *, scale_factor: np.
     # -- discretize ---------------------------------------------------------------------------
     usage: dict[str, dict] = {l.name: {"role": l.role, "neurons": l.n} for l in [*hidden, *outs]}
     chip: dict[str, _ChipLayer] = {}
-    for l in runnable:  # (neurons Xylo cannot run are named as unsupported: they get no Xylo parameters)
+    for l in [*hidden, *outs]:
+        if l.stand_in:  # named as unsupported: a proxy's parameters let the weight rules run, its own findings are dropped
+            proxy = _Layer(l.name, _proxy(l.node, opts.dt, hw), l.n, l.role, l.contributions, kinds=l.kinds)
+            proxy.disc = discretize_node(proxy.node, opts.dt, opts.scheme, name=l.name)
+            chip[l.name] = _chip_layer(proxy, filters, hw, opts, [], {})
+            l.disc = proxy.disc
+            continue
+        if l.node.output_shape is not None and len(l.node.output_shape) > 1:  # named by not_one_dimensional: its neurons checked as a vector
+            flat = {k: (v.reshape(-1) if isinstance(v, np.ndarray) and v.size == l.n else v) for k, v in l.node.params.items()}
+            l = _Layer(l.name, Node(l.name, l.node.type, flat, output_shape=(l.n,)), l.n, l.role, l.contributions, kinds=l.kinds)
         l.disc = discretize_node(l.node, opts.dt, opts.scheme, name=l.name)
         chip[l.name] = _chip_layer(l, filters, hw, opts, viol, usage[l.name])
         for msg in l.disc.notes:
@@ -829,7 +854,8 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions, *, scale_factor: np.
     notes.append(f"latency: the chip's output at step t + {latency} corresponds to the reference's output at step t "
                  "(one Xylo step per hidden->hidden and hidden->output hop)")
     if st.unsupported:  # every rule ran with them looked through; nothing is built
-        looked = ", ".join(f"{n} ({g.nodes[n].type}) " + ("folded into the weights" if g.nodes[n].type.startswith("BatchNorm") else "removed")
+        looked = ", ".join(f"{n} ({g.nodes[n].type}) " + ("folded into the weights" if g.nodes[n].type.startswith("BatchNorm") else
+                                                           "as a stand-in LIF layer" if g.nodes[n].type in STAND_IN_NEURONS else "removed")
                            for n in st.unsupported)
         notes.append(f"every rule was checked with {looked}; no configuration is built")
         return Lowered(None, report, layers=layer_map, checked_config=cfg)
