@@ -257,6 +257,8 @@ def _check_network(meta: dict, hw, mp: Path) -> None:
         raise DeploymentFolderError(mp, "network.output_layer", f"{net['output_layer']!r} names no layer")
     oc, oh, ow = shapes[net["output_layer"]]
     p = net["output_pool"]
+    if oh // p == 0 or ow // p == 0:
+        raise DeploymentFolderError(mp, "network.output_pool", f"pooling by {p} leaves nothing of the {oh}x{ow} map of {net['output_layer']!r}")
     if net["output_shape"] and math.prod(net["output_shape"]) != oc * (oh // p) * (ow // p):
         raise DeploymentFolderError(mp, "network.output_shape", f"{net['output_shape']} does not hold the {oc}x{oh // p}x{ow // p} output "
                                     f"of {net['output_layer']!r}")
