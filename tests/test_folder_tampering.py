@@ -164,12 +164,30 @@ CASES = [
     ("loihi2", "meta_sign_mode_unknown", LMETA, "network.layers[0].synapses[0].sign_mode",
      _json(LMETA, _meta_set("network.layers.0.synapses.0.sign_mode", "both"))),
     ("loihi2", "meta_shape_a_string", LMETA, "network.layers[0].shape", _json(LMETA, _meta_set("network.layers.0.shape", "8"))),
+    # a convolutional network (conv synapses: geometry from the meta file, kernels from the npz)
+    ("loihi2-conv", "meta_stride_zero", LMETA, "network.layers[1].synapses[0].stride", _json(LMETA, _meta_set("network.layers.1.synapses.0.stride", [0, 0]))),
+    ("loihi2-conv", "meta_stride_no_longer_fits", LMETA, "network.layers[1].synapses[0]", _json(LMETA, _meta_set("network.layers.1.synapses.0.stride", [1, 1]))),
+    ("loihi2-conv", "meta_conv_layer_flat", LMETA, "network.layers[1].shape", _json(LMETA, _meta_set("network.layers.1.shape", [36]))),
+    ("loihi2-conv", "npz_kernel_channels_swapped", LNPZ, "L1.S0.weight", _npz(LNPZ, _set("L1.S0.weight", lambda a: a["L1.S0.weight"].transpose(1, 0, 2, 3)[:, :2]))),
     ("loihi2", "npz_dense_weight_transposed", LNPZ, "L1.S0.weight", _npz(LNPZ, _set("L1.S0.weight", lambda a: a["L1.S0.weight"].T))),
     ("loihi2", "npz_weight_beyond_8_bit", LNPZ, "L0.S0.weight", _npz(LNPZ, _set("L0.S0.weight", lambda a: a["L0.S0.weight"] * 0 + 4000))),
     ("loihi2", "npz_bias_mantissa_beyond_13_bit", LNPZ, "L0.bias_mant", _npz(LNPZ, _set("L0.bias_mant", lambda a: a["L0.bias_mant"] * 0 + 70000))),
     ("loihi2", "npz_bias_exponent_negative", LNPZ, "L1.bias_exp", _npz(LNPZ, _set("L1.bias_exp", lambda a: a["L1.bias_exp"] * 0 - 1))),
     ("loihi2", "npz_bias_of_the_wrong_length", LNPZ, "L0.bias_mant", _npz(LNPZ, _set("L0.bias_mant", lambda a: a["L0.bias_mant"][:-1]))),
 ]
+
+
+def _compile_loihi2_conv(folder: Path) -> Path:
+    from speck_graphs import chain_graph
+
+    g = folder / "conv.nir"
+    import nir
+
+    nir.write(str(g), chain_graph([{"k": 3, "c_out": 4, "padding": 1}, {"k": 3, "c_out": 4, "stride": 2}], (2, 8, 8), seed=0, bias=False))
+    out = folder / "loihi2-conv"
+    r = CliRunner().invoke(main, ["compile", str(g), "--target", "loihi2", "--dt", "1e-3", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    return out
 
 
 def _compile_loihi2(folder: Path) -> Path:
@@ -185,10 +203,11 @@ def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("tamper")
     rng = np.random.default_rng(0)
     xs = {"xylo": rng.poisson(0.2, size=(2, 20, 12)), "speck": (rng.random((2, 10) + SPECK_INPUT) < 0.3).astype(np.int64),
-          "loihi2": (rng.random((2, 20, 4)) < 0.3).astype(np.int64)}
+          "loihi2": (rng.random((2, 20, 4)) < 0.3).astype(np.int64), "loihi2-conv": (rng.random((2, 5, 2, 8, 8)) < 0.3).astype(np.int64)}
     for sub in ("x", "s"):
         (root / sub).mkdir()
-    dirs = {"xylo": compile_braille(root / "x"), "speck": compile_speck(root / "s"), "loihi2": _compile_loihi2(root)}
+    dirs = {"xylo": compile_braille(root / "x"), "speck": compile_speck(root / "s"), "loihi2": _compile_loihi2(root),
+            "loihi2-conv": _compile_loihi2_conv(root)}
     inputs = {}
     for t, x in xs.items():
         inputs[t] = root / f"{t}_x.npy"
@@ -197,12 +216,12 @@ def folders(tmp_path_factory):
 
 
 def test_every_target_has_at_least_ten_tamperings():
-    counts = {t: sum(1 for c in CASES if c[0] == t) for t in ("xylo", "speck", "loihi2")}
+    counts = {t: sum(1 for c in CASES if c[0].split("-")[0] == t) for t in ("xylo", "speck", "loihi2")}
     assert min(counts.values()) >= 10, counts
     assert len({(c[0], c[1]) for c in CASES}) == len(CASES)
 
 
-@pytest.mark.parametrize("target", ["xylo", "speck", "loihi2"])
+@pytest.mark.parametrize("target", ["xylo", "speck", "loihi2", "loihi2-conv"])
 def test_untampered_folders_load(target, folders, tmp_path):
     dirs, inputs = folders
     r = CliRunner().invoke(main, ["simulate", str(dirs[target]), "--input", str(inputs[target]), "-o", str(tmp_path / "y.npy")])

@@ -41,8 +41,9 @@ OPTIONS = {
 }
 
 _PAIR = ListOf(Int(0, 1 << 16), 2, 2)
+_POSITIVE_PAIR = ListOf(Int(1, 1 << 16), 2, 2)
 _SYN = Schema({"src": Int(-1, 1 << 20), "kind": Str(("dense", "conv")), "weight_exp": Int(-8, 7), "num_weight_bits": Int(1, 8),
-               "sign_mode": Nullable(Str(tuple(SIGN_MODES))), "stride": _PAIR, "padding": _PAIR, "dilation": _PAIR,
+               "sign_mode": Nullable(Str(tuple(SIGN_MODES))), "stride": _POSITIVE_PAIR, "padding": _PAIR, "dilation": _POSITIVE_PAIR,
                "groups": Int(1, 1 << 16)}, optional={"name": Str(), "delayed": Bool()})
 _LAYER = Schema({"name": Str(max_len=1000), "shape": ListOf(Int(1, 1 << 24), 1, 3), "du": Int(0, 4095), "dv": Int(0, 4095),
                  "vth": Int(0, (1 << 17) - 1), "synapses": ListOf(_SYN, 0, 1 << 16)}, optional={"origin": Str(max_len=1000)})
@@ -190,11 +191,18 @@ def _validate(net: Loihi2Network, mp: Path, ap: Path) -> None:
                     raise DeploymentFolderError(mp, f"network.layers[{i}].shape", "a conv synapse needs (C, H, W) shapes")
                 if s.weight.shape[0] != L.shape[0] or s.weight.shape[1] * s.groups != net.src_shape(s.src)[0]:
                     raise DeploymentFolderError(ap, key, f"conv weight {s.weight.shape} does not match the shapes")
+                _, H, W = net.src_shape(s.src)
+                out = tuple((n + 2 * p - d * (k - 1) - 1) // st + 1
+                            for n, k, st, p, d in zip((H, W), s.weight.shape[2:], s.stride, s.padding, s.dilation))
+                if out != tuple(L.shape[1:]):
+                    raise DeploymentFolderError(mp, f"network.layers[{i}].synapses[{j}]", f"a {s.weight.shape[2]}x{s.weight.shape[3]} "
+                                                f"convolution (stride {list(s.stride)}, padding {list(s.padding)}, dilation "
+                                                f"{list(s.dilation)}) of a {H}x{W} map gives {list(out)}, not the layer's {list(L.shape[1:])}")
                 from .partition import fanin_indices
 
                 try:
                     fanin_indices(s, net.src_shape(s.src), L.shape)
-                except (ValueError, IndexError) as e:
+                except (ValueError, IndexError, ZeroDivisionError) as e:
                     raise DeploymentFolderError(mp, f"network.layers[{i}].synapses[{j}]", f"conv geometry does not fit: {e}") from None
     for o, parts in origins.items():
         pos = np.sort(np.concatenate(parts))
