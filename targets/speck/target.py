@@ -16,7 +16,7 @@ from nirdeploy.errors import DeploymentFolderError, UsageError
 from nirdeploy.graph.ir import Graph
 
 from .config import INPUT, SpeckNetwork
-from .lower import OPTIONS, SUPPORTED_NODES, Lowered, lower, resolve_options
+from .lower import OPTIONS, SUPPORTED_NODES, Lowered, lower, option_range, resolve_options
 
 __all__ = ["SpeckTarget", "speck_config"]
 
@@ -37,7 +37,7 @@ _LAYER = Schema({
 _NETWORK = Schema({"input_shape": _SHAPE3, "output_layer": _NAME, "output_pool": Int(1, 1 << 10),
                    "output_shape": ListOf(Int(1, 1 << 30), 0, 8), "layers": ListOf(_LAYER, 1, 64)}, allow_extra=False)
 # every option is optional (a folder written before an option existed gets its default)
-_OPTIONS = Schema({}, optional={k: (Int(0, 1 << 16) if allowed is int else Str(tuple(allowed) if k != "state_overflow" else ("saturate", "wrap")))
+_OPTIONS = Schema({}, optional={k: (Int(0) if allowed is int else Str(tuple(allowed) if k != "state_overflow" else ("saturate", "wrap")))
                                 for k, (allowed, _, _) in OPTIONS.items()}, allow_extra=False)
 #: the schema of speck_meta.json (format 1); cross-file and chip-limit checks follow in ``load``
 META_SCHEMA = Schema({"format": Int(), "variant": Str(max_len=100), "options": _OPTIONS, "network": _NETWORK,
@@ -162,6 +162,10 @@ class SpeckTarget(Target):
         if meta["variant"] not in self.variants():
             raise DeploymentFolderError(mp, "variant", f"{meta['variant']!r} is not a Speck variant ({', '.join(self.variants())})")
         hw = self.hwconfig(meta["variant"])
+        for k, v in meta["options"].items():
+            lo, hi = option_range(k, hw) if OPTIONS[k][0] is int else (0, 0)
+            if OPTIONS[k][0] is int and not lo <= v <= hi:
+                raise DeploymentFolderError(mp, f"options.{k}", f"{v} is outside {lo}..{hi} (the {hw.name} hw_config's {k})")
         _check_network(meta, hw, mp)
         layers = meta["network"]["layers"]
         wf, bf = hw.fmt("weight"), hw.fmt("bias")
@@ -268,6 +272,8 @@ def _check_network(meta: dict, hw, mp: Path) -> None:
         raise DeploymentFolderError(mp, "network.output_layer", f"{net['output_layer']!r} names no layer")
     oc, oh, ow = shapes[net["output_layer"]]
     p = net["output_pool"]
+    if oh // p == 0 or ow // p == 0:
+        raise DeploymentFolderError(mp, "network.output_pool", f"pooling by {p} leaves nothing of the {oh}x{ow} map of {net['output_layer']!r}")
     if net["output_shape"] and math.prod(net["output_shape"]) != oc * (oh // p) * (ow // p):
         raise DeploymentFolderError(mp, "network.output_shape", f"{net['output_shape']} does not hold the {oc}x{oh // p}x{ow // p} output "
                                     f"of {net['output_layer']!r}")
