@@ -198,3 +198,39 @@ def test_trained_weights_write_back_to_exactly_the_chip_models_integers():
         assert np.array_equal(q[k], v), k
     with torch.no_grad():
         assert np.array_equal(m.eval()(x).numpy(), dep2.simulate(x))
+
+
+def _per_neuron_tau(g, rng):
+    """Give every hidden spiking layer three membrane time constants: the lowering splits each
+    into one LIF process per (du, dv) pair (lower.split_by_decay)."""
+    for name, n in g.nodes.items():
+        if n.type in ("CubaLIF", "LIF") and name != "out":
+            k = "tau_mem" if "tau_mem" in n.params else "tau"
+            n.params[k] = n.params[k] * rng.choice([1.0, 2.0, 4.0], n.params[k].shape)
+    return g
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_layers_split_by_time_constant_train_from_the_graph(seed):
+    """Graph weights into and out of layers split by (du, dv): the chip model equals the simulator,
+    every dense synapse of every group gets the lowering's pre-rounding value (within one integer
+    of its weight where it did not saturate: rows and columns sliced per group) and a gradient."""
+    rng = np.random.default_rng(700 + seed)
+    g = _per_neuron_tau(random_rsnn(seed, hidden_kinds=("CubaLIF", "LIF"), out_kinds=("CubaLIF", "LIF", "LI"), max_out=6), rng)
+    reset = ("zero", "subtract")[seed % 2]
+    dep = nirdeploy.compile(g, target="loihi2", dt=1e-4, reset=reset)
+    net = dep.artifact.payload.network
+    assert dep.fits and any(L.neurons is not None for L in net.layers), [L.name for L in net.layers]
+    x = event_input(rng, 2, 30, g.nodes["input"].params["shape"], rate=0.4)
+    m = chip_model(g, "loihi2", dt=1e-4, reset=reset).train()
+    y, rec = m(x, record=True)
+    assert np.array_equal(y.detach().numpy(), dep.simulate(x))
+    pre = m._pre_rounding(m._current())
+    assert set(pre) == {(i, j) for i, L in enumerate(net.layers) for j, _ in enumerate(L.synapses)}
+    for (i, j), p in pre.items():
+        q = net.layers[i].synapses[j].effective()
+        free = np.abs(q) < 254
+        assert np.all(np.abs(p.detach().numpy() - q)[free] <= 1.0 + 1e-9), (net.layers[i].name, j)
+    (y.sum() + sum((r ** 2).mean() for r in rec["membrane"])).backward()
+    for k, p in m.weights.params.items():
+        assert p.grad is not None and float(p.grad.abs().sum()) > 0, k

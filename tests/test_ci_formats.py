@@ -131,11 +131,12 @@ def test_junit_failure_carries_every_violation_text(schemas):
     doc = validate(r.stdout, schemas)
     (case,) = doc.iter("testcase")
     failure = case.find("failure")
-    assert failure.get("type") == "does_not_fit" and "does not fit xylo:audio2: 11 violation(s)" in failure.get("message")
+    assert failure.get("type") == "does_not_fit" and "does not fit xylo:audio2: 14 violation(s)" in failure.get("message")
     lines = failure.text.splitlines()
-    assert len(lines) == 11
+    assert len(lines) == 14  # ten unsupported nodes, the input's shape, and the sizes checked around them
     assert "[unsupported_node] 0 (Conv2d): Conv2d has no Xylo equivalent" in lines[0]
-    assert "[not_one_dimensional] input (Input)" in lines[-1]
+    assert "[not_one_dimensional] input (Input)" in lines[10]
+    assert [ln.split("]")[0] for ln in lines[-3:]] == ["[input_channels", "[hidden_neurons", "[output_neurons"]
     assert doc.find("testsuite").get("failures") == "1"
 
 
@@ -191,11 +192,11 @@ def test_github_one_line_per_violation_with_file_and_node(big):
     r = run(CNN, "-t", "xylo:audio2", "--dt", "1e-4", "--format", "github")
     assert r.exit_code == 1
     cmds = [parse_command(line) for line in r.stdout.splitlines() if line.startswith("::")]
-    assert len(cmds) == 11 and all(c == "error" for c, _, _ in cmds)
+    assert len(cmds) == 14 and all(c == "error" for c, _, _ in cmds)
     assert all(p["file"] == str(CNN) for _, p, _ in cmds)
     assert cmds[0][1]["title"] == "nirdeploy xylo:audio2 [unsupported_node] 0"
     assert cmds[0][2].startswith("[unsupported_node] 0 (Conv2d): Conv2d has no Xylo equivalent -- hint: ")
-    assert "does not fit on xylo:audio2 (11 error(s), 0 warning(s))" in r.stdout.splitlines()[-1]
+    assert "does not fit on xylo:audio2 (14 error(s), 0 warning(s))" in r.stdout.splitlines()[-1]
     # warnings are ::warning, errors ::error
     r = run(big, "-t", "xylo:audio2", "--dt", "1e-4", "--format", "github")
     kinds = [parse_command(line)[0] for line in r.stdout.splitlines() if line.startswith("::")]
@@ -208,7 +209,7 @@ def test_github_escaping_round_trips_through_the_runner_parser(odd):
     path, name = odd
     r = run(path, "-t", "xylo:audio2", "--dt", "1e-4", "--format", "github")
     lines = [line for line in r.stdout.splitlines() if line.startswith("::")]
-    hit = [parse_command(line) for line in lines if "IF" in line]
+    hit = [parse_command(line) for line in lines if "[unsupported_node]" in line]
     assert len(hit) == 1
     _, props, data = hit[0]
     shown = name.replace("\x1b", "\\x1b")

@@ -78,7 +78,7 @@ def test_too_big():
     r = pytester.runpytest()
     r.assert_outcomes(passed=1, failed=2)
     r.stdout.fnmatch_lines([
-        "*NirdeployAssertionError: *cnn_sinabs.nir: network does not fit xylo:audio2: 11 violation(s)",
+        "*NirdeployAssertionError: *cnn_sinabs.nir: network does not fit xylo:audio2: 14 violation(s)",
         "E * - [[]unsupported_node] 0 (Conv2d): Conv2d has no Xylo equivalent -- hint: *",
         "E * - [[]not_one_dimensional] input (Input): Xylo layers are vectors*",
     ])
@@ -145,7 +145,7 @@ def test_does_not_fit():
     ])
     r.stdout.fnmatch_lines(["*the chip output is silent on every sample, so agreement figures measure nothing; "
                             "the reference output is silent on every sample*"])
-    r.stdout.fnmatch_lines(["*cnn_sinabs.nir: network does not fit xylo:audio2: 11 violation(s)"])
+    r.stdout.fnmatch_lines(["*cnn_sinabs.nir: network does not fit xylo:audio2: 14 violation(s)"])
     m = re.search(r"elementwise_agreement (0\.\d+) < 0\.9", text(r))
     assert m and float(m.group(1)) < 0.8
 
@@ -316,7 +316,7 @@ def test_unrelated():
     (c,) = fails["checks"]
     assert c["kind"] == "fits" and c["passed"] is False and c["target"] == "xylo:audio2"
     assert "[unsupported_node] 0 (Conv2d)" in c["message"]
-    assert c["report"]["fits"] is False and len(c["report"]["violations"]) == 11  # the fit report, as compile writes it
+    assert c["report"]["fits"] is False and len(c["report"]["violations"]) == 14  # the fit report, as compile writes it
     check = json.loads((out / tests["test_check"]["report"]).read_text())["checks"][0]
     assert check["kind"] == "check" and check["passed"] and check["report"]["settings"]["reset"] == "subtract"
     agrees = json.loads((out / tests["test_agrees"]["report"]).read_text())["checks"][0]
@@ -382,7 +382,7 @@ def test_example_catches_a_worse_model(pytester):
     shutil.copy(CNN, repo / "model" / "net.nir")
     r = pytester.runpytest("tests/test_chip.py", "--nirdeploy-target", "xylo:audio2")
     r.assert_outcomes(failed=3)
-    r.stdout.fnmatch_lines(["*model/net.nir: network does not fit xylo:audio2: 11 violation(s)"])
+    r.stdout.fnmatch_lines(["*model/net.nir: network does not fit xylo:audio2: 14 violation(s)"])
 
 
 def workflow_steps(path: Path) -> tuple[dict, list[str]]:

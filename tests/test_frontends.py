@@ -314,11 +314,44 @@ def test_sinabs_round_trip_multispike(kind):
     np.testing.assert_array_equal(y_own, y_model)
     y_back = to_torch(g, library="sinabs", dtype=torch.float32)(torch.tensor(x)).detach().numpy()
     np.testing.assert_array_equal(y_back, y_model)
-    y_ref = nirdeploy.simulate_reference(g, x)  # one spike per step
-    assert y_ref.max() <= 1
+    # the reference applies the recorded rule by itself, and says so
+    res = nirdeploy.simulate_reference(g, x, full=True)
+    np.testing.assert_array_equal(res.output, y_model)
+    assert any("multi-spike" in n for n in res.notices)
+    # with reset zero the rule cannot apply: one spike per step, and a notice says the run differs
+    res0 = nirdeploy.simulate_reference(g, x, reset="zero", full=True)
+    assert res0.output.max() <= 1 and any("multi-spike" in n and "differ" in n for n in res0.notices)
+    # an explicit cap wins over the recorded rule
+    assert nirdeploy.simulate_reference(g, x, spikes_per_step=1).max() <= 1
     if y_model.max() > 1:
-        res = nirdeploy.compare(g, x, runs=["reference", "torch", "sinabs"])
-        assert any("multi-spike" in e for e in res["explanations"])
+        cmp = nirdeploy.compare(g, x, runs=["reference", "torch", "sinabs"])
+        assert any("multi-spike" in e for e in cmp["explanations"])
+
+
+def test_cli_reference_applies_and_names_a_recorded_multispike_rule(tmp_path):
+    """`simulate --reference` on a graph exported from Sinabs' MultiSpike: the output is the
+    trained model's (several spikes per step) and the text says which rule ran; `--spikes-per-step
+    1` caps it. Never silent about a rule the reference applies on its own."""
+    from click.testing import CliRunner
+
+    from nirdeploy.cli import main
+    from nirdeploy.frontends.sinabs import run_model
+
+    net, shape = _sinabs_models()["linear"]
+    net = scaled(net, 3.0)
+    x = spikes(shape, rate=0.5, seed=5)
+    from_torch(net, x, library="sinabs", path=tmp_path / "g.nir")
+    np.save(tmp_path / "x.npy", x)
+    y_model = run_model(net, torch.tensor(x))
+    assert y_model.max() > 1  # the case is one where the rule matters
+    r = CliRunner().invoke(main, ["simulate", str(tmp_path / "g.nir"), "--reference", "-i", str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy")])
+    assert r.exit_code == 0, r.output
+    assert "multi-spike" in r.output and "--spikes-per-step" in r.output
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), y_model)
+    r = CliRunner().invoke(main, ["simulate", str(tmp_path / "g.nir"), "--reference", "-i", str(tmp_path / "x.npy"), "-o", str(tmp_path / "y1.npy"),
+                                  "--spikes-per-step", "1"])
+    assert r.exit_code == 0, r.output
+    assert np.load(tmp_path / "y1.npy").max() == 1
 
 
 @pytest.mark.parametrize("kind", ["linear", "conv+pool", "recurrent"])

@@ -255,7 +255,8 @@ class Deployment:
     @property
     def readout(self) -> str:
         """How a decision is read from the outputs: ``"spikes"`` or ``"vmem"`` (the report says)."""
-        return str(self.report.details.get("readout", "spikes"))
+        r = str(self.report.details.get("readout", "spikes"))
+        return "vmem" if r == "v" else r  # folders a Loihi 2 compile wrote before it used the core's word
 
     def source_graph(self) -> Graph:
         """The NIR graph this deployment was compiled from (the copy in its folder after loading).
@@ -278,6 +279,7 @@ class Deployment:
         (:meth:`chip_semantics`; subtractive reset). Returns (batch, time, *output_shape).
 
         Raises UsageError (bad input, no graph copy, a target without chip semantics)."""
+        from .graph.discretize import resolve_spike_rule
         from .sim.reference import simulate_reference as _sim
 
         check_flag("chip_semantics", chip_semantics)
@@ -287,7 +289,10 @@ class Deployment:
             raise UsageError(f"target {self.artifact.target!r} does not describe its chip semantics")
         reset = "subtract" if (sem is not None or spikes_per_step is not None) else s.get("reset", "zero")
         x = check_events(x, self.artifact.input_shape)
-        return _sim(self.source_graph(), x, s["dt"], scheme=s.get("scheme", "euler"), reset=reset,
+        g = self.source_graph()
+        if sem is None:  # the rule the graph records (Sinabs' MultiSpike), as simulate_reference applies it
+            spikes_per_step, _ = resolve_spike_rule(g, spikes_per_step, reset)
+        return _sim(g, x, s["dt"], scheme=s.get("scheme", "euler"), reset=reset,
                     spikes_per_step=spikes_per_step, chip=sem).output
 
     def evaluate(self, x, labels=None, *, reference: bool = True) -> dict:
@@ -462,12 +467,14 @@ def simulate_reference(
 
     ``reset`` None: the reset recorded in the graph, else ``"zero"`` (``"subtract"`` with
     ``spikes_per_step``). ``spikes_per_step=N``: the chip spiking rule, floor(v / threshold)
-    spikes per step, at most N, subtractive reset.
+    spikes per step, at most N, subtractive reset. None: the rule recorded in the graph (a graph
+    exported from Sinabs' MultiSpike runs with floor(v / threshold) spikes per step, uncapped,
+    with a notice), else one spike per step.
 
     Raises UsageError (bad argument or input, ``reset="zero"`` with ``spikes_per_step``),
     GraphLoadError, GraphValidationError (also a Delay that overflows at ``dt``),
     UnsupportedError."""
-    from .graph.discretize import check_delays, resolve_dt, resolve_reset
+    from .graph.discretize import check_delays, resolve_dt, resolve_reset, resolve_spike_rule
     from .sim.reference import simulate_reference as _sim
 
     check_choice("scheme", scheme, SCHEMES)
@@ -482,6 +489,8 @@ def simulate_reference(
     if spikes_per_step is None or reset is not None:
         reset, r_notice = resolve_reset(graph, reset)
         notices += [r_notice] if r_notice else []
+    spikes_per_step, rule_notice = resolve_spike_rule(graph, spikes_per_step, reset)
+    notices += [rule_notice] if rule_notice else []
     x = check_events(x, _input_shape(graph))
     dt, dt_notice = resolve_dt(graph, dt)
     notices[:0] = [dt_notice] if dt_notice else []

@@ -358,6 +358,11 @@ def simulate_cmd(source, input_path, out, reference, dt, reset, scheme, spikes_p
             return EXIT_OK
         if spikes_per_step is not None:
             raise UsageError("--spikes-per-step applies to the reference (--reference); a compiled folder simulates the chip itself")
+        ignored = _explicit(("dt", dt is not None), ("reset", reset is not None), ("scheme", None))
+        if ignored:  # a compiled folder runs (and is compared) at the settings it was compiled with
+            flags = ", ".join(f"--{k}" for k in ignored)
+            raise UsageError(f"{flags} applies to the reference (--reference) or to compile; a compiled folder runs with the settings it was "
+                             "compiled with (its report.json 'settings'): compile again to change them")
         if not os.path.isdir(source):
             raise UsageError(f"{source} is not a compiled folder (use --reference to simulate a .nir graph)")
         dep = api.load_deployment(source)
@@ -371,6 +376,12 @@ def simulate_cmd(source, input_path, out, reference, dt, reset, scheme, spikes_p
                 raise UsageError(f"--compare-reference needs more than {lat} time steps (the chip's latency); the input has {x.shape[1]}")
         with _Progress(int(np.prod(x.shape)) * 64, "chip simulation") as prog:
             y = dep.simulate(x, progress=prog)
+        cap = dep.report.details.get("input_events_cap")
+        over = int(np.count_nonzero(np.asarray(x) > cap)) if isinstance(cap, (int, float)) and np.size(x) else 0
+        if over:  # the chip ran on other input than the file holds
+            _echo(f"warning: {over} of {np.size(x)} input values exceed the chip's {cap:g} event(s) per channel and step (largest "
+                  f"{np.max(x):g}); the chip took them as {cap:g} (hint: bin the events more finely, i.e. a smaller dt, or scale the "
+                  "input down)", err=True)
         cmp = ev = None
         if compare_reference or labels is not None:
             s = dep.report.settings
@@ -384,6 +395,7 @@ def simulate_cmd(source, input_path, out, reference, dt, reset, scheme, spikes_p
         _echo(f"wrote {out} {tuple(y.shape)}", err=True)
         if cmp is not None:
             _print_compare(cmp)
+            _warn_low_agreement(cmp, dep, source, input_path)
         if ev is not None:
             _print_accuracy(ev)
         return EXIT_OK
@@ -628,6 +640,39 @@ def study_digits_cmd(quick, out, force, readme, seed, jobs) -> None:
         return EXIT_OK
 
     _run(body)
+
+
+def _warn_low_agreement(cmp: dict, dep, folder, input_path) -> None:
+    """A chip that decides differently from the float reference on more than 1 - AGREEMENT_WARN
+    of the samples gets a warning naming the compile report's warnings and the commands that
+    explain the difference (figures alone are easy to read past)."""
+    from .evaluation.compare import AGREEMENT_WARN
+    from .render import warning_summary
+
+    agree = cmp.get("argmax_agreement")
+    if agree is None or agree != agree or agree >= AGREEMENT_WARN:  # None / NaN: the table already says why
+        return
+    why = warning_summary(dep.report)
+    st = dep.report.settings
+    at = f"--dt {st['dt']:g} --reset {st.get('reset', 'zero')} --scheme {st.get('scheme', 'euler')} " if "dt" in st else ""
+    _echo(f"warning: the chip's winning output equals the reference's in {100 * agree:.1f} % of the samples (below "
+          f"{100 * AGREEMENT_WARN:.0f} %); the compile report's warnings: {why if why != '-' else 'none'} (hint: `nirdeploy compare "
+          f"{dep.source_path or os.path.join(str(folder), 'graph.nir')} {at}--input {input_path} --with reference,{folder}` explains the differences it detects; "
+          "check/compile --sample X.npy measures them, --calibrate X.npy tunes the quantization on Xylo and Speck)", err=True)
+
+
+def _explicit(*flags) -> list[str]:
+    """Names of the options the user gave on the command line: each ``(name, given)`` pair, where
+    ``given`` None means "ask click" (an option with a default cannot tell by its value)."""
+    ctx = click.get_current_context(silent=True)
+    out = []
+    for name, given in flags:
+        if given is None:
+            src = ctx.get_parameter_source(name) if ctx is not None else None
+            given = src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP")
+        if given:
+            out.append(name)
+    return out
 
 
 def _print_compare(cmp: dict) -> None:

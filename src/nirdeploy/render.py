@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import re
 
-__all__ = ["render_report", "render_rows", "render_comparison", "render_fit_table", "to_text", "terminal_safe"]
+__all__ = ["warning_summary", "render_report", "render_rows", "render_comparison", "render_fit_table", "to_text", "terminal_safe"]
 
 # C0 controls but newline and tab, DEL, C1 controls, and the bidirectional overrides/isolates
 _UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -97,7 +97,24 @@ def render_comparison(cmp: dict) -> str:
     )
 
 
+def warning_summary(report) -> str:
+    """``"3: rule_a (2), rule_b"``: how many warnings a report carries and their rules, in order."""
+    rules: dict[str, int] = {}
+    for v in report.violations:
+        if v.severity == "warning":
+            rules[v.rule] = rules.get(v.rule, 0) + 1
+    if not rules:
+        return "-"
+    return f"{sum(rules.values())}: " + ", ".join(f"{k} ({n})" if n > 1 else k for k, n in rules.items())
+
+
 def render_fit_table(reports) -> str:
-    """One row per target:variant: fits or not, and the first blocking reason (``check --target all``)."""
-    rows = [[f"{r.target}:{r.variant}", "yes" if r.fits else "no", r.first_blocking_reason() or "-"] for r in reports]
-    return render_rows("Fit on every target", ["target", "fits", "first blocking reason"], rows)
+    """One row per target:variant: fits or not, the first blocking reason and the warnings
+    (``check --target all``). A target that fits can still run differently from the float
+    network (time constants, weights rounding to zero...): the warnings column says so, and the
+    footer names the command that shows them in full."""
+    rows = [[f"{r.target}:{r.variant}", "yes" if r.fits else "no", r.first_blocking_reason() or "-", warning_summary(r)] for r in reports]
+    text = render_rows("Fit on every target", ["target", "fits", "first blocking reason", "warnings (chip differs from float)"], rows)
+    if any(warning_summary(r) != "-" for r in reports):
+        text += "warnings: check GRAPH --target TARGET:VARIANT prints each with its numbers and hint\n"
+    return text

@@ -116,22 +116,40 @@ def _shape(n: Node) -> tuple[int, ...]:
     return tuple(int(x) for x in s) if s is not None else ()
 
 
-def _structure(g: Graph, viol: list):
+@dataclass
+class _Structure:
+    inp: Node
+    layers: dict[str, _Layer]
+    out_name: str  # the layer read as the output (for the checks: the last layer when none feeds the Output)
+    unsupported: list[str]  # nodes Loihi 2 cannot run, named as violations; paths through them are not lowered
+    ok: bool  # no structural violation and every node supported: the network can be built
+
+
+def _structure(g: Graph, viol: list) -> _Structure | None:
+    """Neuron layers and the linear paths into them, whatever else is wrong: each problem is a
+    violation, and what can still be identified is returned so that the per-layer and placement
+    rules run on it (checks collect every violation). Nodes Loihi 2 cannot run are named, then
+    looked through: paths are followed through them, but a path through one is not lowered.
+    None only when there is not exactly one Input, no Output or no neuron layer."""
     inputs, outputs = g.inputs, g.outputs
+    ok = True
     if len(inputs) != 1 or len(outputs) != 1:
         viol.append(_v("single_input_output", f"Loihi 2 networks here take one Input and one Output node; the graph has {len(inputs)} and "
                        f"{len(outputs)}", limit=1, actual=max(len(inputs), len(outputs)), hint="split the graph, or merge its inputs into one tensor"))
-        return None
+        ok = False
+        if len(inputs) != 1 or not outputs:
+            return None
     inp, out = inputs[0], outputs[0]
-    ok = True
-    for n in g.nodes.values():
-        if n.type not in SUPPORTED_NODES:
-            ok = False
-            viol.append(_v("unsupported_node", f"{n.type} has no Loihi 2 lowering here", n,
-                           hint="Loihi 2 runs Dense/Conv synapses (Affine, Linear, Conv2d, SumPool2d) into CUBA LIF neurons (IF, LIF, CubaLIF)"))
-    if not ok:
-        return None
+    unsupported = [name for name, n in g.nodes.items() if n.type not in SUPPORTED_NODES]
+    for name in unsupported:
+        viol.append(_v("unsupported_node", f"{g.nodes[name].type} has no Loihi 2 lowering here", g.nodes[name],
+                       hint="Loihi 2 runs Dense/Conv synapses (Affine, Linear, Conv2d, SumPool2d) into CUBA LIF neurons (IF, LIF, CubaLIF)"))
     layers = {name: _Layer(name, n, _shape(n)) for name, n in g.nodes.items() if n.type in NEURON_TYPES}
+    if not layers:
+        if not unsupported:
+            viol.append(_v("output_must_be_one_neuron_layer", "the graph has no neuron layer", out,
+                           hint="end the network with one IF/LIF/CubaLIF (or LI/CubaLI readout) layer"))
+        return None
 
     def paths_into(name: str, stack: tuple[str, ...] = ()) -> list[_Path]:
         res = []
@@ -143,7 +161,7 @@ def _structure(g: Graph, viol: list):
                 res.append(_Path(p, [], d))
             elif p in stack:
                 raise ValueError(f"algebraic loop through {p}")  # validation rejects these first
-            else:
+            elif g.nodes[p].type not in ("Input", "Output"):
                 for q in paths_into(p, stack + (p,)):
                     res.append(_Path(q.src, q.nodes + [g.nodes[p]], q.delays + d))
         return res
@@ -161,19 +179,19 @@ def _structure(g: Graph, viol: list):
     out_layers = [p for p in feeding if p in layers]
     if len(feeding) != 1 or not out_layers:
         ok = False
-        delayed = [p for p in feeding if g.nodes[p].type == "Delay"]
-        viol.append(_v("output_must_be_one_neuron_layer", f"the Output is fed by {', '.join(feeding) or 'nothing'}; Loihi reads the spikes "
-                       "(or voltage) of one neuron layer", out,
-                       hint=("Loihi 2 delays spikes on synapses, and no synapse follows the last layer: shift the output by the delay "
-                             "after reading it" if delayed else "end the network with one IF/LIF/CubaLIF (or LI/CubaLI readout) layer")))
+        if not (len(feeding) == 1 and feeding[0] in unsupported):  # an unsupported node is named already
+            delayed = [p for p in feeding if g.nodes[p].type == "Delay"]
+            viol.append(_v("output_must_be_one_neuron_layer", f"the Output is fed by {', '.join(feeding) or 'nothing'}; Loihi reads the spikes "
+                           "(or voltage) of one neuron layer", out,
+                           hint=("Loihi 2 delays spikes on synapses, and no synapse follows the last layer: shift the output by the delay "
+                                 "after reading it" if delayed else "end the network with one IF/LIF/CubaLIF (or LI/CubaLI readout) layer")))
+    out_name = out_layers[0] if out_layers else list(layers)[-1]
     for name, L in layers.items():
-        if L.node.type not in SPIKING and name not in out_layers:
+        if L.node.type not in SPIKING and name != out_name:
             ok = False
             viol.append(_v("hidden_must_spike", f"{L.node.type} neurons do not spike; only spikes travel between Loihi layers", L.node,
                            hint="use IF/LIF/CubaLIF in hidden layers; LI/CubaLI only as the output readout"))
-    if not ok:
-        return None
-    return inp, out, layers, out_layers[0]
+    return _Structure(inp, layers, out_name, unsupported, ok and not unsupported)
 
 
 def _latencies(order: list[_Layer], viol: list) -> None:
@@ -391,7 +409,9 @@ def _decays(L: _Layer, opts: CompileOptions, hw: HWConfig, viol: list, mode: str
         viol.append(_v("voltage_decay_clipped", f"dt/tau_mem rounds to a decay of {int(raw_dv.max())}/{unity}; Loihi's dv stops at {dfmt.max}, so "
                        "v keeps 1/4096 of its value per step instead of none", node, limit=dfmt.max, actual=int(raw_dv.max()), severity="warning",
                        hint="use a smaller dt or a longer tau_mem"))
-    if np.any((raw_dv == 0) & (a_v < 1)):
+    tau_v = np.asarray(node.params.get("tau", node.params.get("tau_mem", np.inf)), dtype=np.float64).reshape(-1)
+    leaks = (a_v < 1) | (np.isfinite(tau_v) if node.type != "IF" else False)  # dt/tau below float resolution leaves a_v == 1.0
+    if np.any((raw_dv == 0) & leaks):
         viol.append(_v("voltage_decay_rounds_to_zero", "1 - alpha_v is below 1/8192: Loihi's dv = 0 makes a perfect integrator", node,
                        severity="warning", hint="use a larger dt or a shorter tau_mem"))
     dv = dv_all.astype(np.int64)
@@ -666,7 +686,8 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions) -> Lowered:
         n_neurons = sum(n.n_neurons for n in g.nodes.values() if n.type in NEURON_TYPES)
         report.resources.append(Resource("neurons (all layers)", n_neurons, hw.limits["neurons_per_chip"], "neurons"))
         return Lowered(None, report)
-    inp, out, layers, out_name = st
+    inp, layers, out_name = st.inp, st.layers, st.out_name
+    skipped: list[str] = []  # paths through nodes Loihi 2 cannot run: followed, not lowered
     order = [layers[n] for n in g.nodes if n in layers]  # topological (normalize sorts)
     _latencies(order, viol)
     index = {L.name: i for i, L in enumerate(order)}
@@ -696,6 +717,9 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions) -> Lowered:
         b_path = np.zeros(n)
         for p in L.paths:
             src_shape = in_shape if p.src == INPUT_NAME else layers[p.src].shape
+            if any(x.name in st.unsupported for x in p.nodes):
+                skipped.append(f"{p.src} -> {L.name}")
+                continue
             if any(x.type == "Delay" for x in p.nodes):  # synaptic delays: DelayDense
                 try:
                     dl = _delayed_operators(p.nodes, src_shape, n, opts.dt)
@@ -783,6 +807,10 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions) -> Lowered:
                 A = w * u_ch[:, None, None, None]
                 q, exp, sign, stats = _weight_ints(A, hw, mode, allow_exp=False)
                 synapses.append(Synapse(src, "conv", q, 0, 8, None, op["stride"], op["padding"], op["dilation"], op["groups"], name=key))
+            nir_w = op if kind == "dense" else op["weight"]
+            lost = int(np.sum((np.asarray(nir_w) != 0) & (q == 0)))  # counted on the graph's weights: scaled ones may underflow to 0.0
+            if lost > stats["became_zero"]:
+                stats = {**stats, "became_zero": lost, "nonzero_float": int(np.count_nonzero(nir_w))}
             quant[key] = stats
             if stats["saturated"]:
                 viol.append(_v("weight_saturated", f"{stats['saturated']} weight(s) of {key} exceed the 8-bit range at weight_exp {exp} and were clipped",
@@ -807,8 +835,16 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions) -> Lowered:
     latency = layers[out_name].latency
     fit_rules(net, hw, report, opts, viol)
     report.nodes = [NodeUsage(L.name, L.node.type, usage[L.name]) for L in order] + report.nodes
+    if not st.ok:  # every rule ran on what was identified; nothing is built
+        if skipped:
+            notes.append(f"not checked: the synapses of {', '.join(skipped)} (they pass through "
+                         f"{', '.join(st.unsupported)}, which Loihi 2 cannot run); core placement counts the rest")
+        notes.append("no network is built: see the violations")
+        return Lowered(None, report)
     report.details.update({"latency_steps": latency, "loihi_mode": mode, "quantization": quant,
-                           "readout": net.readout})
+                           # the core's readout vocabulary (nirdeploy.evaluation.compare.READOUTS): "v" is the network's own word
+                           "readout": "vmem" if net.readout == "v" else "spikes",
+                           "input_events_cap": 1})  # binary input spikes (the note above)
     from .netx import netx_problems
 
     nx = netx_problems(net)

@@ -191,7 +191,7 @@ def fit_rules(net: Loihi2Network, hw, report: FitReport, opts, viol: list) -> No
         if bound * act > M:
             viol.append(_v("u_may_wrap", f"if every input of a neuron spikes in one step its synaptic input a << 6 reaches {int(bound * act)}, beyond "
                            f"u's 24-bit range (2**23 = {M}): u would wrap around", L.name, limit=M, actual=int(bound * act), severity="info",
-                           hint="this is the worst case; compile with calibration data or lower the weights if it is reachable"))
+                           hint="this is the worst case; --sample X.npy measures how the chip follows the reference on real input; lower the weights if it is reachable"))
     rows = []
     for info in part["layers"]:
         cs = info["cores"]

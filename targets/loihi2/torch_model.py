@@ -107,12 +107,7 @@ class Loihi2ChipModel(ChipModel):
 
     # -- parameters --------------------------------------------------------------------------
     def _current(self):
-        if isinstance(self.weights, GraphWeights):
-            art = self.weights.artifact()
-            if art.payload.network is None:
-                raise UnsupportedError("the trained weights no longer lower onto Loihi 2: " + "; ".join(str(v) for v in art.report.errors))
-            return art
-        return self._artifact
+        return self._current_artifact("Loihi 2")
 
     def _synapse_weights(self, art) -> list[list[torch.Tensor]]:
         """Effective weights per layer and synapse (float64 tensors holding integers), with
@@ -134,44 +129,92 @@ class Loihi2ChipModel(ChipModel):
         ints = [[torch.as_tensor(s.effective().astype(np.float64)) for s in L.synapses] for L in net.layers]
         if not torch.is_grad_enabled():
             return ints
+        for (i, j), pre in self._pre_rounding(art).items():
+            ints[i][j] = ints[i][j] + (pre - pre.detach())
+        return ints
+
+    def _pre_rounding(self, art) -> dict[tuple[int, int], torch.Tensor]:
+        """Per trained synapse (layer i, synapse j): the lowering's value before rounding, as a
+        differentiable function of the graph's weights (shape of the synapse's integers)."""
+        net: Loihi2Network = art.payload.network
+        out = {}
         g = self.weights.graph
-        paths = _paths(g, [L.name for L in net.layers])
+        origin = [L.origin or L.name for L in net.layers]  # a layer split by (du, dv) runs as groups name#k (lower.split_by_decay)
+        paths = _paths(g, list(dict.fromkeys(origin)))
+        full = {}  # per source layer of the graph: its neuron count (the groups partition it)
+        for L, o in zip(net.layers, origin):
+            full[o] = full.get(o, 0) + L.n
         in_shape = tuple(net.input_shape)
         unit_shift = float(1 << self.c.activation_shift)
         for i, L in enumerate(net.layers):
-            ps = paths.get(L.name)
-            if ps is None or len(ps) != len(L.synapses) or any(
-                    f"{src} -> {L.name}" != s.name for (src, _), s in zip(ps, L.synapses) if s.name):
-                raise UnsupportedError(f"{L.name}: its Loihi 2 synapses do not correspond one to one to the graph's paths into it "
-                                       "(a split or merged layer): the chip model cannot train it from the graph")
-            unit = torch.as_tensor(self._unit(g.nodes[L.name], L, art, i) / unit_shift)
-            for j, ((src, nodes), s) in enumerate(zip(ps, L.synapses)):
+            ps = paths.get(origin[i])
+            pairs = self._match(net, i, ps or [], origin)
+            if pairs is None:
+                raise UnsupportedError(f"{L.name}: its Loihi 2 synapses do not correspond to the graph's paths into {origin[i]} "
+                                       "(a merged layer, or parallel paths from one source into a split layer): the chip model cannot "
+                                       "train it from the graph")
+            unit = torch.as_tensor(self._unit(g.nodes[origin[i]], L, art, full[origin[i]]) / unit_shift)
+            for j, ((src, nodes), s) in enumerate(zip(pairs, L.synapses)):
                 if not any(self.weights.has(n) for n in nodes):
                     continue
-                src_shape = in_shape if src == "__input__" else tuple(net.layers[[l.name for l in net.layers].index(src)].shape)
+                if src == "__input__":
+                    src_shape = in_shape
+                elif net.layers[s.src].neurons is not None:
+                    src_shape = (full[src],)
+                else:
+                    src_shape = tuple(net.layers[s.src].shape)
                 if s.kind == "dense":
                     A = unit[:, None] * path_matrix(nodes, self.weights, src_shape)
+                    if L.neurons is not None:
+                        A = A[torch.as_tensor(L.neurons)]
+                    if src != "__input__" and net.layers[s.src].neurons is not None:
+                        A = A[:, torch.as_tensor(net.layers[s.src].neurons)]
                     pre = A / 2.0**s.weight_exp
-                else:
+                else:  # Conv synapses never touch a split layer (split_by_decay refuses them)
                     pre = self._conv_pre(nodes, unit, s)
-                if pre is None or tuple(pre.shape) != tuple(ints[i][j].shape):
+                if pre is None or tuple(pre.shape) != tuple(s.weight.shape):
                     continue  # a composite the gradient estimate does not cover: this synapse is not trained
-                ints[i][j] = ints[i][j] + (pre - pre.detach())
-        return ints
+                out[i, j] = pre
+        return out
 
-    def _unit(self, node, L, art, i) -> np.ndarray:
-        """Per neuron: integer voltage units (S, the lowering's voltage scale) times the synaptic
-        gain, per unit of NIR weight, before the activation shift."""
+    @staticmethod
+    def _match(net: Loihi2Network, i: int, ps, origin) -> list | None:
+        """The graph path (source, nodes) of each synapse of layer ``i``, or None when they do not
+        correspond. An unsplit layer fed by unsplit layers has one synapse per path, in order; a
+        split layer, or one fed by a split layer, has one synapse per (path, source group) with its
+        all-zero blocks left out: each is found by its source's graph layer, which must be unique."""
+        L = net.layers[i]
+        split = L.neurons is not None or any(s.src != INPUT and net.layers[s.src].neurons is not None for s in L.synapses)
+        if not split:
+            if len(ps) != len(L.synapses) or any(f"{src} -> {L.name}" != s.name for (src, _), s in zip(ps, L.synapses) if s.name):
+                return None
+            return list(ps)
+        out = []
+        for s in L.synapses:
+            src = "__input__" if s.src == INPUT else origin[s.src]
+            hits = [p for p in ps if p[0] == src]
+            if len(hits) != 1:
+                return None
+            out.append(hits[0])
+        return out
+
+    def _unit(self, node, L, art, n: int) -> np.ndarray:
+        """Per neuron of the graph's layer ``node`` (``n`` neurons; for a layer split by (du, dv)
+        all its groups): integer voltage units (S, the lowering's voltage scale) times the
+        synaptic gain, per unit of NIR weight, before the activation shift. ``L.vth`` is the same
+        in every group of a split layer."""
         s = self._settings
-        d = discretize_node(node, s["dt"], s.get("scheme", "euler"), name=L.name)
-        n = L.n
+        d = discretize_node(node, s["dt"], s.get("scheme", "euler"), name=L.origin or L.name)
         gain = np.broadcast_to(np.asarray(d.gain_v, dtype=np.float64).reshape(-1), (n,))
         if d.cuba:
             gain = gain * np.broadcast_to(np.asarray(d.gain_i, dtype=np.float64).reshape(-1), (n,))
         if d.spiking:
             vr = np.broadcast_to(np.asarray(d.v_reset if d.v_reset is not None else 0.0, dtype=np.float64).reshape(-1), (n,))
             thr = np.broadcast_to(np.asarray(d.threshold, dtype=np.float64).reshape(-1), (n,)) - vr
-            S = float(L.vth << self.c.threshold_shift) / np.where(thr > 0, thr, 1.0)
+            if s.get("loihi_mode") == "paper":  # the NIR paper's constants: S = 2**14 for every neuron (lower.py)
+                S = np.full(n, float(1 << 14))
+            else:
+                S = float(L.vth << self.c.threshold_shift) / np.where(thr > 0, thr, 1.0)
         else:
             S = np.broadcast_to(np.asarray(art.payload.output_scale, dtype=np.float64).reshape(-1), (n,))
         return S * gain
@@ -209,14 +252,6 @@ class Loihi2ChipModel(ChipModel):
                 d[f"L{i}.S{j}.weight_exp"] = np.int64(s.weight_exp)
         return d
 
-    def deployment(self):
-        """The deployment compiled from :meth:`to_graph` (graph form only)."""
-        from nirdeploy.api import compile as _compile
-
-        s = self.compile_settings
-        return _compile(self.to_graph(), target=s["target"], dt=s["dt"], reset=s["reset"], scheme=s["scheme"],
-                        quantization=s["quantization"], target_options=s["target_options"] or None)
-
     # -- dynamics ----------------------------------------------------------------------------
     def forward(self, x, record: bool = False):
         x = self._input(x)
@@ -224,10 +259,7 @@ class Loihi2ChipModel(ChipModel):
         net: Loihi2Network = art.payload.network
         W = self._synapse_weights(art)
         y, rec = self._run(net, W, x, record)
-        if self.info.readout == "vmem":
-            y = y / torch.as_tensor(np.asarray(art.payload.output_scale, dtype=np.float64).reshape(-1))
-        y = y.reshape((y.shape[0], y.shape[1]) + tuple(self.info.output_shape))
-        return (y, rec) if record else y
+        return self._output(y, rec, record, art.payload.output_scale)
 
     def _run(self, net: Loihi2Network, W, x, record):
         c = self.c

@@ -85,6 +85,13 @@ OPTIONS: dict[str, tuple[Any, Any, str]] = {
 }
 
 
+def option_range(key: str, hw: HWConfig | None) -> tuple[int, int]:
+    """The allowed range of an integer target option: the hw_config's limit of the same name
+    (``[min, max]``) where it has one, else 0.. unbounded."""
+    rng = hw.limits.get(key) if hw is not None else None
+    return (int(rng[0]), int(rng[1])) if rng is not None else (0, 2**63 - 1)
+
+
 def resolve_options(extra: dict | None, hw: HWConfig | None = None) -> dict[str, Any]:
     """Target options with defaults filled in; unknown names or bad values raise UsageError."""
     extra = dict(extra or {})
@@ -100,6 +107,10 @@ def resolve_options(extra: dict | None, hw: HWConfig | None = None) -> dict[str,
                 raise UsageError(f"speck option {k} must be an integer >= 0, got {v!r}") from None
             if iv < 0 or (isinstance(v, float) and v != iv):
                 raise UsageError(f"speck option {k} must be an integer >= 0, got {v!r}")
+            lo, hi = option_range(k, hw)
+            if not lo <= iv <= hi:
+                raise UsageError(f"speck option {k} must lie in {lo}..{hi}" + (f" (the {hw.name} hw_config's {k})" if hw is not None else "")
+                                 + f"; got {v!r}")
             out[k] = iv
         else:
             if v not in allowed:

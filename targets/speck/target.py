@@ -9,13 +9,14 @@ import numpy as np
 
 from nirdeploy.backend.compiled import REPORT_FILE, read_report
 from nirdeploy.backend.folder import AnyValue, ArraySpec, Bool, Float, Int, ListOf, Schema, Str, read_json, read_npz, write_json, write_npz
-from nirdeploy.backend.report import FitReport
+from nirdeploy.backend.report import FitReport, Violation
 from nirdeploy.backend.target import Artifact, CompileOptions, SimOutput, Target
+from nirdeploy.evaluation.compare import AGREEMENT_WARN
 from nirdeploy.errors import DeploymentFolderError, UsageError
 from nirdeploy.graph.ir import Graph
 
 from .config import INPUT, SpeckNetwork
-from .lower import OPTIONS, SUPPORTED_NODES, Lowered, lower, resolve_options
+from .lower import OPTIONS, SUPPORTED_NODES, Lowered, lower, option_range, resolve_options
 
 __all__ = ["SpeckTarget", "speck_config"]
 
@@ -36,7 +37,7 @@ _LAYER = Schema({
 _NETWORK = Schema({"input_shape": _SHAPE3, "output_layer": _NAME, "output_pool": Int(1, 1 << 10),
                    "output_shape": ListOf(Int(1, 1 << 30), 0, 8), "layers": ListOf(_LAYER, 1, 64)}, allow_extra=False)
 # every option is optional (a folder written before an option existed gets its default)
-_OPTIONS = Schema({}, optional={k: (Int(0, 1 << 16) if allowed is int else Str(tuple(allowed) if k != "state_overflow" else ("saturate", "wrap")))
+_OPTIONS = Schema({}, optional={k: (Int(0) if allowed is int else Str(tuple(allowed) if k != "state_overflow" else ("saturate", "wrap")))
                                 for k, (allowed, _, _) in OPTIONS.items()}, allow_extra=False)
 #: the schema of speck_meta.json (format 1); cross-file and chip-limit checks follow in ``load``
 META_SCHEMA = Schema({"format": Int(), "variant": Str(max_len=100), "options": _OPTIONS, "network": _NETWORK,
@@ -90,6 +91,13 @@ class SpeckTarget(Target):
             f"sample ({x.shape[0]} x {x.shape[1]} steps, {low.options['sim_mode']} simulation): the chip's output decision equals the "
             f"float reference's on {_pct(ag.get('agreement'))} of the samples the reference decides; spike-count correlation "
             f"{_num(ag.get('correlation'))}")
+        pa = ag.get("agreement")
+        if pa is None or pa < AGREEMENT_WARN:  # a figure in a note is easy to miss: below the floor it is a warning
+            low.report.violations.append(Violation(
+                "fidelity", f"the chip's output decision equals the float reference's on {_pct(pa)} of the sample's decided samples "
+                f"({low.options['sim_mode']} simulation)", "", limit=f"agreement >= {100 * AGREEMENT_WARN:.0f} %", actual=_pct(pa),
+                severity="warning", hint="see the weight and threshold warnings above; --calibrate X.npy tunes the per-layer weight scales "
+                                         "on the sample; `nirdeploy compare` explains the differences it detects"))
         return low
 
     def check(self, graph: Graph, variant: str, options: CompileOptions) -> FitReport:
@@ -154,6 +162,10 @@ class SpeckTarget(Target):
         if meta["variant"] not in self.variants():
             raise DeploymentFolderError(mp, "variant", f"{meta['variant']!r} is not a Speck variant ({', '.join(self.variants())})")
         hw = self.hwconfig(meta["variant"])
+        for k, v in meta["options"].items():
+            lo, hi = option_range(k, hw) if OPTIONS[k][0] is int else (0, 0)
+            if OPTIONS[k][0] is int and not lo <= v <= hi:
+                raise DeploymentFolderError(mp, f"options.{k}", f"{v} is outside {lo}..{hi} (the {hw.name} hw_config's {k})")
         _check_network(meta, hw, mp)
         layers = meta["network"]["layers"]
         wf, bf = hw.fmt("weight"), hw.fmt("bias")
@@ -260,6 +272,8 @@ def _check_network(meta: dict, hw, mp: Path) -> None:
         raise DeploymentFolderError(mp, "network.output_layer", f"{net['output_layer']!r} names no layer")
     oc, oh, ow = shapes[net["output_layer"]]
     p = net["output_pool"]
+    if oh // p == 0 or ow // p == 0:
+        raise DeploymentFolderError(mp, "network.output_pool", f"pooling by {p} leaves nothing of the {oh}x{ow} map of {net['output_layer']!r}")
     if net["output_shape"] and math.prod(net["output_shape"]) != oc * (oh // p) * (ow // p):
         raise DeploymentFolderError(mp, "network.output_shape", f"{net['output_shape']} does not hold the {oc}x{oh // p}x{ow // p} output "
                                     f"of {net['output_layer']!r}")

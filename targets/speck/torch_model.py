@@ -135,12 +135,7 @@ class SpeckChipModel(ChipModel):
 
     # -- parameters --------------------------------------------------------------------------
     def _current(self):
-        if isinstance(self.weights, GraphWeights):
-            art = self.weights.artifact()
-            if art.payload.network is None:
-                raise UnsupportedError("the trained weights no longer lower onto Speck: " + "; ".join(str(v) for v in art.report.errors))
-            return art
-        return self._artifact
+        return self._current_artifact("Speck")
 
     def _layer_weights(self, art) -> list[torch.Tensor]:
         net: SpeckNetwork = art.payload.network
@@ -178,13 +173,6 @@ class SpeckChipModel(ChipModel):
             d[f"threshold_high_{i}"] = np.int64(l.threshold_high)
             d[f"threshold_low_{i}"] = np.int64(l.threshold_low)
         return d
-
-    def deployment(self):
-        from nirdeploy.api import compile as _compile
-
-        s = self.compile_settings
-        return _compile(self.to_graph(), target=s["target"], dt=s["dt"], reset=s["reset"], scheme=s["scheme"],
-                        quantization=s["quantization"], target_options=s["target_options"] or None)
 
     # -- dynamics ----------------------------------------------------------------------------
     def forward(self, x, record: bool = False):

@@ -53,7 +53,7 @@ from nirdeploy.backend.report import FitReport, NodeUsage, Resource, Violation
 from nirdeploy.backend.target import CompileOptions
 
 from .config import XyloConfig
-from .rules import LayerMap, fit_rules
+from .rules import LayerMap, fit_rules, size_rules
 
 __all__ = ["lower", "Lowered", "SUPPORTED_NODES", "THRESHOLD_TARGET"]
 
@@ -67,8 +67,8 @@ THRESHOLD_TARGET = 4096  # quantized threshold aimed at: 2**12 leaves 8x headroo
 @dataclass
 class _Contribution:
     src: str  # "__input__" or a neuron layer name
-    matrix: np.ndarray  # (n_dst, n_src)
-    bias: np.ndarray  # (n_dst,)
+    matrix: np.ndarray | None  # (n_dst, n_src); None where a node on the path has no known weights (checks only)
+    bias: np.ndarray | None  # (n_dst,); None with the matrix
     delays: int  # delayed (recurrent) edges on the path in the reference graph
     filt: str | None = None  # the LI node acting as this input's synapse (see _structure)
     nodes: tuple[str, ...] = ()  # the linear nodes on the path, source side first (for the chip model)
@@ -85,6 +85,7 @@ class _Layer:
     disc: NeuronDiscretization | None = None
     latency: int = 0
     kinds: list = field(default_factory=list)  # synapse kinds: None (own / direct) or LI filter names
+    stand_in: bool = False  # neurons Xylo cannot run (named as unsupported), counted for the checks
 
 
 @dataclass
@@ -102,6 +103,8 @@ class Lowered:
     #: per layer (hidden ones first, then the output layer): how NIR weights become chip weights,
     #: for the chip model (nirdeploy_targets.xylo.torch_model); None after load
     paths: list | None = None
+    # the configuration the fit rules ran on when nodes Xylo cannot run were looked through (not deployable; config is None)
+    checked_config: XyloConfig | None = None
 
 
 INPUT = "__input__"
@@ -150,32 +153,112 @@ def _size(shape) -> int:
     return int(np.prod(shape)) if shape is not None else 0
 
 
-def _structure(g: Graph, hw: HWConfig, viol: list[Violation]):
-    """Neuron layers with their input contributions, or None when the structure cannot map."""
-    ok = True
+# For the checks only, so that every violation is reported together: nodes Xylo cannot run are
+# named, then looked through. Neurons Xylo cannot run still make a layer (its neurons are counted
+# and its role is checked); elementwise nodes are passed over as if removed (Delay, Dropout) or
+# folded into the weights (BatchNorm, as its hint says); through any other node (convolution,
+# pooling) the sources are followed but the weights are not known.
+STAND_IN_NEURONS = ("IF", "I", "Threshold")
+ELEMENTWISE_LOOKED_THROUGH = ("Delay", "Dropout", "BatchNorm1d", "BatchNorm2d")
+# the rules on the chip's weight matrices (windows, fan-out, memory, quantization, formats) run on
+# dense float matrices; past this many entries (inputs + neurons, squared) a network is far beyond
+# every Xylo (at least 4x its neurons) and only the size rules run, with a note
+MAX_WEIGHT_ENTRIES = 1 << 24
+
+
+@dataclass
+class _Structure:
+    inputs: list[Node]
+    out: Node  # the first Output node
+    layers: dict[str, _Layer]
+    filters: dict[str, Node]
+    out_layers: list[str]  # the layers that feed the Output(s)
+    n_in: int  # input channels (every Input together)
+    unsupported: list[str]  # nodes Xylo cannot run, in graph order (named as violations)
+    no_weights: str  # why some path's weights are not known ("" when all are)
+    wired: bool  # no structural violation: the chip's matrices can be built (perhaps with nodes looked through)
+
+    @property
+    def ok(self) -> bool:
+        """A configuration can be built and deployed: wired, every weight known and every node supported."""
+        return self.wired and not self.no_weights and not self.unsupported
+
+
+def _elementwise(node: Node, m: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A looked-through elementwise node on a 1-D path: Delay and Dropout as if removed, BatchNorm
+    folded (y = (x - running_mean) / sqrt(running_var + eps) * weight + bias, PyTorch's defaults)."""
+    if not node.type.startswith("BatchNorm"):
+        return m, b
+    p, n = node.params, b.shape[0]
+
+    def par(key: str, default: float) -> np.ndarray:
+        return _vec(p[key], n) if p.get(key) is not None else np.full(n, default)
+
+    eps = float(np.asarray(p["eps"], dtype=np.float64).reshape(-1)[0]) if p.get("eps") is not None else 1e-5
+    gain = par("weight", 1.0) / np.sqrt(par("running_var", 1.0) + eps)
+    return gain[:, None] * m, gain * (b - par("running_mean", 0.0)) + par("bias", 0.0)
+
+
+def _proxy(node: Node, dt: float, hw: HWConfig) -> Node:
+    """For the checks only: a Xylo neuron standing in for a neuron Xylo cannot run (named as
+    unsupported), so that the weight rules (windows, fan-out, memory, quantization) run on its
+    layer: an integrator (IF, I) as the chip's slowest leak (dash 2**max), a Threshold as a LIF
+    that forgets in one step. Its own parameters never reach a violation."""
+    n = _size(node.output_shape)
+    p = node.params
+    tau = np.full(n, (2.0 ** hw.fmt("dash").max) * dt if node.type in ("IF", "I") else dt)
+    r = _vec(p["r"], n) if p.get("r") is not None else np.ones(n)
+    params = {"tau": tau, "r": r * tau / dt, "v_leak": np.zeros(n)}  # the integrator's input gain r dt kept (LIF: r dt / tau)
+    typ = "LI"
+    if node.type != "I":
+        thr = p.get("v_threshold", p.get("threshold"))
+        params.update(v_threshold=_vec(thr, n) if thr is not None else np.ones(n), v_reset=np.zeros(n))
+        typ = "LIF"
+    return Node(node.name, typ, params, output_shape=(n,))
+
+
+def _unsupported_violation(n: Node) -> Violation:
+    if n.type in STAND_IN_NEURONS:
+        msg = f"{n.type} has no Xylo equivalent: Xylo neurons are leaky (LIF with a synaptic current)"
+    else:
+        msg = f"{n.type} has no Xylo equivalent"
+    return _v("unsupported_node", msg, n, hint="Xylo runs Affine/Linear weights into LIF or CubaLIF neurons (LI/CubaLI as readout)")
+
+
+def _structure(g: Graph, hw: HWConfig, viol: list[Violation]) -> _Structure | None:
+    """Neuron layers with their input contributions, whatever else is wrong: each problem is a
+    violation, and what can still be identified (layers, roles, sources, weights where known) is
+    returned so that the size and per-layer rules run on it. None only when the graph has no
+    Input or no Output."""
+    wired = True
     inputs, outputs = g.inputs, g.outputs
     if len(inputs) != 1 or len(outputs) != 1:
         viol.append(_v("single_input_output", f"Xylo takes one Input and one Output node; the graph has {len(inputs)} and {len(outputs)}",
                        _named(inputs + outputs) if inputs or outputs else Node("graph", "NIRGraph", {}), limit=1, actual=max(len(inputs), len(outputs)), hint="split the graph, or merge its inputs into one vector"))
-        return None
-    inp, out = inputs[0], outputs[0]
-    unsupported = [n for n in g.nodes.values() if n.type not in SUPPORTED_NODES]
-    for n in unsupported:  # first: the most useful thing to know
-        viol.append(_v("unsupported_node", f"{n.type} has no Xylo equivalent", n,
-                       hint="Xylo runs Affine/Linear weights into LIF or CubaLIF neurons (LI/CubaLI as readout)"))
-    ok = not unsupported
+        wired = False
+        if not inputs or not outputs:
+            return None
+    out = outputs[0]
+    out_names = {o.name for o in outputs}
+    unsupported = [name for name, n in g.nodes.items() if n.type not in SUPPORTED_NODES]
+    for name in unsupported:  # first: the most useful thing to know
+        viol.append(_unsupported_violation(g.nodes[name]))
+
     def flattened(name: str) -> bool:  # every path out of `name` passes a Flatten to one dimension
         succ = g.successors(name)
         return bool(succ) and all(g.nodes[s].type == "Flatten" and g.nodes[s].output_shape is not None
                                   and len(g.nodes[s].output_shape) <= 1 for s in succ)
 
+    one_d = True
     for n in g.nodes.values():
-        if n.type in SUPPORTED_NODES and n.type != "NIRGraph":
+        if n.type != "NIRGraph":
             shp = n.output_shape if n.type != "Output" else n.input_shape
             if shp is not None and len(shp) > 1:
                 if n.type == "Input" and flattened(n.name):
                     continue  # an N-d input flattened before any weight: the chip sees the flat vector
-                ok = False
+                one_d = False
+                if n.name in unsupported:
+                    continue  # already named
                 if n.type == "Flatten":
                     msg, hint = (f"Flatten {n.name!r} leaves shape {tuple(shp)}; Xylo layers are vectors",
                                  "flatten every dimension (start_dim 0, end_dim -1 in NIR's batch-less dims)")
@@ -183,10 +266,9 @@ def _structure(g: Graph, hw: HWConfig, viol: list[Violation]):
                     msg, hint = (f"Xylo layers are vectors; {n.type} has shape {tuple(shp)}",
                                  "flatten the network to 1-D layers" + (": put a Flatten right after the Input" if n.type == "Input" else ""))
                 viol.append(_v("not_one_dimensional", msg, n, limit=1, actual=len(shp), hint=hint))
-    if not ok:
-        return None
 
-    layers: dict[str, _Layer] = {n: _Layer(n, g.nodes[n], _size(g.nodes[n].output_shape)) for n in g.nodes if g.nodes[n].type in NEURON_TYPES}
+    layers: dict[str, _Layer] = {n: _Layer(n, g.nodes[n], _size(g.nodes[n].output_shape), stand_in=g.nodes[n].type in STAND_IN_NEURONS)
+                                 for n in g.nodes if g.nodes[n].type in NEURON_TYPES + STAND_IN_NEURONS}
     # An LI node that feeds only LIF layers of its own size, directly, is a synaptic current
     # (NIR's documented composition CubaLIF = LI;LIF): it becomes a Xylo synapse of those
     # neurons. Two such filters with different time constants use Isyn and Isyn2.
@@ -197,16 +279,27 @@ def _structure(g: Graph, hw: HWConfig, viol: list[Violation]):
             filters[name] = n
     for name in filters:
         del layers[name]
-    n_in = _size(inp.output_shape)
+    in_off: dict[str, tuple[int, int]] = {}
+    n_in = 0
+    for i in inputs:  # several Inputs: checked as one vector, in graph order
+        in_off[i.name] = (n_in, _size(i.output_shape))
+        n_in += in_off[i.name][1]
+    n_all = n_in + sum(l.n for l in layers.values()) + sum(_size(f.output_shape) for f in filters.values())
+    no_weights = ("some layers are not vectors" if not one_d else
+                  f"the network has {n_in} inputs and {n_all - n_in} neurons, far beyond any Xylo" if n_all * n_all > MAX_WEIGHT_ENTRIES else "")
+    weights = not no_weights
     memo: dict[str, list[_Contribution]] = {}
+    opaque: list[str] = []  # nodes whose weights are not known
 
     def contributions(name: str, stack: tuple[str, ...] = ()) -> list[_Contribution]:
         node = g.nodes[name]
-        if name == inp.name:
-            return [_Contribution(INPUT, np.eye(n_in), np.zeros(n_in), 0)]
+        if name in in_off:
+            off, k = in_off[name]
+            m = np.eye(k, n_in, off) if weights else None
+            return [_Contribution(INPUT, m, np.zeros(k) if weights else None, 0)]
         if name in layers:
             n = layers[name].n
-            return [_Contribution(name, np.eye(n), np.zeros(n), 0)]
+            return [_Contribution(name, np.eye(n) if weights else None, np.zeros(n) if weights else None, 0)]
         if name in memo:
             return memo[name]
         if name in stack:  # a cycle without neurons: validation rejects it; guard anyway
@@ -215,9 +308,30 @@ def _structure(g: Graph, hw: HWConfig, viol: list[Violation]):
         for p in g.predecessors(name):
             d = 1 if (p, name) in g.delayed_edges else 0
             for c in contributions(p, stack + (name,)):
-                m, b = _linear_apply(node, c.matrix, c.bias)
+                if c.matrix is None:
+                    m, b = None, None
+                elif node.type in LINEAR_TYPES:
+                    m, b = _linear_apply(node, c.matrix, c.bias)
+                elif node.type in ELEMENTWISE_LOOKED_THROUGH:
+                    m, b = _elementwise(node, c.matrix, c.bias)
+                else:  # a node Xylo cannot run whose map is not elementwise: sources only
+                    m, b = None, None
+                    opaque.append(name)
                 res.append(_Contribution(c.src, m, b, c.delays + d, nodes=c.nodes + (name,)))
         memo[name] = res
+        return res
+
+    def feeds_output(name: str) -> bool:  # `name` reaches an Output directly or through looked-through elementwise nodes only
+        succ = g.successors(name)
+        return bool(succ) and all(s in out_names or (g.nodes[s].type in ELEMENTWISE_LOOKED_THROUGH and feeds_output(s)) for s in succ)
+
+    def output_feeders(name: str, seen: tuple[str, ...] = ()) -> list[str]:  # back from an Output through looked-through nodes
+        res = []
+        for p in g.predecessors(name):
+            if g.nodes[p].type in ELEMENTWISE_LOOKED_THROUGH and p not in seen:
+                res += output_feeders(p, seen + (p,))
+            else:
+                res.append(p)
         return res
 
     for name, layer in layers.items():
@@ -232,59 +346,59 @@ def _structure(g: Graph, hw: HWConfig, viol: list[Violation]):
             for c in contributions(p):
                 layer.contributions.append(_Contribution(c.src, c.matrix, c.bias, c.delays + d, nodes=c.nodes))
         layer.kinds = list(dict.fromkeys(c.filt for c in layer.contributions))
-        lim_syn = hw.limits["synapses_per_output" if g.successors(name) == [out.name] else "synapses_per_hidden"]
+        lim_syn = hw.limits["synapses_per_output" if feeds_output(name) else "synapses_per_hidden"]
         if len(layer.kinds) > lim_syn:
             viol.append(_v("synapses_per_neuron", f"the layer needs {len(layer.kinds)} synaptic time constants "
                            f"({', '.join(k or 'direct input' for k in layer.kinds)}); {hw.name} has {lim_syn} synapse(s) per neuron here",
                            layer.node, limit=lim_syn, actual=len(layer.kinds),
                            hint="merge the synaptic filters into one time constant" + (" or use Xylo Audio 2/3 (two synapses)" if lim_syn == 1 else "")))
-            ok = False
+            wired = False
         if not layer.contributions:
             viol.append(_v("unconnected_layer", "neuron layer receives no input", layer.node, hint="remove it or connect it"))
-            ok = False
+            wired = False
 
     # which layers feed the Output node (directly: Xylo has no weights after the output neurons)
-    feeding = g.predecessors(out.name)
+    feeding = list(dict.fromkeys(p for o in outputs for p in output_feeders(o.name)))
     for p in feeding:
         if p not in layers:
-            viol.append(_v("output_must_be_neurons", f"the Output is fed by {g.nodes[p].type} {p!r}, not by a neuron layer", out,
-                           hint="end the network with a LIF/CubaLIF (or LI/CubaLI readout) layer: Xylo reads output neurons"))
-            ok = False
+            if p not in unsupported:  # an unsupported node is named already
+                viol.append(_v("output_must_be_neurons", f"the Output is fed by {g.nodes[p].type} {p!r}, not by a neuron layer", out,
+                               hint="end the network with a LIF/CubaLIF (or LI/CubaLI readout) layer: Xylo reads output neurons"))
+            wired = False
     out_layers = [p for p in feeding if p in layers]
     if len(out_layers) > 1:
         viol.append(_v("single_output_layer", f"{len(out_layers)} neuron layers feed the Output: {', '.join(out_layers)}", out,
                        limit=1, actual=len(out_layers), hint="concatenate them into one output layer"))
-        ok = False
-    if not ok or not out_layers:
-        if not out_layers and ok:
+        wired = False
+    if not out_layers:
+        if not feeding:
             viol.append(_v("output_must_be_neurons", "no neuron layer feeds the Output", out))
-        return None
+        wired = False
     for name in out_layers:
         layers[name].role = "output"
     # rules on roles
     for name, layer in layers.items():
-        succ = [s for s in g.successors(name)]
         if layer.role == "output":
-            if any(s != out.name for s in succ):
+            if not feeds_output(name):
                 viol.append(_v("output_neurons_cannot_be_recurrent", "the output layer also feeds other nodes; Xylo output neurons only drive the output", layer.node,
                                hint="add a hidden copy of this layer for the recurrent/forward path"))
-                ok = False
+                wired = False
             if any(c.src == INPUT for c in layer.contributions):
                 viol.append(_v("input_to_output", "the Input connects straight to the output layer; Xylo inputs only reach hidden neurons", layer.node,
                                hint="insert a hidden LIF layer between the input and the output (Xylo needs at least two neuron layers)"))
-                ok = False
-        else:
-            if layer.node.type not in SPIKING:
-                viol.append(_v("hidden_must_spike", f"hidden {layer.node.type} neurons do not spike; only spikes travel between Xylo neurons", layer.node,
-                               hint="use LIF/CubaLIF in hidden layers; LI/CubaLI only as the output readout"))
-                ok = False
+                wired = False
+        elif layer.node.type not in SPIKING and not layer.stand_in:  # a stand-in is named already
+            viol.append(_v("hidden_must_spike", f"hidden {layer.node.type} neurons do not spike; only spikes travel between Xylo neurons", layer.node,
+                           hint="use LIF/CubaLIF in hidden layers; LI/CubaLI only as the output readout"))
+            wired = False
         for c in layer.contributions:
             if c.delays > 1:
                 viol.append(_v("multi_step_delay", f"a path from {c.src} carries {c.delays} one-step delays", layer.node, limit=1, actual=c.delays))
-                ok = False
-    if not ok:
-        return None
-    return inp, out, layers, filters
+                wired = False
+    if opaque and not no_weights:
+        names = list(dict.fromkeys(opaque))
+        no_weights = f"the weights through {', '.join(names)} ({', '.join(dict.fromkeys(g.nodes[n].type for n in names))}) are not known"
+    return _Structure(inputs, out, layers, filters, out_layers, n_in, unsupported, no_weights, wired and one_d)
 
 
 def _order_hidden(g: Graph, layers: dict[str, _Layer]) -> list[_Layer]:
@@ -418,7 +532,7 @@ def _chip_layer(layer: _Layer, filters: dict[str, Node], hw: HWConfig, opts: Com
     bias = _vec(d.bias_v, n)
     for i, kind in enumerate(layer.kinds):
         suffix = "" if i == 0 else "_2"
-        b_in = sum((c.bias for c in layer.contributions if c.filt == kind), np.zeros(n))
+        b_in = sum((c.bias for c in layer.contributions if c.filt == kind and c.bias is not None), np.zeros(n))
         if kind is None and not d.cuba:
             # a LIF/LI without a synaptic current: Xylo always has one; dash 1, same total charge
             dash = np.full(n, float(max(dash_min, 1)))
@@ -551,29 +665,31 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions, *, scale_factor: np.
     report = FitReport(target=hw.target, variant=hw.variant, settings=settings, violations=viol, notes=notes)
 
     st = _structure(g, hw, viol)
-    n_neurons = sum(n.n_neurons for n in g.nodes.values() if n.type in NEURON_TYPES)
-    if st is None:
-        # still say what we can count
+    if st is None:  # no Input or no Output (validation refuses these first): nothing to map
+        n_neurons = sum(n.n_neurons for n in g.nodes.values() if n.type in NEURON_TYPES + STAND_IN_NEURONS)
         report.resources.append(Resource("neurons (all layers)", n_neurons, lim["hidden_neurons"] + lim["output_neurons"], "neurons"))
         return Lowered(None, report)
-    inp, out, layers, filters = st
+    layers, filters = st.layers, st.filters
     hidden = _order_hidden(g, layers)
-    out_layer = next(l for l in layers.values() if l.role == "output")
+    outs = [layers[n] for n in st.out_layers]
     off = 0
     for l in hidden:
         l.offset = off
         off += l.n
-    n_hid, n_out, n_in = off, out_layer.n, _size(inp.output_shape)
-    latency = _latencies(hidden, out_layer, viol)
+    n_hid, n_out, n_in = off, sum(l.n for l in outs), st.n_in
+    out_named = _named(outs)
+    layer_map = LayerMap([(l.name, l.node.type, l.offset, l.n) for l in hidden],
+                         (out_named.name, out_named.type) if out_named is not None else ("", ""), ", ".join(i.name for i in st.inputs))
 
     # -- reset, threshold semantics ---------------------------------------------------------
-    if opts.reset == "zero":
+    runnable = [l for l in [*hidden, *outs] if not l.stand_in]
+    if opts.reset == "zero" and runnable:
         viol.append(_v("reset_semantics", "compiled with --reset zero, but Xylo resets by subtracting the threshold (v -= theta, up to "
                        f"{lim['max_hidden_spikes_per_step']} spikes per step): after a spike the chip keeps the overshoot v - theta where "
-                       "the reference restarts from v_reset", _named([l for l in [*hidden, out_layer] if l.node.type in SPIKING]) or _named(hidden),
+                       "the reference restarts from v_reset", _named([l for l in runnable if l.node.type in SPIKING]) or _named(runnable),
                        severity="warning",
                        hint="train with subtractive reset (snnTorch reset_mechanism='subtract') and compile with --reset subtract"))
-    for l in [*hidden, out_layer]:
+    for l in runnable:
         vr = l.node.params.get("v_reset")
         if vr is not None and np.any(np.asarray(vr) != 0):
             viol.append(_v("v_reset_ignored", "Xylo has no reset potential; v_reset != 0 is ignored", l.node, severity="warning"))
@@ -582,19 +698,38 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions, *, scale_factor: np.
                  f"input events above {lim['max_input_events_per_step']} per channel and step are dropped")
 
     # -- discretize ---------------------------------------------------------------------------
-    usage: dict[str, dict] = {l.name: {"role": l.role, "neurons": l.n} for l in [*hidden, out_layer]}
+    usage: dict[str, dict] = {l.name: {"role": l.role, "neurons": l.n} for l in [*hidden, *outs]}
     chip: dict[str, _ChipLayer] = {}
-    for l in [*hidden, out_layer]:
+    for l in [*hidden, *outs]:
+        if l.stand_in:  # named as unsupported: a proxy's parameters let the weight rules run, its own findings are dropped
+            proxy = _Layer(l.name, _proxy(l.node, opts.dt, hw), l.n, l.role, l.contributions, kinds=l.kinds)
+            proxy.disc = discretize_node(proxy.node, opts.dt, opts.scheme, name=l.name)
+            chip[l.name] = _chip_layer(proxy, filters, hw, opts, [], {})
+            l.disc = proxy.disc
+            continue
+        if l.node.output_shape is not None and len(l.node.output_shape) > 1:  # named by not_one_dimensional: its neurons checked as a vector
+            flat = {k: (v.reshape(-1) if isinstance(v, np.ndarray) and v.size == l.n else v) for k, v in l.node.params.items()}
+            l = _Layer(l.name, Node(l.name, l.node.type, flat, output_shape=(l.n,)), l.n, l.role, l.contributions, kinds=l.kinds)
         l.disc = discretize_node(l.node, opts.dt, opts.scheme, name=l.name)
         chip[l.name] = _chip_layer(l, filters, hw, opts, viol, usage[l.name])
         for msg in l.disc.notes:
             viol.append(_v("discretization", msg, l.node, severity="warning"))
-        if l.role == "hidden" or l.node.type in SPIKING:
+        if l.node.type in SPIKING:  # (a hidden LI/CubaLI has no threshold: it is named by hidden_must_spike)
             thr = chip[l.name].threshold
             if np.any(~(thr > 0)):
                 viol.append(_v("threshold_not_positive", f"{int(np.sum(~(thr > 0)))} neuron(s) have v_threshold <= 0; on Xylo a zero threshold fires "
                                f"{lim['max_hidden_spikes_per_step']} spikes every step and a negative one wraps Vmem", l.node, limit="> 0", actual=float(np.min(thr)),
                                hint="thresholds must be positive"))
+    if not st.wired or st.no_weights:
+        # the size rules still run on what was identified; the rules on the chip's matrices need them
+        size_rules(n_in, n_hid, n_out if outs else None, hw, report, layer_map)
+        report.nodes = [NodeUsage(l.name, l.node.type, usage[l.name]) for l in [*hidden, *outs]]
+        why = st.no_weights or "the network does not map onto one Xylo population (see the violations)"
+        notes.append(f"checked: the Input, hidden and output sizes and each layer's time constants and thresholds; not checked: the input and output "
+                     f"windows, fan-out, recurrent weight memory and weight quantization, because {why}")
+        return Lowered(None, report)
+    out_layer = outs[0]
+    latency = _latencies(hidden, out_layer, viol)
     readout = "spikes" if out_layer.node.type in SPIKING else "vmem"
 
     # -- float chip matrices ------------------------------------------------------------------
@@ -703,7 +838,6 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions, *, scale_factor: np.
     gv_o = _vec(out_layer.disc.gain_v, n_out)
 
     # -- fit rules -------------------------------------------------------------------------------
-    layer_map = LayerMap([(l.name, l.node.type, l.offset, l.n) for l in hidden], (out_layer.name, out_layer.node.type), inp.name)
     fit_rules(cfg, hw, report, layer_map)
     for l in hidden:
         usage[l.name]["hidden_ids"] = [l.offset, l.offset + l.n - 1]
@@ -723,6 +857,13 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions, *, scale_factor: np.
     )
     notes.append(f"latency: the chip's output at step t + {latency} corresponds to the reference's output at step t "
                  "(one Xylo step per hidden->hidden and hidden->output hop)")
+    if st.unsupported:  # every rule ran with them looked through; nothing is built
+        looked = ", ".join(f"{n} ({g.nodes[n].type}) " + ("folded into the weights" if g.nodes[n].type.startswith("BatchNorm") else
+                                                           "as a stand-in LIF layer" if g.nodes[n].type in STAND_IN_NEURONS else "removed")
+                           for n in st.unsupported)
+        notes.append(f"every rule was checked with {looked}; no configuration is built")
+        return Lowered(None, report, layers=layer_map, checked_config=cfg)
+    inp = st.inputs[0]
     return Lowered(
         cfg,
         report,

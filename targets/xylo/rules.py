@@ -36,7 +36,7 @@ from nirdeploy.backend.rules import LimitChecker, violation
 
 from .config import XyloConfig
 
-__all__ = ["LayerMap", "fit_rules", "recurrent_fanout"]
+__all__ = ["LayerMap", "fit_rules", "size_rules", "recurrent_fanout"]
 
 
 @dataclass
@@ -90,27 +90,44 @@ def _window_rule(chk: LimitChecker, report: FitReport, key: str, used: int, span
         chk.check(key, used, what=what, unit="neurons", node=node, hint=hint)
 
 
+def _namer(layers: LayerMap):
+    """names -> a node (or a list of layers) with its type when they share one"""
+    types = {n: t for n, t, *_ in layers.hidden}
+    types[layers.output[0]] = layers.output[1]
+    types[layers.input] = "Input"
+
+    def named(names: str) -> _Named:
+        parts = [p for p in names.split(", ") if p]
+        kinds = {types.get(p, "") for p in parts}
+        return _Named(names, kinds.pop() if len(kinds) == 1 else "")
+
+    return named
+
+
+def size_rules(n_in: int, n_hidden: int, n_out: int | None, hw: HWConfig, report: FitReport, layers: LayerMap,
+               chk: LimitChecker | None = None) -> None:
+    """The input-channel, hidden-neuron and output-neuron limits (``n_out`` None: no output layer
+    was identified, the rule is not evaluated). They need only the sizes and roles of the layers,
+    so they also run when no configuration can be built."""
+    chk = chk or LimitChecker(hw, report)
+    lim, named = hw.limits, _namer(layers)
+    chk.check("input_channels", n_in, what="input channels", unit="channels", node=named(layers.input),
+              hint=f"reduce the input to {lim['input_channels']} channels (e.g. merge or select channels before the first layer)")
+    chk.check("hidden_neurons", n_hidden, what="hidden neurons", unit="neurons", node=named(", ".join(n for n, *_ in layers.hidden)),
+              hint=f"shrink the hidden layers ({', '.join(f'{n} {k}' for n, _, _, k in layers.hidden)}) to {lim['hidden_neurons']} neurons in total")
+    if n_out is not None:
+        chk.check("output_neurons", n_out, what="output neurons", unit="neurons", node=named(layers.output[0]),
+                  hint=f"use at most {lim['output_neurons']} output neurons (e.g. fewer classes per chip)")
+
+
 def fit_rules(cfg: XyloConfig, hw: HWConfig, report: FitReport, layers: LayerMap) -> None:
     """Check ``cfg`` against every limit of ``hw``; resources and violations go into ``report``."""
     chk = LimitChecker(hw, report)
     lim = hw.limits
     out_name, out_type = layers.output
     hidden_names = ", ".join(n for n, *_ in layers.hidden)
-    types = {n: t for n, t, *_ in layers.hidden}
-    types[out_name] = out_type
-    types[layers.input] = "Input"
-
-    def named(names: str) -> _Named:  # a node (or a list of layers) with its type when there is one
-        parts = [p for p in names.split(", ") if p]
-        kinds = {types.get(p, "") for p in parts}
-        return _Named(names, kinds.pop() if len(kinds) == 1 else "")
-
-    chk.check("input_channels", cfg.n_in, what="input channels", unit="channels", node=named(layers.input),
-              hint=f"reduce the input to {lim['input_channels']} channels (e.g. merge or select channels before the first layer)")
-    chk.check("hidden_neurons", cfg.n_hidden, what="hidden neurons", unit="neurons", node=named(hidden_names),
-              hint=f"shrink the hidden layers ({', '.join(f'{n} {k}' for n, _, _, k in layers.hidden)}) to {lim['hidden_neurons']} neurons in total")
-    chk.check("output_neurons", cfg.n_out, what="output neurons", unit="neurons", node=named(out_name),
-              hint=f"use at most {lim['output_neurons']} output neurons (e.g. fewer classes per chip)")
+    named = _namer(layers)
+    size_rules(cfg.n_in, cfg.n_hidden, cfg.n_out, hw, report, layers, chk)
     two_syn = [n for n, _, off, k in layers.hidden if cfg.n_syn > 1 and np.any(cfg.weights_in[:, off:off + k, 1:]) | np.any(cfg.weights_rec[:, off:off + k, 1:])]
     chk.check("synapses_per_hidden", cfg.n_syn, what="synapses per hidden neuron", unit="synapses", node=named(", ".join(two_syn) or hidden_names),
               hint="use one synaptic time constant per neuron")

@@ -66,9 +66,10 @@ class XyloTarget(Target):
                     res = simulate(low.config, hw, x_chip, record=True)
                 fid = fidelity_report(low, hw, low.report, x_chip, res, ref, ref_chip, measured_only=options.calibration is None)
                 activity = fid["activity"]
-        if low.config is not None:
+        cfg = low.config if low.config is not None else low.checked_config  # (nodes looked through: checked, not built)
+        if cfg is not None:
             hidden = ", ".join(n.node for n in low.report.nodes if n.usage.get("role") == "hidden")
-            real_time_rule(low.config, hw, options.dt, low.report, activity=activity, steps=steps, node=hidden)
+            real_time_rule(cfg, hw, options.dt, low.report, activity=activity, steps=steps, node=hidden)
         return low
 
     # -- contract ----------------------------------------------------------------------------------
@@ -173,8 +174,11 @@ class XyloTarget(Target):
             if scale is None or len(scale) != n_out:
                 raise DeploymentFolderError(mp, "output_scale", f"a Vmem readout needs {n_out} positive scales, got {scale!r}")
             scale = np.asarray(scale, dtype=np.float64)
-        else:
-            scale = None
+        elif scale is not None:
+            raise DeploymentFolderError(mp, "output_scale", "is set, but the readout is spikes (scales belong to a Vmem readout)")
+        if meta["latency_steps"] > cfg.n_hidden + 1:  # one step per hidden->hidden hop plus hidden->output
+            raise DeploymentFolderError(mp, "latency_steps", f"{meta['latency_steps']} is more than {cfg.n_hidden} hidden neurons can "
+                                        f"delay (at most {cfg.n_hidden + 1} steps)")
         report = read_report(folder)
         low = Lowered(cfg, report, tuple(meta["input_shape"]), tuple(meta["output_shape"]), int(meta["latency_steps"]), meta["readout"], scale)
         return Artifact(self.name, meta["variant"], report, low, low.input_shape, low.output_shape, low.latency_steps)
@@ -339,6 +343,15 @@ def _check_config_shapes(a: dict, hw, path: Path) -> None:
     al = a["aliases"]
     if al.size and (al.min() < -1 or al.max() >= n_hid):
         raise DeploymentFolderError(path, "aliases", f"holds neuron indices outside -1..{n_hid - 1}")
+    tmax = hw.fmt("threshold").max
+    for key in ("threshold", "threshold_out"):  # the compiler writes 1..max (a zero fires every step, a negative one wraps Vmem)
+        if a[key].size and a[key].min() < 1:
+            raise DeploymentFolderError(path, key, f"holds {int(a[key].min())}; Xylo thresholds here are 1..{tmax}")
+    biased = bool(np.any(a["bias"]) or np.any(a["bias_out"]))
+    if biased and not int(a["bias_enable"]):
+        raise DeploymentFolderError(path, "bias", "is non-zero but bias_enable is 0 (the chip would ignore it)")
+    if int(a["bias_enable"]) and not lim.get("bias", False):
+        raise DeploymentFolderError(path, "bias_enable", f"is 1, but {hw.name} has no neuron bias")
 
 
 def rockpool_spec(cfg: XyloConfig, hw, dt: float) -> dict[str, np.ndarray]:

@@ -90,13 +90,8 @@ class XyloChipModel(ChipModel):
     # -- parameters --------------------------------------------------------------------------
     def _current(self):
         """(config, output scale, lowered network or None) the chip runs now."""
-        if isinstance(self.weights, GraphWeights):
-            art = self.weights.artifact()
-            if art.payload.config is None:
-                raise UnsupportedError("the trained weights no longer lower onto Xylo: " + "; ".join(str(v) for v in art.report.errors))
-            return art.payload.config, art.payload.output_scale, art.payload
-        low = self._artifact.payload
-        return low.config, low.output_scale, None
+        low = self._current_artifact("Xylo", "config").payload
+        return low.config, low.output_scale, low if isinstance(self.weights, GraphWeights) else None
 
     def _weights(self, cfg: XyloConfig, low):
         """The three weight arrays as float64 tensors holding integers, with straight-through
@@ -159,24 +154,13 @@ class XyloChipModel(ChipModel):
                     d[k] = self.weights.get(k).numpy().astype(np.int64)
         return d
 
-    def deployment(self):
-        """The deployment compiled from :meth:`to_graph` (graph form only)."""
-        from nirdeploy.api import compile as _compile
-
-        s = self.compile_settings
-        return _compile(self.to_graph(), target=s["target"], dt=s["dt"], reset=s["reset"], scheme=s["scheme"],
-                        quantization=s["quantization"], target_options=s["target_options"] or None)
-
     # -- dynamics ----------------------------------------------------------------------------
     def forward(self, x, record: bool = False):
         x = self._input(x)
         cfg, out_scale, low = self._current()
         w_in, w_rec, w_out = self._weights(cfg, low)
         y, rec = self._run(cfg, w_in, w_rec, w_out, x, record)
-        if self.info.readout == "vmem":
-            y = y / torch.as_tensor(np.asarray(out_scale, dtype=np.float64))
-        y = y.reshape((y.shape[0], y.shape[1]) + tuple(self.info.output_shape))
-        return (y, rec) if record else y
+        return self._output(y, rec, record, out_scale)
 
     def _run(self, cfg: XyloConfig, w_in, w_rec, w_out, x, record):
         nin, nh, no, ns = cfg.n_in, cfg.n_hidden, cfg.n_out, cfg.n_syn

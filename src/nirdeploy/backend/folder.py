@@ -314,7 +314,9 @@ class Float(_Spec):
             return f"expected a number, got {type(v).__name__}"
         if isinstance(v, float) and not math.isfinite(v):
             return "expected a finite number"
-        if self.min is not None and (v < self.min or (self.exclusive_min and v == self.min)):
+        if self.min is not None and self.exclusive_min and v <= self.min:
+            return f"{v} must be > {self.min}"
+        if self.min is not None and v < self.min:
             return f"{v} is below the minimum {self.min}"
         if self.max is not None and v > self.max:
             return f"{v} is above the maximum {self.max}"

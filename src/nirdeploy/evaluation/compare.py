@@ -25,6 +25,9 @@ from ..inputs import check_int, check_real_array
 __all__ = ["READOUTS", "readout_values", "decisions", "readout_agreement", "accuracy", "compare_outputs", "describe_readout"]
 
 READOUTS = ("spikes", "vmem")
+#: a chip whose output decision equals the float reference's on fewer samples than this gets a
+#: warning (fit reports with a sample, ``simulate --compare-reference``)
+AGREEMENT_WARN = 0.90
 
 
 def _check_readout(readout: str) -> str:

@@ -157,9 +157,22 @@ def explain(columns: list[Column], rows: list[dict], graph_facts: dict) -> list[
         out.append(f"reset timing: the model was trained with reset = {graph_facts['recorded_reset']}, this comparison uses "
                    f"{graph_facts['reset']}")
     if graph_facts.get("spike_rule") == "multi":
-        out.append("multi-spike steps: the graph was exported from a multi-spike model (Sinabs MultiSpike); the reference "
-                   "column fires at most one spike per step, the 'torch' column follows the recorded rule")
+        if graph_facts.get("reset") == "zero":
+            out.append("multi-spike steps: the graph was exported from a multi-spike model (Sinabs MultiSpike); with reset = zero "
+                       "the reference column fires at most one spike per step, the 'torch' column follows the recorded rule")
+        else:
+            out.append("multi-spike steps: the graph was exported from a multi-spike model (Sinabs MultiSpike); the reference "
+                       "and 'torch' columns follow the recorded rule (floor(v / threshold) spikes per step); a run that fires "
+                       "at most one spike per step differs wherever v reaches twice the threshold")
     return list(dict.fromkeys(out))
+
+
+def _corr_text(v) -> str:
+    """A correlation for the table: "-" when not computed, "n/a" when undefined (NaN: one side's
+    rates are constant, e.g. a single output with equal counts in every sample)."""
+    if v is None:
+        return "-"
+    return "n/a" if v != v else f"{v:.3f}"
 
 
 def render_comparison(rows: list[dict], explanations: list[str], max_outputs: int = 6,
@@ -184,7 +197,7 @@ def render_comparison(rows: list[dict], explanations: list[str], max_outputs: in
 
         fd = r.get("first_divergent_step")
         line = [r["name"], counts, f"{r['total']:g}", pct("spike_agreement"), pct("elementwise_agreement"),
-                f"{r['rate_correlation']:.3f}" if r.get("rate_correlation") is not None else "-",
+                _corr_text(r.get("rate_correlation")),
                 "-" if "spike_agreement" not in r else ("none" if fd is None else str(fd))]
         if has_acc:
             line.append(f"{100 * r['accuracy']:.1f} %" if "accuracy" in r else "-")

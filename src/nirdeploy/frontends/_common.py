@@ -97,7 +97,19 @@ def require(module: str, pins: str, library: str | None = None):
     try:
         return importlib.import_module(module)
     except ImportError as e:
+        missing = getattr(e, "name", None) or ""
+        top = missing.split(".")[0]
+        if top and top != module.split(".")[0] and importlib.util.find_spec(module.split(".")[0]) is not None:
+            # the library is there (installed with --no-deps) but one of its own imports is not:
+            # name that package, the install command of the library would not bring it
+            dist = _IMPORT_TO_DIST.get(top, top)
+            raise MissingDependencyError(library or module, f"pip install {dist}",
+                                         f"it is installed, but its dependency {dist!r} is missing ({e})") from None
         raise MissingDependencyError(library or module, f"{TORCH_EXTRA}  (or: pip install {pins})", str(e)) from None
+
+
+#: import names whose distribution on the package index is named differently
+_IMPORT_TO_DIST = {"pylab": "matplotlib", "mpl_toolkits": "matplotlib", "sklearn": "scikit-learn", "yaml": "pyyaml", "PIL": "pillow"}
 
 
 def export_arguments(model, sample, strict, fold_batchnorm, library: str):

@@ -44,7 +44,7 @@ from . import _common as C
 __all__ = ["LIBRARY", "PINS", "export", "run_model", "build", "native_import"]
 
 LIBRARY = "sinabs"
-PINS = "sinabs==3.1.3 (pip install --no-deps sinabs==3.1.3) nirtorch==2.6 nir==1.0.8"
+PINS = "sinabs==3.1.3 (pip install --no-deps sinabs==3.1.3) matplotlib==3.11.2 nirtorch==2.6 nir==1.0.8"
 
 
 def _sl():

@@ -526,6 +526,31 @@ def resolve_dt(g: Graph, dt: float | None) -> tuple[float, str | None]:
     raise UsageError(f"dt not given and the graph's parameters suggest several values; pass one explicitly:\n{listing}")
 
 
+#: the cap that stands for "no cap" when a graph records Sinabs' unbounded MultiSpike rule
+UNBOUNDED_SPIKES = 2**31 - 1
+
+
+def resolve_spike_rule(g: Graph, spikes_per_step: int | None, reset: str | None) -> tuple[int | None, str | None]:
+    """The reference's spike cap and an optional notice, from the rule recorded in the graph
+    (:mod:`nirdeploy.graph.provenance`, ``nirdeploy_spike_rule``): ``spikes_per_step`` when
+    given; else :data:`UNBOUNDED_SPIKES` (floor(v / threshold) spikes per step, subtracted, as
+    Sinabs' MultiSpike) when the graph records ``"multi"`` and ``reset`` is not ``"zero"``;
+    else None (NIR's one spike per step). A recorded ``"multi"`` that is not applied (reset
+    ``"zero"``) gets a notice too: the reference then differs from the trained model."""
+    from .provenance import recorded
+
+    if spikes_per_step is not None:
+        return spikes_per_step, None
+    rec = recorded(g)
+    if rec.spike_rule != "multi":
+        return None, None
+    if reset == RESET_ZERO:
+        return None, (f"the model was trained with multi-spike steps ({rec.describe()}); with reset = 'zero' the reference "
+                      "fires at most one spike per step, so it can differ from the trained model")
+    return UNBOUNDED_SPIKES, (f"spike rule: multi-spike steps, floor(v / threshold) spikes per step with subtractive reset, as "
+                              f"recorded in the graph ({rec.describe()}); --spikes-per-step N caps it")
+
+
 def resolve_reset(g: Graph, reset: str | None) -> tuple[str, str | None]:
     """The reset mode to use and an optional notice: ``reset`` when given (a notice when it
     differs from the mode recorded in the graph's metadata), else the recorded mode (with a

@@ -312,6 +312,36 @@ class ChipModel(torch.nn.Module):
     def quantized(self) -> dict[str, np.ndarray]:  # pragma: no cover - every target overrides it
         raise NotImplementedError
 
+    def _current_artifact(self, chip: str, lowered: str = "network"):
+        """The compiled artifact the chip runs now: for graph weights the lowering of the current
+        weights (cached while they do not change), else the one the model was built from
+        (``self._artifact``). Raises UnsupportedError when the trained weights no longer lower
+        (the payload's ``lowered`` attribute is None)."""
+        if isinstance(self.weights, GraphWeights):
+            art = self.weights.artifact()
+            if getattr(art.payload, lowered) is None:
+                raise UnsupportedError(f"the trained weights no longer lower onto {chip}: " + "; ".join(str(v) for v in art.report.errors))
+            return art
+        return self._artifact
+
+    def deployment(self):
+        """The deployment compiled from :meth:`to_graph` with the model's compile settings (graph
+        form only; raises UnsupportedError for a model built from a deployment)."""
+        from ..api import compile as _compile
+
+        g = self.to_graph()
+        s = self.compile_settings
+        return _compile(g, target=s["target"], dt=s["dt"], reset=s["reset"], scheme=s["scheme"], quantization=s["quantization"],
+                        target_options=s["target_options"] or None)
+
+    def _output(self, y: torch.Tensor, rec, record: bool, output_scale):
+        """Shape the output layer's (batch, time, n) result as the simulator returns it: a
+        voltage readout divided by the compiled readout scale, reshaped to the output shape."""
+        if self.info.readout == "vmem":
+            y = y / torch.as_tensor(np.asarray(output_scale, dtype=np.float64).reshape(-1))
+        y = y.reshape((y.shape[0], y.shape[1]) + tuple(self.info.output_shape))
+        return (y, rec) if record else y
+
 
 # -- entry point -----------------------------------------------------------------------------------
 def chip_model(graph_or_deployment, target: str = "xylo", *, dt: float | None = None, reset: str | None = None,
@@ -338,6 +368,7 @@ def chip_model(graph_or_deployment, target: str = "xylo", *, dt: float | None = 
         return _build(dep.target, dep.artifact, None, options)
     graph = load_graph(graph_or_deployment)
     t, variant = parse_target_spec(target)
+    require_chip_model(t)  # before compiling: the answer does not depend on the graph
     dep = _compile(graph, target=f"{t.name}:{variant}", dt=dt, reset=reset, scheme=scheme, quantization=quantization,
                    target_options=target_options)
     if not dep.fits:
@@ -357,11 +388,24 @@ def chip_model(graph_or_deployment, target: str = "xylo", *, dt: float | None = 
     return model
 
 
+def require_chip_model(t) -> None:
+    """Raise UnsupportedError when target ``t`` does not implement ``Target.chip_model``."""
+    from ..backend.target import Target
+
+    if getattr(type(t), "chip_model", Target.chip_model) is Target.chip_model:
+        raise UnsupportedError(_no_chip_model(t.name))
+
+
+def _no_chip_model(name: str) -> str:
+    return (f"target {name!r} has no chip model (Target.chip_model), so it cannot be fine-tuned chip-aware; "
+            "fine-tune the float reference semantics instead (mode='float', CLI --float)")
+
+
 def _build(t, artifact, weights, options) -> ChipModel:
     fn = getattr(t, "chip_model", None)
     model = fn(artifact, weights=weights, **options) if fn is not None else None
     if model is None:
-        raise UnsupportedError(f"target {t.name!r} has no chip model (Target.chip_model)")
+        raise UnsupportedError(_no_chip_model(t.name))
     if not isinstance(model, ChipModel):
         from ..errors import TargetError
 

@@ -245,6 +245,11 @@ def finetune(graph, target: str | None = "xylo", x_train=None, y_train=None, *, 
         raise UsageError("x_train and y_train are required")
     if (x_val is None) != (y_val is None):
         raise UsageError("x_val and y_val go together")
+    if mode == "chip":
+        from ..backend.target import parse_target_spec
+        from .chip import require_chip_model
+
+        require_chip_model(parse_target_spec(target)[0])  # before reading the graph and the data
 
     g = load_graph(graph)
     in_shape = _input_shape(g)
