@@ -135,7 +135,7 @@ def test_quick_study_runs_the_whole_pipeline(quick_run):
         # epoch 0 (the compiled network) and every fine-tuning epoch scored on the validation set;
         # the kept one is the best there, and its graph is written when it is not the original
         curve = [e["val_chip"] for e in ft["epochs"]]
-        assert len(curve) == res["config"]["finetune_epochs"] + 1 and ft["kept_epoch"] == int(np.argmax(curve))
+        assert len(curve) == res["config"][f"{row['network']}_finetune_epochs"] + 1 and ft["kept_epoch"] == int(np.argmax(curve))
         assert (ft["kept_epoch"] == 0) != (out / f"{row['network']}-{row['target'].replace(':', '-')}-finetuned.nir").is_file()
         for e in ft["epochs"][2:]:  # each epoch starts from the graph the last one wrote: its chip is the same
             assert e["val_chip_before"] == ft["epochs"][e["epoch"] - 1]["val_chip"]

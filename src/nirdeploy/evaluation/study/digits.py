@@ -84,12 +84,14 @@ class StudyConfig:
     cnn_lr: float = 1e-2
     batch: int = 64
     penalty: float = 1.0  # membrane penalty weight (0: none)
-    finetune_epochs: int = 3
+    rsnn_finetune_epochs: int = 8  # fine-tuning epochs per target (each scored on the validation set)
+    cnn_finetune_epochs: int = 4
     finetune_lr: float = 1e-3  # Adam on the graph's float weights, through the chip model
     finetune_batch: int = 32
     finetune_penalty: float = 0.1  # membrane-headroom penalty weight in fine-tuning
     val_fraction: float = 0.15  # of the training split, held out: picks the fine-tuning epoch to keep
-    finetune_train_limit: int | None = 600  # training samples fine-tuning sees (None: all)
+    rsnn_finetune_limit: int | None = None  # training samples fine-tuning sees (None: all)
+    cnn_finetune_limit: int | None = 600  # the CNN's chip models (Speck's event-driven one) cost more per sample
     sample_size: int = 64  # samples for export verification and the fidelity report
     raster_index: int = 0  # which test sample the raster plot shows
     jobs: int = 2  # worker processes: the two networks train side by side, then target runs
@@ -104,7 +106,7 @@ class StudyConfig:
 FULL = StudyConfig()
 QUICK = replace(FULL, quick=True, train_limit=240, test_limit=100, rsnn_hidden=32, rsnn_epochs=3, rsnn_lr=2e-2, cnn_channels=(4, 8),
                 cnn_epochs=2, cnn_lr=2e-2,
-                finetune_epochs=2, finetune_train_limit=64, sample_size=16)
+                rsnn_finetune_epochs=2, cnn_finetune_epochs=2, rsnn_finetune_limit=64, cnn_finetune_limit=64, sample_size=16)
 
 
 def _default_log(msg: str) -> None:
@@ -553,12 +555,13 @@ def run_digits(out: str | os.PathLike | None = None, *, quick: bool = False, con
                 return []
             name = row["network"]
             d = data[name]
-            tr = _subset(len(d.y_train), cfg.finetune_train_limit, cfg.seed + 2)
+            epochs, limit = getattr(cfg, f"{name}_finetune_epochs"), getattr(cfg, f"{name}_finetune_limit")
+            tr = _subset(len(d.y_train), limit, cfg.seed + 2)
             save = tmp / f"{name}-{job['target'].replace(':', '-')}-finetuned.nir"
-            ft = {**job, "x_train": d.x_train[tr], "y_train": d.y_train[tr], "epochs": cfg.finetune_epochs, "seed": cfg.seed,
+            ft = {**job, "x_train": d.x_train[tr], "y_train": d.y_train[tr], "epochs": epochs, "seed": cfg.seed,
                   "lr": cfg.finetune_lr, "batch": cfg.finetune_batch, "penalty": cfg.finetune_penalty,
                   "x_val": d.x_val, "y_val": d.y_val, "save": str(save), "threads": cfg.threads, "chip": r}
-            return [(_finetune_job, ft, finetune_done, f"{job['target']} ({name}): fine-tuned ({cfg.finetune_epochs} epochs on "
+            return [(_finetune_job, ft, finetune_done, f"{job['target']} ({name}): fine-tuned ({epochs} epochs on "
                                                          f"{len(tr)} samples) and simulated again")]
 
         def finetune_done(job: dict, r: dict) -> list:
