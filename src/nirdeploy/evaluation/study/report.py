@@ -258,7 +258,10 @@ def write_outputs(folder, results: dict, data: dict) -> None:
 
 
 def _raster(plt, path: Path, results: dict, data: dict) -> None:
-    """One test sample: its input events and every chip's output spikes before and after fine-tuning."""
+    """One test sample: its input events (channels; the CNN's frames flattened) and every chip's
+    output spikes (one row per class) before and after fine-tuning."""
+    from matplotlib.ticker import MaxNLocator
+
     k = int(results["config"].get("raster_index", 0))
     panels = []
     for name, d in data.items():
@@ -280,6 +283,8 @@ def _raster(plt, path: Path, results: dict, data: dict) -> None:
         ax.set_ylim(-0.5, a.shape[1] - 0.5)
         ax.set_title(title, fontsize=8, loc="left")
         ax.tick_params(labelsize=6)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[-1, 0].set_xlabel("time step")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
