@@ -119,6 +119,27 @@ def markdown_table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def float_notes(results: dict) -> str:
+    """Per network: each float library's spike agreement with the reference, and what the
+    frontend found when it checked the export against the trained snnTorch model."""
+    lines = []
+    for name, net in results["networks"].items():
+        runs = net.get("float", {}).get("runs", {})
+        agree = ", ".join(f"{run} {100 * r['spike_agreement']:.1f} %" for run, r in runs.items() if r.get("spike_agreement") is not None)
+        model = runs.get("snntorch (trained model)", {}).get("accuracy")
+        line = (f"- {net.get('title', name)}: the trained snnTorch model scores {_pct(model)} %; spikes equal to the reference's: "
+                f"{agree or '-'}")
+        exp = net.get("export", {})
+        if exp.get("warnings"):
+            w = exp["warnings"][0].splitlines()
+            reason = w[1].strip().lstrip("- ") if len(w) > 1 else ""
+            line += f". Export: {w[0].split(': ', 1)[-1]}" + (f" ({reason})" if reason else "")
+        elif exp:
+            line += f". Export: reproduces the model exactly on {exp.get('verified_on')} samples"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
 def column_help() -> str:
     """The column explanations as a Markdown list, and how accuracy is read."""
     return ("\n".join(f"- **{c}**: {h}" for c, h in COLUMN_HELP) + "\n\nAccuracy: spike-count argmax of the output layer; a silent "
@@ -189,7 +210,7 @@ def results_markdown(results: dict) -> str:
     m = results.get("machine", {})
     lines += [f"- total {results['seconds']:.0f} s on {m.get('cpus')} CPU(s), load average at start "
               f"{_load(m.get('load_average_start'))}, at end {_load(m.get('load_average_end'))}", "", markdown_table(results), "",
-              goal_line(results), "", column_help(), ""]
+              goal_line(results), "", "Float runs:", "", float_notes(results), column_help(), ""]
     return "\n".join(lines)
 
 
@@ -212,7 +233,7 @@ def readme_text(results: dict) -> str:
     m = results.get("machine", {})
     return (markdown_table(results) + "\n" + goal_line(results).replace("\n  ", "\n- ") + "\n\n"
             + f"Full run: {results['seconds'] / 60:.1f} min on {m.get('cpus')} CPU cores (load average "
-            f"{_load(m.get('load_average_start'))} at the start).\n\n" + column_help())
+            f"{_load(m.get('load_average_start'))} at the start).\n\n" + float_notes(results) + "\n" + column_help())
 
 
 def update_readme(path, results: dict) -> None:
