@@ -14,6 +14,8 @@ from click.testing import CliRunner
 from nirdeploy.cli import main
 from nirdeploy.evaluation.study import report
 
+from conftest import require_oracle
+
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "examples" / "study-digits"
 
@@ -104,8 +106,8 @@ def test_study_refuses_an_existing_folder_before_any_work(tmp_path):
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    for mod in ("torch", "snntorch", "norse", "sklearn", "matplotlib"):
-        pytest.importorskip(mod, reason="scripts/test.sh installs the study's stack")
+    for mod in ("torch", "snntorch", "norse", "sklearn", "matplotlib"):  # scripts/test.sh installs them; CI fails without
+        require_oracle(mod)
     out = tmp_path_factory.mktemp("study") / "quick"
     r = CliRunner().invoke(main, ["study", "digits", "--quick", "-o", str(out)])
     return r, out

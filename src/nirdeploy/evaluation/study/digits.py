@@ -483,6 +483,8 @@ def run_digits(out: str | os.PathLike | None = None, *, quick: bool = False, con
     minutes; checks the pipeline, not the accuracy); ``config`` overrides both; ``readme``: a
     README whose study table (between :data:`~nirdeploy.evaluation.study.report.BEGIN` and
     ``END``) is rewritten from the results. ``log``: progress lines (default: stderr).
+    With ``config.jobs > 1`` the work runs in spawned worker processes, so a script that calls
+    this must do so under ``if __name__ == "__main__":`` (Python's rule for spawn).
 
     Raises MissingDependencyError (torch, snnTorch, Norse, scikit-learn or matplotlib missing),
     OutputError (``out`` or ``readme`` cannot be written; checked before the work starts),
