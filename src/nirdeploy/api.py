@@ -256,7 +256,7 @@ class Deployment:
     def readout(self) -> str:
         """How a decision is read from the outputs: ``"spikes"`` or ``"vmem"`` (the report says)."""
         r = str(self.report.details.get("readout", "spikes"))
-        return "vmem" if r == "v" else r  # folders a Loihi 2 compile wrote before it used the core's word
+        return "vmem" if r == "v" else r  # in memory; a folder's "v" (older Loihi 2 compiles) is mapped on load
 
     def source_graph(self) -> Graph:
         """The NIR graph this deployment was compiled from (the copy in its folder after loading).
