@@ -616,13 +616,12 @@ def study_group() -> None:
 @study_group.command("digits")
 @click.option("--quick", is_flag=True, help="the small CI configuration (a few minutes): checks the pipeline, not the accuracy")
 @click.option("-o", "--out", "out", default="study-digits", show_default=True, type=click.Path(),
-              help="output folder (results.json, results.md, raster.png, accuracy.png, the graphs); written atomically")
-@click.option("--force", is_flag=True, help="replace OUT if it is a folder nirdeploy wrote")
+              help="output folder, new or empty (results.json, results.md, raster.png, accuracy.png, the graphs); written atomically")
 @click.option("--readme", type=click.Path(dir_okay=False), default=None,
               help="also rewrite the study table between the study-digits markers in this README")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="data split, initial weights, sample order")
 @click.option("--jobs", type=click.IntRange(min=1), default=None, help="worker processes for independent target runs [default: 2]")
-def study_digits_cmd(quick, out, force, readme, seed, jobs) -> None:
+def study_digits_cmd(quick, out, readme, seed, jobs) -> None:
     """Digits study (issue 11): scikit-learn's bundled 8x8 digits as events (no download), a
     recurrent and a convolutional snnTorch net trained on CPU, exported to NIR, run in snnTorch,
     Norse and the reference, compiled and simulated bit-accurately for every chip that fits,
@@ -635,7 +634,7 @@ def study_digits_cmd(quick, out, force, readme, seed, jobs) -> None:
         from .evaluation.study import FULL, QUICK, run_digits
 
         cfg = replace(QUICK if quick else FULL, seed=seed, **({"jobs": jobs} if jobs is not None else {}))
-        res = run_digits(out, config=cfg, readme=readme, force=force, log=lambda m: _echo(m, err=True))
+        res = run_digits(out, config=cfg, readme=readme, log=lambda m: _echo(m, err=True))
         _echo(f"wrote {out} ({res['seconds']:.0f} s)", err=True)
         return EXIT_OK
 

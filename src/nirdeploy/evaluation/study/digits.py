@@ -476,10 +476,11 @@ def _intended(network: str, target: str) -> bool:
 
 
 def run_digits(out: str | os.PathLike | None = None, *, quick: bool = False, config: StudyConfig | None = None,
-               readme: str | os.PathLike | None = None, log: Callable[[str], None] | None = None, force: bool = False) -> dict:
+               readme: str | os.PathLike | None = None, log: Callable[[str], None] | None = None) -> dict:
     """Run the digits study (see the module docstring) and return the results (the content of
     ``results.json``). ``out``: folder to write (new or empty; written atomically at the end, so
-    a failed run leaves nothing; ``force``: replace a folder nirdeploy wrote); ``quick``: the small CI configuration (:data:`QUICK`, a few
+    a failed run leaves nothing; a study folder is never replaced: it is not a compiled folder,
+    which is all ``--force`` elsewhere may replace); ``quick``: the small CI configuration (:data:`QUICK`, a few
     minutes; checks the pipeline, not the accuracy); ``config`` overrides both; ``readme``: a
     README whose study table (between :data:`~nirdeploy.evaluation.study.report.BEGIN` and
     ``END``) is rewritten from the results. ``log``: progress lines (default: stderr).
@@ -497,7 +498,11 @@ def run_digits(out: str | os.PathLike | None = None, *, quick: bool = False, con
         raise UsageError("config must be a StudyConfig")
     log = log or _default_log
     if out is not None:
-        check_output_folder(out, force=force, inputs=[readme] if readme is not None else [])
+        if os.path.isdir(out) and not os.path.islink(out) and any(True for _ in os.scandir(out)):
+            from ...errors import OutputError
+
+            raise OutputError(f"output folder {out} already exists and is not empty; choose a new folder (a study never replaces one)")
+        check_output_folder(out, inputs=[readme] if readme is not None else [])
     if readme is not None:
         check_output_file(readme)
         report.readme_block(Path(readme).read_text(encoding="utf-8"))  # the markers must be there
@@ -515,7 +520,7 @@ def run_digits(out: str | os.PathLike | None = None, *, quick: bool = False, con
     results["nirdeploy_version"] = nirdeploy.__version__
     results["versions"] = _versions()
     with signal_guard(), contextlib.ExitStack() as stack:
-        tmp = stack.enter_context(atomic_folder(out, force=force)) if out is not None else Path(stack.enter_context(_tempdir()))
+        tmp = stack.enter_context(atomic_folder(out, inputs=[readme] if readme is not None else [])) if out is not None else Path(stack.enter_context(_tempdir()))
         t = time.perf_counter()
         data = load_data(cfg)
         results["data"] = {k: {"description": d.description, "train": int(len(d.y_train)), "validation": int(len(d.y_val)),
