@@ -202,8 +202,8 @@ def results_markdown(results: dict) -> str:
     cfg = results["config"]
     lines = [f"# Digits study ({'quick' if cfg.get('quick') else 'full'} run)", ""]
     for name, d in results["data"].items():
-        lines.append(f"- data ({name}): {d['description']}; {d['train']} training / {d['test']} test samples, "
-                     f"shape {tuple(d['sample_shape'])}")
+        lines.append(f"- data ({name}): {d['description']}; {d['train']} training / {d.get('validation', 0)} validation (held out "
+                     f"from the training split) / {d['test']} test samples, shape {tuple(d['sample_shape'])}")
     for name, net in results["networks"].items():
         lines.append(f"- {net['title']}: {net['architecture']}; {net['epochs']} epochs, {net['train_seconds']:.0f} s; "
                      f"export {'exact on the sample' if net['export']['exact'] else 'differs on the sample (see results.json)'}")
