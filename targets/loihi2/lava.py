@@ -168,7 +168,7 @@ def _batch(jobs_dir: Path, out: Path) -> int:
             for key, a in r.items():
                 results[f"{pre}{lname}.{key}"] = a
     results["status"] = np.frombuffer(json.dumps(status).encode(), dtype=np.uint8)
-    return _save_npz(out, results, inputs=[jobs_dir])
+    return _save_npz(out, results, inputs=[jobs_dir / "jobs.json", jobs_dir / "arrays.npz"])  # OUT may sit in JOBS_DIR
 
 
 def _save_npz(out: Path, arrays: dict, *, inputs=(), force: bool = False) -> int:
