@@ -186,7 +186,7 @@ def test_missing_or_odd_budget_files(tmp_path, sample):
 
 def test_a_resource_without_a_limit_cannot_be_budgeted():
     rep = FitReport("chip", "v", resources=[Resource("wires", 3, None)])
-    with pytest.raises(BudgetError, match="'wires', which has no limit on chip:v"):
+    with pytest.raises(BudgetError, match="for chip:v names 'wires', which has no limit there"):
         check_resources(rep, Budget(keep_free={"wires": 0.1}))
 
 
@@ -195,3 +195,40 @@ def test_parse_budget_from_a_mapping():
     assert b.keep_free == {"hidden neurons": 0.2} and b.min_agreement == {} and b.sample_input is None
     with pytest.raises(BudgetError):
         parse_budget(["not", "a", "table"])
+
+
+def test_per_target_tables_replace_the_top_level_ones_for_that_target():
+    """Each target names its own resources: a [targets.NAME] table replaces [keep_free] /
+    [min_agreement] for that target, a TARGET:VARIANT table replaces the TARGET one."""
+    b = parse_budget({"keep_free": {"hidden neurons": "20%"}, "sample_input": "x.npy", "min_agreement": {"argmax_agreement": 0.5},
+                      "targets": {"loihi2": {"keep_free": {"cores": 0.5}},
+                                  "xylo:imu": {"min_agreement": {"argmax_agreement": 0.9}}}})
+    assert b.for_chip("xylo", "audio2")[:2] == ({"hidden neurons": 0.2}, {"argmax_agreement": 0.5})
+    assert b.for_chip("loihi2", "chip")[:2] == ({"cores": 0.5}, {"argmax_agreement": 0.5})
+    assert b.for_chip("xylo", "imu")[:2] == ({"hidden neurons": 0.2}, {"argmax_agreement": 0.9})
+    xy = FitReport("xylo", "audio2", resources=[Resource("hidden neurons", 900, 1000)])
+    lo = FitReport("loihi2", "chip", resources=[Resource("cores", 2, 100)])
+    res = check_resources([xy, lo], b)
+    assert [(r.target, r.name, r.passed) for r in res] == [("xylo:audio2", "hidden neurons", False), ("loihi2:chip", "cores", True)]
+    # the same budget without the loihi2 table: the Xylo resource is not on Loihi 2's report, and the error says what to do
+    b2 = parse_budget({"keep_free": {"hidden neurons": "20%"}})
+    with pytest.raises(BudgetError, match=r"\[targets.loihi2.keep_free\]"):
+        check_resources([lo], b2)
+    # agreement floors per target
+    from nirdeploy.ci.budget import check_agreement
+
+    out = check_agreement({"argmax_agreement": 0.7}, b, "xylo:imu")
+    assert [(r.floor, r.passed) for r in out] == [(0.9, False)]
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"targets": {"loihi2": {"keep_fre": {}}}}, "unknown key"),
+    ({"targets": {"loihi2": 3}}, "must be a table"),
+    ({"targets": {"a b": {"keep_free": {}}}}, "a target or TARGET:VARIANT"),
+    ({"targets": {"loihi2": {"keep_free": {"cores": 2}}}}, "above 1"),
+    ({"targets": {"loihi2": {"min_agreement": {"argmax_agreement": 0.5}}}}, "needs sample input"),
+    ({"targets": {"loihi2": {"min_agreement": {"bogus": 0.5}}}, "sample_input": "x.npy"}, "unknown metric"),
+])
+def test_bad_per_target_tables_are_budget_errors(bad, match):
+    with pytest.raises(BudgetError, match=match):
+        parse_budget(bad)

@@ -174,6 +174,11 @@ CASES = [
     ("loihi2", "npz_bias_mantissa_beyond_13_bit", LNPZ, "L0.bias_mant", _npz(LNPZ, _set("L0.bias_mant", lambda a: a["L0.bias_mant"] * 0 + 70000))),
     ("loihi2", "npz_bias_exponent_negative", LNPZ, "L1.bias_exp", _npz(LNPZ, _set("L1.bias_exp", lambda a: a["L1.bias_exp"] * 0 - 1))),
     ("loihi2", "npz_bias_of_the_wrong_length", LNPZ, "L0.bias_mant", _npz(LNPZ, _set("L0.bias_mant", lambda a: a["L0.bias_mant"][:-1]))),
+    # the core's report.json: the keys the core reads from details (readout, the chip's input cap)
+    *[(t, f"report_{cid}", "report.json", f"details.{key}", _json("report.json", _meta_set(f"details.{key}", value)))
+      for t in ("xylo", "speck", "loihi2")
+      for cid, key, value in (("readout_unknown", "readout", "bogus"), ("readout_a_number", "readout", 1),
+                              ("input_cap_negative", "input_events_cap", -1), ("input_cap_a_string", "input_events_cap", "15"))],
 ]
 
 

@@ -256,7 +256,7 @@ class Deployment:
     def readout(self) -> str:
         """How a decision is read from the outputs: ``"spikes"`` or ``"vmem"`` (the report says)."""
         r = str(self.report.details.get("readout", "spikes"))
-        return "vmem" if r == "v" else r  # folders a Loihi 2 compile wrote before it used the core's word
+        return "vmem" if r == "v" else r  # in memory; a folder's "v" (older Loihi 2 compiles) is mapped on load
 
     def source_graph(self) -> Graph:
         """The NIR graph this deployment was compiled from (the copy in its folder after loading).
@@ -602,10 +602,11 @@ def compare(graph_or_path, x, *, runs=("reference",), dt: float | None = None, r
         out = graph.outputs[0].output_shape if len(graph.outputs) == 1 else None
         lab = check_labels(labels, x.shape[0], int(np.prod(out)) if out is not None else None)
     cols = [_run_column(graph, graph_or_path, spec, x, dt, reset, scheme) for spec in runs]
-    rows = compare_columns(cols, lab, flag_below=flag_below)
+    facts_r = _r_facts(graph)
+    rows = compare_columns(cols, lab, flag_below=flag_below, readout=facts_r["readout"])
     rec = recorded(graph)
     facts = {"dt": dt, "reset": reset, "recorded_dt": rec.dt, "recorded_reset": rec.reset, "source": rec.source,
-             "spike_rule": rec.spike_rule, **_r_facts(graph)}
+             "spike_rule": rec.spike_rule, **facts_r}
     expl = explain(cols, rows, facts)
     below = min_agreement is not None and any(r.get("flag") for r in rows)
     return {"rows": rows, "explanations": expl, "dt": dt, "reset": reset, "min_agreement": min_agreement,
@@ -633,7 +634,10 @@ def _r_facts(graph: Graph) -> dict:
 
     flat = normalize(graph)
     leaky = [n for n in flat.nodes.values() if n.type in ("LIF", "LI", "CubaLIF", "CubaLI")]
-    facts = {"leaky": bool(leaky)}
+    # a graph read out from membrane voltages: every node feeding the Output is a non-spiking neuron
+    feeding = [flat.nodes[p].type for o in flat.nodes.values() if o.type == "Output" for p in flat.predecessors(o.name)]
+    voltage = bool(feeding) and all(t in ("LI", "CubaLI", "I") for t in feeding)
+    facts = {"leaky": bool(leaky), "readout": "vmem" if voltage else "spikes"}
     cands = infer_dt(graph)
     if cands and cands[0].convention == "snntorch":
         r = np.concatenate([np.ravel(n.params["r"]) for n in leaky])

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from nirdeploy.backend.folder import ArraySpec, Bool, Float, Int, ListOf, Nullable, Schema, Str, read_json, read_npz, write_json, write_npz
+from nirdeploy.backend.compiled import read_report
 from nirdeploy.backend.report import FitReport, Violation
 from nirdeploy.backend.target import Artifact, CompileOptions, SimOutput, Target
 from nirdeploy.evaluation.compare import AGREEMENT_WARN
@@ -363,7 +364,7 @@ class Loihi2Target(Target):
     def load(self, folder: Path) -> Artifact:
         folder = Path(folder)
         net, meta = read_network(folder)
-        report = FitReport.from_dict(read_json(folder / "report.json", Schema({"target": Str(), "variant": Str()})))
+        report = read_report(folder)  # the core's schema (also checked by the core before this load)
         scale = None if meta["output_scale"] is None else np.asarray(meta["output_scale"], dtype=np.float64)
         low = Lowered(net, report, tuple(meta["input_shape"]), tuple(meta["output_shape"]), int(meta["latency_steps"]), scale)
         if meta["variant"] not in self.variants():

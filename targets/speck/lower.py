@@ -349,7 +349,10 @@ def _structure(g: Graph, opts: dict, viol: list) -> _Structure:
         else:
             out_path = out_paths[0]
     if not layers:
-        viol.append(violation("structure", "the graph has no IF layer", hint="Speck runs Conv2d / Affine / Linear into IF neurons"))
+        neurons = [n.name for n in g.nodes.values() if n.type in ("IF", "LIF", "CubaLIF")]
+        what = (f"no neuron layer Speck can run: {', '.join(neurons[:5])} {'is' if len(neurons) == 1 else 'are'} not fed by a "
+                "Conv2d / Affine / Linear layer" if neurons else "the graph has no IF layer")
+        viol.append(violation("structure", what, hint="Speck runs Conv2d / Affine / Linear into IF neurons (a core is weights, then neurons)"))
         ok = False
     return _Structure(layers, out_path, ok)
 

@@ -131,7 +131,9 @@ REPORT_SCHEMA = Schema(
     optional={
         "nodes": ListOf(Schema({"node": Str(), "node_type": Str()}, optional={"usage": Schema()})),
         "notes": ListOf(Str()),
-        "details": Schema(),
+        # the keys the core reads from a report (the rest belongs to the target); "v" is how Loihi 2
+        # folders named a voltage readout before it used the core's word
+        "details": Schema(optional={"readout": Str(("spikes", "vmem", "v")), "input_events_cap": Float(min=0)}),
     },
 )
 
@@ -244,6 +246,9 @@ def read_report(folder) -> FitReport:
     """The validated ``report.json`` of a compiled folder as a FitReport."""
     rp = _folder(folder) / REPORT_FILE
     data = read_json(rp, REPORT_SCHEMA)
+    det = data.get("details") or {}
+    if det.get("readout") == "v":
+        det["readout"] = "vmem"
     for r in data["resources"]:
         for k in ("used", "limit"):
             if isinstance(r.get(k), str):
@@ -299,8 +304,11 @@ def check_artifact(marker: Marker, artifact, folder) -> None:
 
 def load_with_target(target, folder, marker: Marker):
     """``target.load(folder)`` behind the contract: errors that are not NirDeployErrors become a
-    DeploymentFolderError naming the target, and the artifact is checked against the marker."""
+    DeploymentFolderError naming the target, and the artifact is checked against the marker.
+    ``report.json`` is the core's file: it is validated here for every target, before the target
+    reads anything."""
     try:
+        read_report(folder)
         art = target.load(Path(folder))
     except DeploymentFolderError as e:  # say what the marker claims: a folder of another target?
         raise DeploymentFolderError(

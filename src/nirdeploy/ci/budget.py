@@ -17,6 +17,14 @@ Format (TOML, version 1)::
     count_correlation = 0.95    # correlation of per-sample, per-output spike counts, in [-1, 1]
     elementwise_agreement = 0.8 # share of equal (time, output) entries
 
+    [targets.loihi2.keep_free]  # for one target (or "TARGET:VARIANT"): replaces [keep_free]
+    cores = "50%"               # there; [targets.X.min_agreement] replaces [min_agreement]
+
+Each target names its own resources, so a budget used with several targets (``--target all``, a
+pytest run over several ``--nirdeploy-target``) gives each its own ``[targets.NAME]`` tables; a
+``"TARGET:VARIANT"`` table takes precedence over a ``TARGET`` one, which takes precedence over the
+top-level tables.
+
 Resource names are those of the fit report's resources (``nirdeploy check --json``, key
 ``resources``; the "resource" column of the text report). They match case-insensitively, and
 ``_`` or ``-`` may stand for a space. A resource ``used`` against ``limit`` breaches
@@ -51,7 +59,8 @@ AGREEMENT_METRICS = {
     "count_correlation": (-1.0, 1.0),
     "elementwise_agreement": (0.0, 1.0),
 }
-TOP_LEVEL_KEYS = ("version", "sample_input", "keep_free", "min_agreement")
+TOP_LEVEL_KEYS = ("version", "sample_input", "keep_free", "min_agreement", "targets")
+TARGET_KEYS = ("keep_free", "min_agreement")
 
 
 class BudgetError(UsageError):
@@ -80,10 +89,29 @@ class Budget:
     min_agreement: dict[str, float] = field(default_factory=dict)
     sample_input: Path | None = None
     source: str = ""
+    #: "TARGET" or "TARGET:VARIANT" -> {"keep_free": {...}, "min_agreement": {...}} (either may be absent)
+    targets: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+
+    def for_chip(self, target: str, variant: str) -> tuple[dict[str, float], dict[str, float], str]:
+        """(keep_free, min_agreement, where they come from) for one chip: the ``TARGET:VARIANT``
+        table, else the ``TARGET`` table, else the top-level one, per key."""
+        kf, ma, kf_src, ma_src = self.keep_free, self.min_agreement, "[keep_free]", "[min_agreement]"
+        for name in (target, f"{target}:{variant}"):
+            t = self.targets.get(name, {})
+            if "keep_free" in t:
+                kf, kf_src = t["keep_free"], f"[targets.{_key(name)}.keep_free]"
+            if "min_agreement" in t:
+                ma, ma_src = t["min_agreement"], f"[targets.{_key(name)}.min_agreement]"
+        return kf, ma, f"{kf_src}|{ma_src}"
 
     def to_dict(self) -> dict:
         return {"source": self.source, "keep_free": dict(self.keep_free), "min_agreement": dict(self.min_agreement),
-                "sample_input": None if self.sample_input is None else str(self.sample_input)}
+                "sample_input": None if self.sample_input is None else str(self.sample_input),
+                "targets": {k: {kk: dict(vv) for kk, vv in v.items()} for k, v in self.targets.items()}}
+
+
+def _key(name: str) -> str:
+    return f'"{name}"' if ":" in name else name
 
 
 @dataclass
@@ -167,22 +195,26 @@ def parse_budget(data: Mapping[str, Any], *, source: str = "", base_dir=None) ->
     if isinstance(version, bool) or not isinstance(version, int) or version != FORMAT_VERSION:
         raise BudgetError(f"version must be {FORMAT_VERSION}, got {version!r}", source)
 
-    keep_free: dict[str, float] = {}
-    seen: dict[str, str] = {}
-    for name, value in _table(data, "keep_free", source).items():
-        key = normalize_name(name)
-        if not key:
-            raise BudgetError("[keep_free] has an empty resource name", source)
-        if key in seen:
-            raise BudgetError(f"[keep_free] names {seen[key]!r} and {name!r}, which are the same resource", source)
-        seen[key] = name
-        keep_free[name] = _share(name, value, source)
-
-    floors: dict[str, float] = {}
-    for name, value in _table(data, "min_agreement", source).items():
-        if name not in AGREEMENT_METRICS:
-            raise BudgetError(f"[min_agreement] has unknown metric {name!r}; known: {', '.join(AGREEMENT_METRICS)}", source)
-        floors[name] = validate_floor(name, value, f"[min_agreement] {name}", source)
+    keep_free = _keep_free_table(_table(data, "keep_free", source), "[keep_free]", source)
+    floors = _floors_table(_table(data, "min_agreement", source), "[min_agreement]", source)
+    targets: dict[str, dict[str, dict[str, float]]] = {}
+    for tname, tdata in _table(data, "targets", source).items():
+        where = f"[targets.{_key(str(tname))}]"
+        if not isinstance(tdata, Mapping):
+            raise BudgetError(f"{where} must be a table, got {tdata!r}", source)
+        tn, _, var = str(tname).partition(":")
+        if not re.fullmatch(r"[A-Za-z0-9_.\-]+", tn) or (var and not re.fullmatch(r"[A-Za-z0-9_.\-]+", var)):
+            raise BudgetError(f"{where}: a table name is a target or TARGET:VARIANT, got {tname!r}", source)
+        bad = [k for k in tdata if k not in TARGET_KEYS]
+        if bad:
+            raise BudgetError(f"{where} has unknown key(s) {', '.join(map(repr, bad))}; known: {', '.join(TARGET_KEYS)}", source)
+        entry = {}
+        if "keep_free" in tdata:
+            entry["keep_free"] = _keep_free_table(_table(tdata, "keep_free", source), f"{where[:-1]}.keep_free]", source)
+        if "min_agreement" in tdata:
+            entry["min_agreement"] = _floors_table(_table(tdata, "min_agreement", source), f"{where[:-1]}.min_agreement]", source)
+        targets[str(tname)] = entry
+    any_floors = bool(floors) or any(t.get("min_agreement") for t in targets.values())
 
     sample = data.get("sample_input")
     if sample is not None:
@@ -195,11 +227,34 @@ def parse_budget(data: Mapping[str, Any], *, source: str = "", base_dir=None) ->
             if not isinstance(base_dir, (str, os.PathLike)):
                 raise BudgetError(f"base_dir must be a folder path, got {type(base_dir).__name__}", source)
             sample = Path(base_dir) / sample
-    if floors and sample is None:
+    if any_floors and sample is None:
         raise BudgetError("[min_agreement] needs sample input: add sample_input = \"X.npy\" before the first table", source)
-    if sample is not None and not floors:
+    if sample is not None and not any_floors:
         raise BudgetError("sample_input is given but [min_agreement] sets no floor", source)
-    return Budget(keep_free=keep_free, min_agreement=floors, sample_input=sample, source=source)
+    return Budget(keep_free=keep_free, min_agreement=floors, sample_input=sample, source=source, targets=targets)
+
+
+def _keep_free_table(table: Mapping, where: str, source: str) -> dict[str, float]:
+    keep_free: dict[str, float] = {}
+    seen: dict[str, str] = {}
+    for name, value in table.items():
+        key = normalize_name(name)
+        if not key:
+            raise BudgetError(f"{where} has an empty resource name", source)
+        if key in seen:
+            raise BudgetError(f"{where} names {seen[key]!r} and {name!r}, which are the same resource", source)
+        seen[key] = name
+        keep_free[name] = _share(name, value, source)
+    return keep_free
+
+
+def _floors_table(table: Mapping, where: str, source: str) -> dict[str, float]:
+    floors: dict[str, float] = {}
+    for name, value in table.items():
+        if name not in AGREEMENT_METRICS:
+            raise BudgetError(f"{where} has unknown metric {name!r}; known: {', '.join(AGREEMENT_METRICS)}", source)
+        floors[name] = validate_floor(name, value, f"{where} {name}", source)
+    return floors
 
 
 def as_budget(budget) -> Budget:
@@ -259,26 +314,34 @@ def check_resources(reports, budget: Budget) -> list[BudgetResult]:
     the network already fails."""
     reports = list(reports) if isinstance(reports, (list, tuple)) else [reports]
     results: list[BudgetResult] = []
-    for name, share in budget.keep_free.items():
-        key = normalize_name(name)
-        found = False
-        for rep in reports:
-            for res in rep.resources:
-                if normalize_name(res.name) != key:
-                    continue
-                found = True
-                results.append(_resource_result(rep, res, name, share, budget.source))
-        if not found and any(r.fits for r in reports):
-            known = sorted({r.name for rep in reports if rep.fits for r in rep.resources})
-            raise BudgetError(f"[keep_free] names {name!r}, which the fit report does not list; its resources: "
-                              f"{', '.join(map(repr, known)) or 'none'}", budget.source)
+    groups: dict[str, tuple[dict, list]] = {}  # reports that share one keep_free table
+    for rep in reports:
+        kf, _, where = budget.for_chip(rep.target, rep.variant)
+        groups.setdefault(where.split("|")[0], (kf, []))[1].append(rep)
+    for where, (keep_free, reps) in groups.items():
+        for name, share in keep_free.items():
+            key = normalize_name(name)
+            found = False
+            for rep in reps:
+                for res in rep.resources:
+                    if normalize_name(res.name) != key:
+                        continue
+                    found = True
+                    results.append(_resource_result(rep, res, name, share, budget.source))
+            if not found and any(r.fits for r in reps):
+                known = sorted({r.name for rep in reps if rep.fits for r in rep.resources})
+                chips = ", ".join(f"{r.target}:{r.variant}" for r in reps if r.fits)
+                hint = (f" (each target names its own resources: give {reps[0].target} a [targets.{reps[0].target}.keep_free] table)"
+                        if where == "[keep_free]" else "")
+                raise BudgetError(f"{where} names {name!r}, which the fit report does not list; its resources: "
+                                  f"{', '.join(map(repr, known)) or 'none'} ({chips}){hint}", budget.source)
     return results
 
 
 def _resource_result(rep, res, name: str, share: float, source: str) -> BudgetResult:
     chip = f"{rep.target}:{rep.variant}"
     if res.limit is None:
-        raise BudgetError(f"[keep_free] names {name!r}, which has no limit on {chip}, so no share of it can be kept free",
+        raise BudgetError(f"the keep_free table for {chip} names {name!r}, which has no limit there, so no share of it can be kept free",
                           source)
     allowed = (1.0 - share) * float(res.limit)
     used = float(res.used)
@@ -308,10 +371,14 @@ def floor_failures(comparison: Mapping[str, Any], floors: Mapping[str, float]) -
 
 
 def check_agreement(comparison: Mapping[str, Any], budget: Budget, target: str) -> list[BudgetResult]:
-    """Check ``budget.min_agreement`` against a :func:`nirdeploy.compare_outputs` result."""
-    failing = {m for m, _, _ in floor_failures(comparison, budget.min_agreement)}
+    """Check the budget's agreement floors for ``target`` ("TARGET:VARIANT": its
+    ``[targets...]`` table, else ``min_agreement``) against a :func:`nirdeploy.compare_outputs`
+    result."""
+    tn, _, var = str(target).partition(":")
+    floors = budget.for_chip(tn, var)[1]
+    failing = {m for m, _, _ in floor_failures(comparison, floors)}
     out = []
-    for metric, floor in budget.min_agreement.items():
+    for metric, floor in floors.items():
         value = float(comparison[metric])
         passed = metric not in failing
         rel = ">=" if passed else "<"
@@ -331,10 +398,10 @@ def evaluate_budget(graph, reports, budget, *, dt=None, reset="zero", scheme="eu
     b = as_budget(budget)
     reports = list(reports) if isinstance(reports, (list, tuple)) else [reports]
     results = check_resources(reports, b)
-    if b.min_agreement:
+    if b.sample_input is not None:
         x = load_input_array(b.sample_input)
         for rep in reports:
-            if rep.fits:
+            if rep.fits and b.for_chip(rep.target, rep.variant)[1]:
                 chip = f"{rep.target}:{rep.variant}"
                 run = run_chip_and_reference(graph, chip, x, dt=dt, reset=reset, scheme=scheme, quantization=quantization,
                                              calibrate=calibrate, target_options=target_options)

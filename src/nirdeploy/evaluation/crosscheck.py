@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .compare import compare_outputs
+from .compare import compare_outputs, readout_agreement
 
 __all__ = ["AGREEMENT_FLAG", "Column", "compare_columns", "explain", "render_comparison", "spike_agreement"]
 
@@ -54,11 +54,17 @@ def _first_divergent(a: np.ndarray, b: np.ndarray) -> int | None:
 
 
 def compare_columns(columns: list[Column], labels: np.ndarray | None = None, reference: str = "reference",
-                    flag_below: float = AGREEMENT_FLAG) -> list[dict]:
+                    flag_below: float = AGREEMENT_FLAG, readout: str = "spikes") -> list[dict]:
     """One row per column: spikes per output, total, agreement with the reference column
     (spike agreement, element-wise agreement, rate correlation, first divergent step; chip
     columns shifted back by their latency), accuracy when ``labels`` (batch,) are given, and
-    ``flag`` (True when the run failed or its spike agreement < ``flag_below``, a fraction)."""
+    ``flag`` (True when the run failed or its spike agreement < ``flag_below``, a fraction).
+
+    ``readout="vmem"`` (the graph's output is a membrane voltage, LI/CubaLI): the outputs are
+    values, not spikes, so a row has ``counts`` = each output's maximum, averaged over samples,
+    ``decision_agreement`` (argmax of each output's maximum; :func:`readout_agreement`) in place
+    of the spike agreement, ``rate_correlation`` = the correlation of those maxima, and no
+    ``max_per_step``; the flag is on the decision agreement."""
     ref = next((c for c in columns if c.name == reference and c.output is not None), None)
     rows = []
     for c in columns:
@@ -68,10 +74,14 @@ def compare_columns(columns: list[Column], labels: np.ndarray | None = None, ref
             rows.append(row)
             continue
         y = np.asarray(c.output, dtype=np.float64)
-        counts = y.reshape(y.shape[0], y.shape[1], -1).sum(axis=(0, 1))
+        row["readout"] = readout
+        if readout == "vmem":
+            counts = y.reshape(y.shape[0], y.shape[1], -1).max(axis=1).mean(axis=0) if y.size else np.zeros(0)
+        else:
+            counts = y.reshape(y.shape[0], y.shape[1], -1).sum(axis=(0, 1))
+            row["max_per_step"] = float(y.max()) if y.size else 0.0
         row["counts"] = [float(v) for v in counts]
         row["total"] = float(counts.sum())
-        row["max_per_step"] = float(y.max()) if y.size else 0.0
         if labels is not None:
             per = y.reshape(y.shape[0], y.shape[1], -1).sum(axis=1)
             row["accuracy"] = float(np.mean(per.argmax(-1) == np.asarray(labels).ravel()[: per.shape[0]]))
@@ -83,13 +93,19 @@ def compare_columns(columns: list[Column], labels: np.ndarray | None = None, ref
                 rows.append(row)
                 continue
             L = int(c.latency_steps)
-            cmp = compare_outputs(y, r, L)
             ys, rs = y[:, L:], r[:, : y.shape[1] - L]
-            row["spike_agreement"] = spike_agreement(ys, rs)
-            row["elementwise_agreement"] = cmp["elementwise_agreement"]
-            row["rate_correlation"] = cmp["count_correlation"]
             row["first_divergent_step"] = _first_divergent(ys, rs)
-            row["flag"] = row["spike_agreement"] < flag_below
+            if readout == "vmem":
+                ra = readout_agreement(y, r, L, "vmem")
+                row["decision_agreement"] = ra["decision_agreement"]
+                row["rate_correlation"] = ra["value_correlation"]
+                row["flag"] = ra["decision_agreement"] is None or ra["decision_agreement"] < flag_below
+            else:
+                cmp = compare_outputs(y, r, L)
+                row["spike_agreement"] = spike_agreement(ys, rs)
+                row["elementwise_agreement"] = cmp["elementwise_agreement"]
+                row["rate_correlation"] = cmp["count_correlation"]
+                row["flag"] = row["spike_agreement"] < flag_below
         else:
             row["flag"] = False
         rows.append(row)
@@ -100,8 +116,12 @@ def explain(columns: list[Column], rows: list[dict], graph_facts: dict) -> list[
     """Plain explanations of the known semantic differences found. ``graph_facts``: ``dt`` (s,
     the run's), ``recorded_dt``, ``recorded_reset``, ``reset``, ``source``, ``r_convention``
     ("snntorch" when r == tau/dt, "unit" when r == 1), ``r_over_one`` (typical r), ``leaky``
-    (the graph has LIF/LI/Cuba neurons), ``spike_rule``."""
+    (the graph has LIF/LI/Cuba neurons), ``spike_rule``, ``readout``."""
     out: list[str] = []
+    if graph_facts.get("readout") == "vmem":
+        out.append("voltage readout: the graph's output is a membrane voltage (LI/CubaLI), not spikes; runs are compared by "
+                   "their decisions (argmax of each output's maximum voltage) and the correlation of those maxima, and the "
+                   "table's per-output figures are the maxima averaged over the samples")
     by = {r["name"]: r for r in rows}
     dt = graph_facts.get("dt")
     rec_dt = graph_facts.get("recorded_dt")
@@ -176,7 +196,9 @@ def render_comparison(rows: list[dict], explanations: list[str], max_outputs: in
     from ..render import render_rows
 
     has_acc = any("accuracy" in r for r in rows)
-    head = ["run", "spikes per output", "total", "spike agreement", "element-wise", "rate corr.", "first divergent step"]
+    vmem = any(r.get("readout") == "vmem" for r in rows)
+    head = (["run", "max voltage per output", "sum", "decision agreement", "element-wise", "max corr.", "first divergent step"] if vmem else
+            ["run", "spikes per output", "total", "spike agreement", "element-wise", "rate corr.", "first divergent step"])
     if has_acc:
         head.append("accuracy")
     head.append("")
@@ -192,9 +214,9 @@ def render_comparison(rows: list[dict], explanations: list[str], max_outputs: in
             return f"{100 * r[k]:.1f} %" if r.get(k) is not None else "-"
 
         fd = r.get("first_divergent_step")
-        line = [r["name"], counts, f"{r['total']:g}", pct("spike_agreement"), pct("elementwise_agreement"),
+        line = [r["name"], counts, f"{r['total']:g}", pct("decision_agreement" if vmem else "spike_agreement"), pct("elementwise_agreement"),
                 _corr_text(r.get("rate_correlation")),
-                "-" if "spike_agreement" not in r else ("none" if fd is None else str(fd))]
+                "-" if "first_divergent_step" not in r else ("none" if fd is None else str(fd))]
         if has_acc:
             line.append(f"{100 * r['accuracy']:.1f} %" if "accuracy" in r else "-")
         note = "DIFFERS" if r.get("flag") else ""
@@ -207,6 +229,6 @@ def render_comparison(rows: list[dict], explanations: list[str], max_outputs: in
         text += "Known semantic differences:\n" + "\n".join(f"  - {e}" for e in explanations) + "\n"
     flagged = [r["name"] for r in rows if r.get("flag")]
     if flagged:
-        text += (f"{', '.join(flagged)}: spike agreement below {100 * flag_below:g} % (or failed): these runs do not "
+        text += (f"{', '.join(flagged)}: {'decision' if vmem else 'spike'} agreement below {100 * flag_below:g} % (or failed): these runs do not "
                  "behave like the reference.\n")
     return text
