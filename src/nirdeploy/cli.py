@@ -424,7 +424,6 @@ def export_cmd(factory, library, weights, sample, input_shape, dt, fold_batchnor
         import warnings
 
         from . import api
-        from .errors import UsageError
         from .frontends.loader import load_model, sample_input
         from .graph.loading import save_nir
         from .outputs import check_output_file
@@ -507,7 +506,6 @@ def nmnist_cmd(root, split, dt, steps, limit, first_saccade, out, labels_out, fo
         import numpy as np
 
         from .data.nmnist import load_nmnist, split_folder
-        from .errors import UsageError
         from .outputs import atomic_files, check_distinct_files
 
         data_dir = split_folder(root, split)  # the recordings: never written into
