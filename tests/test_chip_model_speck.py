@@ -83,7 +83,7 @@ def random_net(seed):
     if seed % 3 == 0:  # enough events to reach the bound
         x = x * 60
     opts = resolve_options({"spike_test": (">=", ">")[(seed // 3) % 2], "state_overflow": ("saturate", "wrap")[(seed // 8) % 2],
-                            "slow_clock_ticks_per_step": int(rng.integers(0, 3)), "binned_spikes": ("multi", "single")[(seed // 4) % 2]}, HW)
+                            "slow_clock_ticks_per_step": int(rng.integers(1, 4)), "binned_spikes": ("multi", "single")[(seed // 4) % 2]}, HW)
     return net, x, opts
 
 
