@@ -119,7 +119,7 @@ def main(argv=None) -> int:
                              lr=args.lr or 2e-3, batch_size=args.batch_size, membrane_penalty=args.penalty, seed=args.seed,
                              x_val=ds.x_test, y_val=ds.y_test)
     t_ft = time.time() - t1
-    nirdeploy.graph.loading.save_nir(res.graph, out / "finetuned.nir")
+    nirdeploy.graph.loading.save_nir(res.graph, out / "finetuned.nir", force=True)  # a rerun with --save-dir replaces its own file
     dep0 = nirdeploy.compile(graph, target=args.target, dt=dt, reset=reset)
     ms0, ms1 = multi_spike_share(dep0, ds.x_test), multi_spike_share(res.deployment, ds.x_test)
     b, a = res.before, res.after

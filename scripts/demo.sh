@@ -14,4 +14,4 @@ set -x
 nirdeploy inspect examples/nir-corpus/braille_noDelay_noBias_subtract.nir
 nirdeploy check examples/nir-corpus/braille_noDelay_noBias_subtract.nir --target all --dt 1e-4 --reset subtract || true
 nirdeploy compile examples/nir-corpus/braille_noDelay_noBias_subtract.nir --target xylo:audio2 --dt 1e-4 --reset subtract -o out/braille-xylo --force
-nirdeploy simulate out/braille-xylo --input examples/braille_input.npy -o out/braille-xylo-output.npy --compare-reference
+nirdeploy simulate out/braille-xylo --input examples/braille_input.npy -o out/braille-xylo-output.npy --compare-reference --force  # a rerun replaces its own output

@@ -1,7 +1,8 @@
 """Adversarial cases of issue 6 as tables, by kind: what a hostile or unlucky user does to
 outputs, compiled folders, input arrays and API arguments.
 
-``CLI_CASES``: :class:`Case` (id, kind, setup, expected substring, exit code). ``setup(ctx)``
+``CLI_CASES``: :class:`Case` (id, kind, setup, expected substring, exit code, and optionally
+``after(ctx)``, asserting what a successful command wrote). ``setup(ctx)``
 prepares files under ``ctx.tmp`` and returns the CLI arguments. The driver
 (tests/test_adversarial.py) runs them and asserts: the exit code (2 unless a case says
 otherwise), no traceback and no "internal error", the expected words in the message, nothing
@@ -79,6 +80,7 @@ class Case:
     setup: Callable[[Ctx], list]
     expect: str = ""
     code: int = 2
+    after: Callable[[Ctx], None] | None = None
 
 
 def compile_to(out_fn, *, force=False, graph_fn=None):
@@ -204,29 +206,60 @@ OUTPUT_FOLDER = [
     Case("missing_parents_are_created", "output folder", compile_to(lambda c: c.tmp / "p" / "q" / "out"), code=0),
 ]
 
-# -- file outputs (simulate -o) -------------------------------------------------------------------
+# -- file outputs (simulate -o): an existing path is never replaced without --force, and even with
+# --force only a regular file that is not an input is ------------------------------------------------
+F = ("--force",)
+
+
+def _replaced(name: str, old: str):
+    """After a successful --force: ``name`` holds a new .npy, not the user's old bytes."""
+
+    def after(ctx: Ctx) -> None:
+        p = ctx.tmp / name
+        assert p.read_text(errors="replace") != old
+        assert np.load(p).ndim == 3
+
+    return after
+
+
 FILE_OUTPUT = [
-    Case("symlink_to_a_user_file", "file output", simulate_to(lambda c: (os.symlink(_mk(c.tmp / "mine.npy"), c.tmp / "y.npy"), c.tmp / "y.npy")[1]),
-         "symbolic link"),
-    Case("dangling_symlink", "file output", simulate_to(lambda c: (os.symlink(c.tmp / "nowhere", c.tmp / "y.npy"), c.tmp / "y.npy")[1]),
-         "symbolic link"),
-    Case("symlink_to_dev_null", "file output", simulate_to(lambda c: (os.symlink("/dev/null", c.tmp / "y.npy"), c.tmp / "y.npy")[1]),
-         "symbolic link"),
-    Case("fifo", "file output", simulate_to(lambda c: (os.mkfifo(c.tmp / "y.npy"), c.tmp / "y.npy")[1]), "FIFO"),
-    Case("folder", "file output", simulate_to(lambda c: (c.tmp / "y.npy").mkdir() or c.tmp / "y.npy"), "folder"),
-    Case("socket", "file output", simulate_to(lambda c: _socket_at(c, c.tmp / "y.sock")), "socket"),
-    Case("device_dev_null", "file output", simulate_to(lambda c: "/dev/null"), "device"),
-    Case("the_input_itself", "file output", simulate_to(lambda c: c.tmp / "x.npy"), "input"),
+    Case("symlink_to_a_user_file", "file output",
+         simulate_to(lambda c: (os.symlink(_mk(c.tmp / "mine.npy"), c.tmp / "y.npy"), c.tmp / "y.npy")[1], extra=F), "symbolic link"),
+    Case("dangling_symlink", "file output",
+         simulate_to(lambda c: (os.symlink(c.tmp / "nowhere", c.tmp / "y.npy"), c.tmp / "y.npy")[1], extra=F), "symbolic link"),
+    Case("symlink_to_dev_null", "file output",
+         simulate_to(lambda c: (os.symlink("/dev/null", c.tmp / "y.npy"), c.tmp / "y.npy")[1], extra=F), "symbolic link"),
+    Case("symlink_without_force", "file output",
+         simulate_to(lambda c: (os.symlink(_mk(c.tmp / "mine.npy"), c.tmp / "y.npy"), c.tmp / "y.npy")[1]), "symbolic link"),
+    Case("fifo", "file output", simulate_to(lambda c: (os.mkfifo(c.tmp / "y.npy"), c.tmp / "y.npy")[1], extra=F), "FIFO"),
+    Case("fifo_without_force", "file output", simulate_to(lambda c: (os.mkfifo(c.tmp / "y.npy"), c.tmp / "y.npy")[1]), "FIFO"),
+    Case("folder", "file output", simulate_to(lambda c: (c.tmp / "y.npy").mkdir() or c.tmp / "y.npy", extra=F), "folder"),
+    Case("socket", "file output", simulate_to(lambda c: _socket_at(c, c.tmp / "y.sock"), extra=F), "socket"),
+    Case("device_dev_null", "file output", simulate_to(lambda c: "/dev/null", extra=F), "device"),
+    Case("the_input_itself", "file output", simulate_to(lambda c: c.tmp / "x.npy", extra=F), "input"),
+    Case("the_input_itself_without_force", "file output", simulate_to(lambda c: c.tmp / "x.npy"), "input"),
     Case("a_hard_link_to_the_input", "file output",
-         simulate_to(lambda c: (os.link(c.tmp / "x.npy", c.tmp / "hl.npy"), c.tmp / "hl.npy")[1]), "input"),
+         simulate_to(lambda c: (os.link(c.tmp / "x.npy", c.tmp / "hl.npy"), c.tmp / "hl.npy")[1], extra=F), "input"),
     Case("the_graph_itself", "file output",
-         lambda c: ["simulate", c.graph(), "--reference", "--dt", "1e-4", "--input", c.x(), "-o", c.graph()], "input"),
+         lambda c: ["simulate", c.graph(), "--reference", "--dt", "1e-4", "--input", c.x(), "-o", c.graph(), "--force"], "input"),
     Case("trailing_slash", "file output", simulate_to(lambda c: str(c.tmp / "y") + "/"), "folder"),
     Case("missing_parent", "file output", simulate_to(lambda c: c.tmp / "nodir" / "y.npy"), "does not exist"),
     Case("parent_is_a_file", "file output", simulate_to(lambda c: _mk(c.tmp / "f.txt") / "y.npy"), "does not exist"),
-    Case("inside_the_compiled_folder_read", "file output", simulate_to(lambda c: c.dep() / "report.json"), "a folder this command reads"),
+    Case("inside_the_compiled_folder_read", "file output", simulate_to(lambda c: c.dep() / "report.json", extra=F),
+         "a folder this command reads"),
     Case("new_file_inside_the_compiled_folder_read", "file output", simulate_to(lambda c: c.dep() / "y.npy"), "a folder this command reads"),
-    Case("regular_file_is_replaced", "file output", simulate_to(lambda c: _mk(c.tmp / "y.npy", "old result")), code=0),
+    Case("regular_file_without_force_is_kept", "file output", simulate_to(lambda c: _mk(c.tmp / "y.npy", "old result")),
+         "y.npy already exists; --force replaces it"),
+    Case("regular_file_without_force_is_kept_reference", "file output",
+         lambda c: ["simulate", c.graph(), "--reference", "--dt", "1e-4", "--input", c.x(), "-o", _mk(c.tmp / "y.npy", "old result")],
+         "already exists"),
+    Case("empty_regular_file_without_force_is_kept", "file output", simulate_to(lambda c: _mk(c.tmp / "y.npy", "")), "already exists"),
+    Case("regular_file_is_replaced_with_force", "file output", simulate_to(lambda c: _mk(c.tmp / "y.npy", "old result"), extra=F),
+         code=0, after=_replaced("y.npy", "old result")),
+    Case("regular_file_is_replaced_with_force_reference", "file output",
+         lambda c: ["simulate", c.graph(), "--reference", "--dt", "1e-4", "--input", c.x(), "-o", _mk(c.tmp / "y.npy", "old result"),
+                    "--force"], code=0, after=_replaced("y.npy", "old result")),
+    Case("new_file_is_written", "file output", simulate_to(lambda c: c.tmp / "y.npy"), code=0, after=_replaced("y.npy", "")),
 ]
 
 
@@ -609,6 +642,7 @@ CLI_CASES: list[Case] = OUTPUT_FOLDER + FILE_OUTPUT + COMPILED_FOLDER + SPECK_FO
 # -- API arguments ----------------------------------------------------------------------------------
 def _api_cases():
     import nirdeploy
+    from nirdeploy.graph.loading import save_nir, write_nir
 
     B = str(BRAILLE)
     x = np.random.default_rng(0).poisson(0.2, size=(1, 10, 12))
@@ -648,6 +682,13 @@ def _api_cases():
         ("simulate_progress_number", lambda c: dep(c).simulate(x, progress=5)),
         ("save_force_number", lambda c: dep(c).save(c.tmp / "o", force=1)),
         ("save_to_a_user_folder", lambda c: dep(c).save(_user_folder(c), force=True)),
+        ("save_nir_over_a_user_file", lambda c: save_nir(nirdeploy.load_graph(B), _mk(c.tmp / "mine.nir"))),
+        ("write_nir_over_a_user_file", lambda c: write_nir(nirdeploy.load_graph(B), _mk(c.tmp / "mine.nir"))),
+        ("save_nir_force_a_string", lambda c: save_nir(nirdeploy.load_graph(B), c.tmp / "new.nir", force="yes")),
+        ("save_nir_force_over_a_link", lambda c: save_nir(nirdeploy.load_graph(B), (os.symlink(_mk(c.tmp / "mine.nir"), c.tmp / "l.nir"),
+                                                                                    c.tmp / "l.nir")[1], force=True)),
+        ("save_nir_force_over_an_input", lambda c: save_nir(nirdeploy.load_graph(B), _mk(c.tmp / "mine.nir"), inputs=[c.tmp / "mine.nir"],
+                                                            force=True)),
         ("reference_ragged", lambda c: nirdeploy.simulate_reference(B, [[[0] * 12], [[0] * 11]], dt=1e-4)),
         ("reference_negative", lambda c: nirdeploy.simulate_reference(B, -x, dt=1e-4)),
         ("reference_record_number", lambda c: nirdeploy.simulate_reference(B, x, dt=1e-4, record=2)),

@@ -180,8 +180,31 @@ DEEP = "a = " + "[" * 50_000 + "]" * 50_000 + "\n"
 
 
 # -- torch export (nirdeploy export) ---------------------------------------------------------------------
-def _export_case(cid, setup, expect="", code=2) -> Case:
-    return Case(cid, "torch export", setup, expect, code)
+def _export_case(cid, setup, expect="", code=2, after=None) -> Case:
+    return Case(cid, "torch export", setup, expect, code, after)
+
+
+def _weights_file(ctx: Ctx) -> Path:
+    """The model's own state_dict, saved with torch.save."""
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("adv_model", ctx.tmp / "m.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    torch.save(mod.make().state_dict(), ctx.tmp / "w.pt")
+    return ctx.tmp / "w.pt"
+
+
+def _is_a_new_graph(name: str):
+    def after(ctx: Ctx) -> None:
+        import nirdeploy
+
+        assert (ctx.tmp / name).read_bytes() != b"old graph"
+        assert len(nirdeploy.load_graph(ctx.tmp / name).nodes) > 2
+
+    return after
 
 
 TORCH_EXPORT = [
@@ -236,15 +259,33 @@ TORCH_EXPORT += [
                  "symbolic link"),
     _export_case("out_is_the_model_file", export(out=lambda c: c.tmp / "m.py", extra=("--force",)), "input"),
     _export_case("out_is_the_sample", export(out=lambda c: c.tmp / "s.npy", extra=("--force",)), "input"),
-    _export_case("out_exists_without_force", export(out=lambda c: _mk(c.tmp / "g.nir")), "already exists"),
+    _export_case("out_exists_without_force", export(out=lambda c: _mk(c.tmp / "g.nir")), "g.nir already exists; --force replaces it"),
+    _export_case("out_is_a_fifo_without_force", export(out=lambda c: _fifo(c.tmp / "g.nir")), "FIFO"),
+    _export_case("out_is_a_dangling_symlink", export(out=lambda c: _link(c.tmp / "nowhere", c.tmp / "g.nir"), extra=("--force",)),
+                 "symbolic link"),
+    _export_case("out_is_the_weights", lambda c: export(out=lambda c: c.tmp / "w.pt", extra=("--force",))(c) + ["--weights", _weights_file(c)],
+                 "input"),
+    _export_case("out_regular_file_replaced_with_force", export(out=lambda c: _mk(c.tmp / "g.nir", "old graph"), extra=("--force",)), "", 0,
+                 after=_is_a_new_graph("g.nir")),
     _export_case("out_parent_missing", export(out=lambda c: c.tmp / "nodir" / "g.nir"), "does not exist"),
     _export_case("a_good_export_is_written", export(), "", 0),
 ]
 
 
 # -- N-MNIST recordings (nirdeploy nmnist) ---------------------------------------------------------------
-def _nm(cid, setup, expect="", code=2) -> Case:
-    return Case(cid, "N-MNIST", setup, expect, code)
+def _nm(cid, setup, expect="", code=2, after=None) -> Case:
+    return Case(cid, "N-MNIST", setup, expect, code, after)
+
+
+def _new_npy(*names):
+    """After a successful --force: each file holds a new .npy, not the user's bytes."""
+
+    def after(ctx: Ctx) -> None:
+        for n in names:
+            assert not (ctx.tmp / n).read_text(errors="replace").startswith("old"), n
+            np.load(ctx.tmp / n)
+
+    return after
 
 
 def _same_via_link(ctx: Ctx) -> str:
@@ -288,6 +329,13 @@ N_MNIST = [
                                                      "-o", c.tmp / "X.npy"], "GiB"),
     _nm("steps_zero", nmnist(extra=("--steps", "0")), "n_steps"),
     _nm("both_outputs_are_written", nmnist(labels=lambda c: c.tmp / "Y.npy"), "", 0),
+    _nm("out_exists_without_force", nmnist(out=lambda c: _mk(c.tmp / "X.npy")), "X.npy already exists; --force replaces it"),
+    _nm("labels_exist_without_force_nothing_written", nmnist(labels=lambda c: _mk(c.tmp / "Y.npy")), "Y.npy already exists"),
+    _nm("out_is_a_fifo_without_force", nmnist(out=lambda c: _fifo(c.tmp / "X.npy")), "FIFO"),
+    _nm("labels_link_to_a_user_file", nmnist(labels=lambda c: _link(_mk(c.tmp / "mine.npy"), c.tmp / "Y.npy"), extra=("--force",)),
+        "symbolic link"),
+    _nm("both_replaced_with_force", nmnist(out=lambda c: _mk(c.tmp / "X.npy", "old x"), labels=lambda c: _mk(c.tmp / "Y.npy", "old y"),
+                                           extra=("--force",)), "", 0, after=_new_npy("X.npy", "Y.npy")),
 ]
 
 
@@ -421,6 +469,10 @@ def api_cases() -> list[tuple[str, Callable]]:
         ("from_torch_dt_a_string_norse", lambda c: ft(library="norse", dt="abc")),
         ("from_torch_path_is_a_folder", lambda c: ft(path=c.tmp)),
         ("from_torch_path_parent_missing", lambda c: ft(path=c.tmp / "nodir" / "g.nir")),
+        ("from_torch_path_exists_without_force", lambda c: ft(path=_mk(c.tmp / "g.nir"))),
+        ("from_torch_path_a_fifo_with_force", lambda c: ft(path=_fifo(c.tmp / "g.nir"), force=True)),
+        ("from_torch_path_a_link_with_force", lambda c: ft(path=_link(_mk(c.tmp / "mine.nir"), c.tmp / "g.nir"), force=True)),
+        ("from_torch_force_a_string", lambda c: ft(path=c.tmp / "g.nir", force="yes")),
         ("to_torch_dtype_a_string", lambda c: tt(dtype="float32")),
         ("to_torch_dtype_integer", lambda c: tt(dtype=__import__("torch").int64)),
         ("to_torch_library_dtype_a_string", lambda c: tt(library="snntorch", dtype="float32")),

@@ -64,6 +64,8 @@ def test_cli_case(case, tmp_path, compiled, speck_compiled, monkeypatch):
     assert leftovers(tmp_path) == [], leftovers(tmp_path)
     if case.code == 2:
         assert snapshot(tmp_path) == before, "a refused command changed the folder"
+    if case.after is not None:
+        case.after(ctx)
 
 
 @pytest.mark.parametrize("cid,call", API_CASES, ids=[c[0] for c in API_CASES])

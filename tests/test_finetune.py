@@ -199,9 +199,16 @@ def test_cli_writes_the_deployment_of_the_finetuned_graph(tmp_path, digits):
     from nirdeploy.cli import main
 
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    r = CliRunner().invoke(main, list(map(str, args[:-2])) + ["--force", "--seed", "1"])  # replaced: another seed, other weights
+    g2 = (tmp_path / "g2.nir").read_bytes()
+    r = CliRunner().invoke(main, list(map(str, args[:-4])) + ["-o", str(tmp_path / "out3"), "--graph-out", str(tmp_path / "g2.nir")])
+    assert r.exit_code == 2 and f"{tmp_path / 'g2.nir'} already exists; --force replaces it" in r.output, r.output  # before any work
+    assert (tmp_path / "g2.nir").read_bytes() == g2 and not (tmp_path / "out3").exists() and "epoch" not in r.output
+    r = CliRunner().invoke(main, list(map(str, args[:-2])) + ["--graph-out", str(tmp_path / "x.npy"), "--force"])
+    assert r.exit_code == 2 and "input" in r.output, r.output  # --force never replaces an input
+    r = CliRunner().invoke(main, list(map(str, args)) + ["--force", "--seed", "1"])  # replaced: another seed, other weights
     assert r.exit_code == 0, r.output
     assert {p.name: p.read_bytes() for p in out.iterdir()} != before
+    assert (tmp_path / "g2.nir").read_bytes() != g2
     r = CliRunner().invoke(main, [str(a) if a != "xylo:audio3" else "xylo:audio2" for a in args[:-4]] + ["-o", str(tmp_path / "out2")])
     assert r.exit_code == 1 and "does not fit" in r.output and not (tmp_path / "out2").exists(), r.output
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import tempfile
 
@@ -152,6 +153,25 @@ def test_lava_module_runs_a_compiled_folder(lif_out, tmp_path):
     with np.load(tmp_path / "y.npz") as z:
         (skey,) = [k for k in z.files if k.endswith(".s")]
         assert np.array_equal(np.flatnonzero(z[skey][:, 0]), HW_SPIKE_ROWS)
+    # Y.npz is a file output like any other: an existing file is kept unless --force, and even
+    # then a link or an input is never replaced
+    y = tmp_path / "y.npz"
+    mine = b"my earlier result"
+    y.write_bytes(mine)
+    cmd = [py, "-m", "nirdeploy_targets.loihi2.lava", "run", str(lif_out), str(tmp_path / "x.npy")]
+    r = subprocess.run(cmd + [str(y)], capture_output=True, text=True, timeout=300, cwd=tempfile.gettempdir())
+    assert r.returncode == 2 and f"{y} already exists; --force replaces it" in r.stderr, r.stderr[-2000:]
+    assert y.read_bytes() == mine
+    os.symlink(y, tmp_path / "link.npz")
+    r = subprocess.run(cmd + [str(tmp_path / "link.npz"), "--force"], capture_output=True, text=True, timeout=300, cwd=tempfile.gettempdir())
+    assert r.returncode == 2 and "symbolic link" in r.stderr, r.stderr[-2000:]
+    r = subprocess.run(cmd + [str(tmp_path / "x.npy"), "--force"], capture_output=True, text=True, timeout=300, cwd=tempfile.gettempdir())
+    assert r.returncode == 2 and "input" in r.stderr, r.stderr[-2000:]
+    r = subprocess.run(cmd + [str(y), "--force"], capture_output=True, text=True, timeout=300, cwd=tempfile.gettempdir())
+    assert r.returncode == 0, r.stderr[-2000:]
+    with np.load(y) as z:
+        assert any(k.endswith(".s") for k in z.files)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.npz", "x.npy", "y.npz"]  # no temporary left
 
 
 # -- the corpus ------------------------------------------------------------------------------------

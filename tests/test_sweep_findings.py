@@ -56,13 +56,17 @@ def test_nmnist_writes_both_outputs_or_neither(tmp_path, monkeypatch):
 def test_atomic_files_places_all_or_none(tmp_path):
     a, b = tmp_path / "a.bin", tmp_path / "b.bin"
     b.write_text("old")
+    with pytest.raises(OutputError, match=f"{b} already exists; --force replaces it"):  # an existing file: only when asked
+        with outputs.atomic_files([a, b]):
+            pass
+    assert not a.exists() and b.read_text() == "old" and leftovers(tmp_path) == []
     with pytest.raises(RuntimeError):
-        with outputs.atomic_files([a, b]) as (fa, fb):
+        with outputs.atomic_files([a, b], force=True) as (fa, fb):
             fa.write(b"new a")
             fb.write(b"new b")
             raise RuntimeError("the second result could not be computed")
     assert not a.exists() and b.read_text() == "old" and leftovers(tmp_path) == []
-    with outputs.atomic_files([a, b]) as (fa, fb):
+    with outputs.atomic_files([a, b], force=True) as (fa, fb):
         fa.write(b"new a")
         fb.write(b"new b")
     assert a.read_bytes() == b"new a" and b.read_bytes() == b"new b" and leftovers(tmp_path) == []
@@ -81,7 +85,7 @@ def test_atomic_files_refuses_one_file_named_twice(tmp_path, how):
         os.link(a, b)
     before = snapshot(tmp_path)
     with pytest.raises(OutputError, match="name the same file"):
-        with outputs.atomic_files([a, b]):
+        with outputs.atomic_files([a, b], force=True):
             pass
     assert snapshot(tmp_path) == before
 

@@ -519,15 +519,17 @@ COMPARE_LIBRARIES = ("snntorch", "norse", "sinabs")
 
 
 def from_torch(model, sample, *, library: str, dt: float | None = None, strict: bool = True,
-               fold_batchnorm: bool = False, path=None) -> Graph:
+               fold_batchnorm: bool = False, path=None, force: bool = False) -> Graph:
     """A trained snnTorch / Norse / Sinabs model as a Graph that reproduces it; needs the
-    ``[torch]`` extra. See :func:`nirdeploy.frontends.from_torch`.
+    ``[torch]`` extra. With ``path`` the graph is also written there: a new file, or with
+    ``force`` an existing regular file. See :func:`nirdeploy.frontends.from_torch`.
 
     Raises UsageError (a bad argument: library, model, sample, dt, flags, path), UnsupportedError,
-    ExportMismatchError (``strict``), OutputError (``path``), MissingDependencyError."""
+    ExportMismatchError (``strict``), OutputError (``path`` exists without ``force``, or cannot be
+    written), MissingDependencyError."""
     from .frontends import from_torch as _from_torch
 
-    return _from_torch(model, sample, library=library, dt=dt, strict=strict, fold_batchnorm=fold_batchnorm, path=path)
+    return _from_torch(model, sample, library=library, dt=dt, strict=strict, fold_batchnorm=fold_batchnorm, path=path, force=force)
 
 
 def to_torch(graph_or_path, *, library: str | None = None, dt: float | None = None, reset: str | None = None,

@@ -313,7 +313,8 @@ def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, sampl
 @main.command("simulate")
 @click.argument("source", type=click.Path())
 @click.option("--input", "-i", "input_path", required=True, type=click.Path(), help="X.npy: (batch, time, *input_shape) spike counts")
-@click.option("-o", "--out", "out", required=True, type=click.Path(), help="Y.npy: (batch, time, *output_shape); a new or regular file")
+@click.option("-o", "--out", "out", required=True, type=click.Path(), help="Y.npy: (batch, time, *output_shape); a new file (or --force)")
+@click.option("--force", is_flag=True, help="replace OUT if it is an existing regular file (never a link, FIFO, device or input)")
 @click.option("--reference", is_flag=True, help="SOURCE is a .nir graph: run the float64 reference simulator")
 @_dt_opt
 @_reset_opt
@@ -324,11 +325,12 @@ def compile_cmd(graph, target, dt, reset, scheme, quantization, calibrate, sampl
 @click.option("--labels", "labels_path", type=click.Path(dir_okay=False), default=None,
               help="y.npy: one integer label per sample; prints the accuracy of the chip, the reference and the reference with the "
                    "chip's semantics (runs the reference)")
-def simulate_cmd(source, input_path, out, reference, dt, reset, scheme, spikes_per_step, compare_reference, labels_path) -> None:
+def simulate_cmd(source, input_path, out, force, reference, dt, reset, scheme, spikes_per_step, compare_reference, labels_path) -> None:
     """Chip simulation of a compiled folder, or (--reference) float simulation of a .nir graph.
 
     Every check and comparison happens before Y.npy is written: a command that fails writes
-    nothing. OUT must be a new path or a regular file (not a device, FIFO, folder or link)."""
+    nothing. OUT must be a new path; with --force an existing regular file is replaced (never a
+    device, FIFO, folder, link or an input of the command)."""
 
     def body():
         import numpy as np
@@ -338,7 +340,7 @@ def simulate_cmd(source, input_path, out, reference, dt, reset, scheme, spikes_p
         from .inputs import load_npy
         from .outputs import check_output_file
 
-        check_output_file(out, inputs=[input_path, source] + ([labels_path] if labels_path else []))
+        check_output_file(out, inputs=[input_path, source] + ([labels_path] if labels_path else []), force=force)
         x = load_npy(input_path)
         labels = load_npy(labels_path, what="labels") if labels_path is not None else None
         if reference:
@@ -353,7 +355,7 @@ def simulate_cmd(source, input_path, out, reference, dt, reset, scheme, spikes_p
             _notices([_reset_notice(res.reset, reset, spikes_per_step)])
             for n in res.notes:
                 _echo(f"warning: {n}", err=True)
-            _save_npy(out, res.output, [input_path, source])
+            _save_npy(out, res.output, [input_path, source], force)
             _echo(f"wrote {out} {tuple(res.output.shape)}", err=True)
             return EXIT_OK
         if spikes_per_step is not None:
@@ -391,7 +393,7 @@ def simulate_cmd(source, input_path, out, reference, dt, reset, scheme, spikes_p
             cmp = api.compare_outputs(y, ref, dep.artifact.latency_steps, dep.readout)
         if labels is not None:
             ev = dep.evaluate(x, labels)  # validates the labels before anything is written
-        _save_npy(out, y, [input_path, source])
+        _save_npy(out, y, [input_path, source], force)
         _echo(f"wrote {out} {tuple(y.shape)}", err=True)
         if cmp is not None:
             _print_compare(cmp)
@@ -412,8 +414,8 @@ def simulate_cmd(source, input_path, out, reference, dt, reset, scheme, spikes_p
 @click.option("--dt", type=float, default=None, help="time step the model was trained with, in seconds (recorded in the graph)")
 @click.option("--fold-batchnorm", is_flag=True, help="fold BatchNorm into the preceding Conv/Linear")
 @click.option("--no-strict", is_flag=True, help="write the graph even when it does not reproduce the model (with a warning)")
-@click.option("-o", "--out", "out", required=True, metavar="G.nir", help="G.nir to write (a new or regular file)")
-@click.option("--force", is_flag=True, help="replace OUT if it exists")
+@click.option("-o", "--out", "out", required=True, metavar="G.nir", help="G.nir to write (a new file, or --force)")
+@click.option("--force", is_flag=True, help="replace OUT if it is an existing regular file (never a link, FIFO, device or input)")
 def export_cmd(factory, library, weights, sample, input_shape, dt, fold_batchnorm, no_strict, out, force) -> None:
     """Export a trained torch model to NIR. MODEL.py:FUNCTION builds the model (no arguments);
     the graph reproduces it (verified on the sample) and records its dt and reset."""
@@ -422,15 +424,12 @@ def export_cmd(factory, library, weights, sample, input_shape, dt, fold_batchnor
         import warnings
 
         from . import api
-        from .errors import UsageError
         from .frontends.loader import load_model, sample_input
         from .graph.loading import save_nir
         from .outputs import check_output_file
 
         inputs = [factory.rpartition(":")[0], weights, sample]
-        if os.path.lexists(out) and not force:
-            raise UsageError(f"{out} already exists; use --force to replace it")
-        check_output_file(out, inputs)  # before the work: a device, FIFO, folder, link or input is refused
+        check_output_file(out, inputs, force=force)  # before the work: an existing file (without --force), a device, FIFO, folder, link or input is refused
         model = load_model(factory, weights)
         x = sample_input(sample, input_shape)
         with warnings.catch_warnings(record=True) as caught:
@@ -439,7 +438,7 @@ def export_cmd(factory, library, weights, sample, input_shape, dt, fold_batchnor
         for w in caught:
             if "nirdeploy" in type(w.message).__module__:
                 _echo(f"warning: {w.message}", err=True)
-        save_nir(g, out, inputs=inputs)
+        save_nir(g, out, inputs=inputs, force=force)
         from .graph.provenance import recorded
 
         rec = recorded(g)
@@ -498,7 +497,7 @@ def compare_cmd(graph, input_path, runs, dt, reset, scheme, labels, min_agreemen
 @click.option("--first-saccade", is_flag=True, help="keep only the first saccade (events before 100 ms)")
 @click.option("-o", "--out", "out", required=True, metavar="X.npy", help="X.npy to write: (samples, steps, 2, 34, 34)")
 @click.option("--labels-out", default=None, metavar="Y.npy", help="Y.npy to write: (samples,) digit labels (written together with X.npy)")
-@click.option("--force", is_flag=True, help="replace existing output files")
+@click.option("--force", is_flag=True, help="replace existing output files (regular files only, never a link, FIFO, device or input)")
 def nmnist_cmd(root, split, dt, steps, limit, first_saccade, out, labels_out, force) -> None:
     """Bin N-MNIST recordings already on disk (ROOT/NMNIST/Test/<digit>/*.bin, tonic's layout)
     into X.npy for simulate/compare (--labels Y.npy). Needs tonic; never downloads."""
@@ -507,17 +506,13 @@ def nmnist_cmd(root, split, dt, steps, limit, first_saccade, out, labels_out, fo
         import numpy as np
 
         from .data.nmnist import load_nmnist, split_folder
-        from .errors import UsageError
         from .outputs import atomic_files, check_distinct_files
 
         data_dir = split_folder(root, split)  # the recordings: never written into
         targets = [out] + ([labels_out] if labels_out is not None else [])
-        for t in targets:
-            if os.path.lexists(t) and not force:
-                raise UsageError(f"{t} already exists; use --force to replace it")
-        check_distinct_files(targets, [data_dir])  # before the work: devices, links, inputs, the same file twice
+        check_distinct_files(targets, [data_dir], force=force)  # before the work: existing files, devices, links, inputs, the same file twice
         x, y = load_nmnist(root, split=split, dt=dt, n_steps=steps, limit=limit, first_saccade_only=first_saccade)
-        with atomic_files(targets, inputs=[data_dir]) as files:  # both or neither
+        with atomic_files(targets, inputs=[data_dir], force=force) as files:  # both or neither
             np.save(files[0], x)
             if labels_out is not None:
                 np.save(files[1], y)
@@ -538,7 +533,7 @@ def nmnist_cmd(root, split, dt, steps, limit, first_saccade, out, labels_out, fo
 @click.option("-o", "--out", "out", required=True, type=click.Path(),
               help="output folder: the compiled deployment of the fine-tuned graph (its graph.nir is the new graph); written atomically")
 @click.option("--graph-out", type=click.Path(dir_okay=False), default=None, help="also write the fine-tuned graph to this .nir file")
-@click.option("--force", is_flag=True, help="replace OUT if it is a folder nirdeploy wrote (and --graph-out if it exists)")
+@click.option("--force", is_flag=True, help="replace OUT if it is a folder nirdeploy wrote (and --graph-out if it is an existing regular file)")
 @click.option("--float", "float_mode", is_flag=True, help="train the float reference semantics instead of the chip model (the penalty only)")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate on the graph's float weights")
@@ -577,9 +572,7 @@ def finetune_cmd(graph, target, x_path, y_path, val_x, val_y, out, graph_out, fo
             raise UsageError("--val-x and --val-y go together")
         check_output_folder(out, force=force, inputs=inputs)  # before the work, not after it
         if graph_out is not None:
-            if os.path.lexists(graph_out) and not force:
-                raise UsageError(f"{graph_out} already exists; use --force to replace it")
-            check_output_file(graph_out, inputs)
+            check_output_file(graph_out, inputs, force=force)
             if os.path.abspath(graph_out) == os.path.abspath(out):
                 raise UsageError("-o and --graph-out name the same path")
         res = api.finetune(graph, target, x_path, y_path, x_val=val_x, y_val=val_y, mode="float" if float_mode else "chip",
@@ -601,7 +594,7 @@ def finetune_cmd(graph, target, x_path, y_path, val_x, val_y, out, graph_out, fo
         dep.save(out, force=force)
         _echo(f"wrote {out}", err=True)
         if graph_out is not None:
-            save_nir(res.graph, graph_out, inputs=inputs)
+            save_nir(res.graph, graph_out, inputs=inputs, force=force)
             _echo(f"wrote {graph_out}", err=True)
         return EXIT_OK
 
@@ -706,14 +699,15 @@ def _print_accuracy(ev: dict) -> None:
                       ["network", "accuracy", "silent samples", "steps read"], rows), nl=False)
 
 
-def _save_npy(path: str, y, inputs) -> None:
-    """Write a regular file atomically (nirdeploy.outputs.atomic_file): never a device, FIFO,
-    folder, link or one of the command's inputs."""
+def _save_npy(path: str, y, inputs, force: bool) -> None:
+    """Write a regular file atomically (nirdeploy.outputs.atomic_file): a new file, or with
+    ``force`` an existing regular file; never a device, FIFO, folder, link or one of the
+    command's inputs."""
     import numpy as np
 
     from .outputs import atomic_file
 
-    with atomic_file(path, inputs=inputs) as f:
+    with atomic_file(path, inputs=inputs, force=force) as f:
         np.save(f, np.asarray(y))
 
 

@@ -19,8 +19,11 @@ is first moved aside, checked again there, and its listed files are then removed
 file that is not listed is never removed; the old folder is put back if the new one cannot be
 moved into place).
 
-**File outputs** (:func:`atomic_file`) are regular files: an existing path that is a device,
-FIFO, socket, folder or symbolic link is refused, and so is an input of the same command.
+**File outputs** (:func:`atomic_file`) are regular files, and a file output is never replaced
+without ``force``, like a folder: an existing path is refused ("X already exists; --force
+replaces it"), and one that appears while nirdeploy writes is left as it is. With ``force`` only
+an existing regular file is replaced; a device, FIFO, socket, folder or symbolic link is refused
+either way, and so is an input of the same command (or a file inside a folder it reads).
 Several files of one command (:func:`atomic_files`, e.g. ``nmnist -o X.npy --labels-out
 Y.npy``) are one output: they must name different files, all are written before any is moved
 into place, and a failure writes none of them.
@@ -57,7 +60,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from .errors import NirDeployError, OutputError
-from .inputs import check_path
+from .inputs import check_flag, check_path
 
 __all__ = [
     "Terminated",
@@ -401,10 +404,12 @@ def _reason(e: NirDeployError) -> str:
     return s[len("damaged compiled folder: "):] if s.startswith("damaged compiled folder: ") else s
 
 
-def check_output_file(path, inputs: Iterable = ()) -> str:
-    """Check that ``path`` may be written as a file: absent, or an existing regular file that is
-    not one of ``inputs``; its folder exists. Returns the real path; raises OutputError."""
+def check_output_file(path, inputs: Iterable = (), *, force: bool = False) -> str:
+    """Check that ``path`` may be written as a file: absent, or (only with ``force``) an existing
+    regular file that is not one of ``inputs``; its folder exists. Returns the real path; raises
+    OutputError naming the path (an existing file without ``force``: "already exists")."""
     raw = check_path(path, "output file")
+    force = check_flag("force", force)
     if raw.endswith(os.sep) or os.path.basename(raw) in (".", ".."):
         raise OutputError(f"refusing to write {raw}: it names a folder, not a file")
     parent = os.path.dirname(os.path.abspath(raw))
@@ -430,6 +435,8 @@ def check_output_file(path, inputs: Iterable = ()) -> str:
         with contextlib.suppress(OSError, TypeError, ValueError):
             if os.path.samefile(real, os.fspath(inp)):
                 raise OutputError(f"refusing to write {raw}: it is an input of this command")
+    if not force:
+        raise OutputError(f"{raw} already exists; --force replaces it (nirdeploy replaces a file only when asked)")
     return real
 
 
@@ -618,26 +625,29 @@ class atomic_folder(_Atomic):
 
 class atomic_file(_Atomic):
     """``with atomic_file(path, inputs=[...]) as f:`` write bytes to ``f``; on success the file
-    replaces ``path`` (a regular file or nothing; see :func:`check_output_file`), on any error or
-    signal the temporary is removed and ``path`` is left as it was. With ``parents``, missing
-    folders above ``path`` are created (and removed again if the write fails)."""
+    is moved to ``path``: a new path, or (with ``force``) a regular file it replaces (see
+    :func:`check_output_file`); a file that appeared meanwhile is replaced only with ``force``.
+    On any error or signal the temporary is removed and ``path`` is left as it was. With
+    ``parents``, missing folders above ``path`` are created (and removed again if the write
+    fails)."""
 
-    def __init__(self, path, inputs: Iterable = (), *, parents: bool = False):
+    def __init__(self, path, inputs: Iterable = (), *, parents: bool = False, force: bool = False):
         self.path = path
         self.inputs = list(inputs)
         self.parents = parents
+        self.force = force
         self._made: list[str] = []
         self._guard = signal_guard()
 
     def __enter__(self):
         self.shown = check_path(self.path, "output file")
         if not self.parents:
-            self.real = check_output_file(self.path, self.inputs)
+            self.real = check_output_file(self.path, self.inputs, force=self.force)
         self._guard.__enter__()
         try:
             if self.parents:
                 _makedirs(_checked_parent(self.shown), self._made)
-                self.real = check_output_file(self.path, self.inputs)
+                self.real = check_output_file(self.path, self.inputs, force=self.force)
         except BaseException as e:
             _remove_parents(self._made)
             self._guard.__exit__(*sys.exc_info())
@@ -677,13 +687,13 @@ class atomic_file(_Atomic):
             st = os.lstat(self.real)
         except FileNotFoundError:
             st = None
-        if st is None:
+        if st is None or not self.force:
             try:
                 rename_noreplace(self.tmp, self.real)
             except FileExistsError:
                 raise OutputError(f"{self.shown} appeared while nirdeploy was writing; it was not replaced") from None
         else:
-            check_output_file(self.path, self.inputs)  # still a regular file, not an input
+            check_output_file(self.path, self.inputs, force=True)  # still a regular file, not an input
             os.replace(self.tmp, self.real)
         _unregister(self.tmp)
 
@@ -702,19 +712,20 @@ def _checked_parent(path: str) -> str:
 class atomic_files:
     """``with atomic_files([path1, path2], inputs=[...]) as (f1, f2):`` several files written by
     one command, as one output. Each path follows :func:`check_output_file`, and they must name
-    different files. Every file is written to its temporary first; only when all are complete
-    (and every path is checked again) are they moved into place, one after the other. On any
-    error or signal every temporary is removed and no path is changed. OSErrors become
-    :class:`OutputError`."""
+    different files; an existing one is replaced only with ``force``. Every file is written to
+    its temporary first; only when all are complete (and every path is checked again) are they
+    moved into place, one after the other. On any error or signal every temporary is removed and
+    no path is changed. OSErrors become :class:`OutputError`."""
 
-    def __init__(self, paths: Iterable, inputs: Iterable = ()):
+    def __init__(self, paths: Iterable, inputs: Iterable = (), *, force: bool = False):
         self.paths = list(paths)
         self.inputs = list(inputs)
+        self.force = force
         self._guard = signal_guard()
 
     def __enter__(self) -> list:
-        check_distinct_files(self.paths, self.inputs)
-        self.items = [atomic_file(p, self.inputs) for p in self.paths]
+        check_distinct_files(self.paths, self.inputs, force=self.force)
+        self.items = [atomic_file(p, self.inputs, force=self.force) for p in self.paths]
         self._guard.__enter__()
         entered: list[atomic_file] = []
         try:
@@ -738,7 +749,7 @@ class atomic_files:
                 a._close()
             if exc_type is None:
                 for a in items:  # all still writable, before any of them is placed
-                    check_output_file(a.path, a.inputs)
+                    check_output_file(a.path, a.inputs, force=a.force)
                 for a in items:
                     a._finish()
         except BaseException as e:
@@ -763,11 +774,12 @@ class atomic_files:
         self._guard.__exit__(exc_type, exc, tb)
 
 
-def check_distinct_files(paths: Iterable, inputs: Iterable = ()) -> list[str]:
-    """Check every path with :func:`check_output_file` and that no two name the same file
-    (through ``..``, a symbolic link to a folder or a hard link). Returns the real paths."""
+def check_distinct_files(paths: Iterable, inputs: Iterable = (), *, force: bool = False) -> list[str]:
+    """Check every path with :func:`check_output_file` (``force`` as there) and that no two
+    name the same file (through ``..``, a symbolic link to a folder or a hard link). Returns the
+    real paths."""
     paths = list(paths)
-    reals = [check_output_file(p, inputs) for p in paths]
+    reals = [check_output_file(p, inputs, force=force) for p in paths]
     for i, a in enumerate(reals):
         for j in range(i):
             same = a == reals[j]

@@ -10,8 +10,12 @@ which is how nirdeploy's simulator is checked against Lava.
 
 Command line (inside the Lava environment; see ``scripts/lava_env.sh``)::
 
-    python -m nirdeploy_targets.loihi2.lava run OUT X.npy Y.npz   # a compiled folder, one sample
-    python -m nirdeploy_targets.loihi2.lava batch JOBS_DIR Y.npz  # many networks (the test oracle)
+    python -m nirdeploy_targets.loihi2.lava run OUT X.npy Y.npz [--force]  # a compiled folder, one sample
+    python -m nirdeploy_targets.loihi2.lava batch JOBS_DIR Y.npz           # many networks (the test oracle)
+
+``Y.npz`` is written like every nirdeploy file output (:func:`nirdeploy.outputs.atomic_file`):
+a new file, or with ``--force`` an existing regular file that is not an input; anything else is
+exit 2 with the reason, and the file is left as it was.
 
 Lava's runtime is multi-process and can hang (loihi2.md section 8): callers run this module in a
 subprocess under a timeout; ``batch`` also bounds every job with an alarm. Conv synapses are not
@@ -164,11 +168,33 @@ def _batch(jobs_dir: Path, out: Path) -> int:
             for key, a in r.items():
                 results[f"{pre}{lname}.{key}"] = a
     results["status"] = np.frombuffer(json.dumps(status).encode(), dtype=np.uint8)
-    np.savez(out, **results)
+    return _save_npz(out, results, inputs=[jobs_dir / "jobs.json", jobs_dir / "arrays.npz"])  # OUT may sit in JOBS_DIR
+
+
+def _save_npz(out: Path, arrays: dict, *, inputs=(), force: bool = False) -> int:
+    """``arrays`` to ``out`` atomically (never replacing a file without ``force``); 0, or 2 with
+    the reason on stderr."""
+    from nirdeploy.errors import NirDeployError
+    from nirdeploy.outputs import atomic_file
+
+    try:
+        with atomic_file(out, inputs=inputs, force=force) as f:
+            np.savez(f, **arrays)
+    except NirDeployError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
-def _run_folder(folder: Path, x_path: Path, out: Path) -> int:
+def _run_folder(folder: Path, x_path: Path, out: Path, force: bool = False) -> int:
+    from nirdeploy.errors import NirDeployError
+    from nirdeploy.outputs import check_output_file
+
+    try:
+        check_output_file(out, [folder, x_path], force=force)  # before the run, not after it
+    except NirDeployError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     net = load_network(folder)
     x = np.load(x_path, allow_pickle=False)
     if x.ndim == len(net.input_shape) + 2:
@@ -177,16 +203,15 @@ def _run_folder(folder: Path, x_path: Path, out: Path) -> int:
             return 2
         x = x[0]
     res = run_fixed_point(net, x)
-    np.savez(out, **{f"{name}.{k}": a for name, r in res.items() for k, a in r.items()})
-    return 0
+    return _save_npz(out, {f"{name}.{k}": a for name, r in res.items() for k, a in r.items()}, inputs=[folder, x_path], force=force)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) == 3 and argv[0] == "batch":
         return _batch(Path(argv[1]), Path(argv[2]))
-    if len(argv) == 4 and argv[0] == "run":
-        return _run_folder(Path(argv[1]), Path(argv[2]), Path(argv[3]))
+    if len(argv) >= 4 and argv[0] == "run" and argv[4:] in ([], ["--force"]):
+        return _run_folder(Path(argv[1]), Path(argv[2]), Path(argv[3]), force=argv[4:] == ["--force"])
     print(__doc__, file=sys.stderr)
     return 2
 

@@ -17,8 +17,11 @@ Fixtures: ``nirdeploy_target`` (the target of this test) and ``nirdeploy_check``
 ``report.json`` holds ``{"nirdeploy_ci": 1, "test", "outcome", "checks": [...]}``; each check
 has ``kind`` (check, fits, agrees, accuracy), ``graph``, ``target``, ``passed``, ``message``
 (the failure message) and ``report`` (the fit report, as ``nirdeploy compile`` writes it),
-plus ``comparison``, ``accuracy`` or ``budget`` where they apply. Files are replaced
-atomically; nothing else in DIR is touched.
+plus ``comparison``, ``accuracy`` or ``budget`` where they apply. Files are written atomically.
+A later run refreshes the report files nirdeploy wrote (a ``report.json``/``summary*.json`` that
+begins with ``{"nirdeploy_ci": 1``, a ``summary*.md`` that begins with ``## nirdeploy``), so a
+report folder can be reused run after run; any other file at one of those paths (and any
+symbolic link, FIFO or folder) is left as it is, with a warning. Nothing else in DIR is touched.
 
 Loading it imports pytest and nirdeploy's core (numpy; no torch, no vendor SDK); graphs,
 targets and simulators load at the first check.
@@ -253,15 +256,45 @@ def _visible(s) -> str:
     return terminal_safe(str(s))
 
 
+_OWN_PREFIX = {".json": b'{\n  "nirdeploy_ci": 1', ".md": b"## nirdeploy\n"}
+
+
+def _written_by_us(path: Path) -> bool:
+    """Whether ``path`` is a regular file (not a link) that begins as the plugin's own report
+    files do (``_OWN_PREFIX``): only such a file is replaced by a later run."""
+    import os
+    import stat
+
+    prefix = _OWN_PREFIX.get(path.suffix)
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if prefix is None or not stat.S_ISREG(st.st_mode):
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return False
+    try:
+        return os.read(fd, len(prefix)) == prefix
+    finally:
+        os.close(fd)
+
+
 def _write_text(path: Path, text: str) -> None:
     """Write through :class:`nirdeploy.outputs.atomic_file` (a temporary file next to ``path``,
-    then a rename over it; the test's folder is created with it and removed again if the write
-    fails), with the permissions the umask gives."""
+    then a rename; the test's folder is created with it and removed again if the write fails),
+    with the permissions the umask gives. An existing file is replaced only when the plugin wrote
+    it (:func:`_written_by_us`); a link, FIFO, device or folder never."""
     from ..errors import OutputError
     from ..outputs import atomic_file
 
+    ours = _written_by_us(path)
+    if not ours and path.is_file() and not path.is_symlink():
+        raise OSError("it exists and is not a report nirdeploy wrote; it was left as it is")
     try:
-        with atomic_file(path, parents=True) as f:  # never replaces a link, FIFO or device; nothing left on failure
+        with atomic_file(path, parents=True, force=ours) as f:  # nothing left on failure
             f.write(text.encode("utf-8"))
     except OutputError as e:
         raise OSError(str(e)) from None  # callers report OSErrors as "could not write"

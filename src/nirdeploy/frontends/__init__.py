@@ -28,26 +28,31 @@ def library_module(library: str):
 
 
 def from_torch(model, sample, *, library: str, dt: float | None = None, strict: bool = True,
-               fold_batchnorm: bool = False, path=None):
+               fold_batchnorm: bool = False, path=None, force: bool = False):
     """Export ``model`` (a ``torch.nn.Module`` trained in ``library``) to a nirdeploy Graph; see
     each frontend's ``export``. ``sample``: (batch, time, *input_shape) array or tensor. With
     ``path``, the graph is also written as a ``.nir`` file (dt and reset in its metadata;
-    atomically, a new or regular file, checked before the work).
+    atomically, checked before the work): a new file, or with ``force`` an existing regular file
+    (never a link, FIFO, device or folder).
 
     Raises UsageError (a bad argument: library, model, sample, dt, flags, path),
     UnsupportedError (layers NIR cannot express), ExportMismatchError (the graph does not
-    reproduce the model, ``strict``), OutputError (``path`` cannot be written),
+    reproduce the model, ``strict``), OutputError (``path`` exists and ``force`` is false, or cannot
+    be written),
     MissingDependencyError (the library is not installed)."""
+    from ..inputs import check_flag
+
     mod = library_module(library)
+    check_flag("force", force)
     if path is not None:
         from ..outputs import check_output_file
 
-        check_output_file(path)  # before the work, not after it
+        check_output_file(path, force=force)  # before the work, not after it
     g = mod.export(model, sample, dt=dt, strict=strict, fold_batchnorm=fold_batchnorm)
     if path is not None:
         from ..graph.loading import save_nir
 
-        save_nir(g, path)
+        save_nir(g, path, force=force)
     return g
 
 

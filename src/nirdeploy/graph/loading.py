@@ -12,7 +12,8 @@
   library itself can loop forever or crash on corrupt bytes, the parse runs in a forked child
   process with a timeout where ``fork`` exists (see :func:`read_nir_file`).
 * :func:`from_nir` / :func:`to_nir`: conversion from / to nir's dataclasses.
-* :func:`write_nir`: ``to_nir`` + ``nir.write``.
+* :func:`write_nir` / :func:`save_nir`: ``to_nir`` + ``nir.write``, atomically; an existing file is
+  replaced only with ``force``.
 
 Parameter representation in the IR (see :data:`nirdeploy.graph.validate.PARAM_KINDS`):
 
@@ -434,21 +435,17 @@ def to_nir(g: Graph) -> Any:
     return _to_nir_graph(infer_shapes(g))
 
 
-def write_nir(g: Graph, path: str | os.PathLike) -> None:
-    """Write ``g`` as a ``.nir`` file with ``nir.write`` (refuses names HDF5 would mangle)."""
-    import nir
-
-    bad = [name for name, _ in g.iter_nodes_recursive() if "/" in name or name == ""]
-    if bad:
-        raise GraphValidationError(
-            [Problem(b, "", "name", "node names must be non-empty and must not contain '/' to be written") for b in bad]
-        )
-    nir.write(str(path), to_nir(g))
+def write_nir(g: Graph, path: str | os.PathLike, *, force: bool = False) -> None:
+    """Write ``g`` as a ``.nir`` file (``to_nir`` + ``nir.write``); the same as :func:`save_nir`:
+    atomically, and an existing file is replaced only with ``force``."""
+    save_nir(g, path, force=force)
 
 
-def save_nir(g: Graph, path: str | os.PathLike, *, inputs=()) -> None:
-    """Write ``g`` to ``path`` as a user-facing output: atomically, a regular file only, never one
-    of ``inputs`` (:class:`nirdeploy.outputs.atomic_file`). Raises OutputError, GraphValidationError."""
+def save_nir(g: Graph, path: str | os.PathLike, *, inputs=(), force: bool = False) -> None:
+    """Write ``g`` to ``path`` as a user-facing output: atomically, a new file, or with ``force`` a
+    regular file that is not one of ``inputs`` (:class:`nirdeploy.outputs.atomic_file`); refuses
+    names HDF5 would mangle. Raises OutputError (``path`` exists and ``force`` is false, or may not
+    be written), GraphValidationError."""
     import io
 
     import nir
@@ -462,7 +459,7 @@ def save_nir(g: Graph, path: str | os.PathLike, *, inputs=()) -> None:
             [Problem(b, "", "name", "node names must be non-empty and must not contain '/' to be written") for b in bad]
         )
     nir.write(buf, to_nir(g))
-    with atomic_file(path, inputs=inputs) as f:
+    with atomic_file(path, inputs=inputs, force=force) as f:
         f.write(buf.getvalue())
 
 
