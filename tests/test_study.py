@@ -108,8 +108,11 @@ def test_study_refuses_an_existing_folder_before_any_work(tmp_path):
 def quick_run(tmp_path_factory):
     for mod in ("torch", "snntorch", "norse", "sklearn", "matplotlib"):  # scripts/test.sh installs them; CI fails without
         require_oracle(mod)
-    out = tmp_path_factory.mktemp("study") / "quick"
-    r = CliRunner().invoke(main, ["study", "digits", "--quick", "-o", str(out)])
+    base = tmp_path_factory.mktemp("study")
+    out = base / "quick"
+    readme = base / "README.md"
+    readme.write_text((ROOT / "README.md").read_text())  # --readme rewrites its study block
+    r = CliRunner().invoke(main, ["study", "digits", "--quick", "-o", str(out), "--readme", str(readme)])
     return r, out
 
 
@@ -148,6 +151,13 @@ def test_quick_study_runs_the_whole_pipeline(quick_run):
     for name in ("raster.png", "accuracy.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "goal" in r.output and "| network | target |" in r.output
+    text = (out.parent / "README.md").read_text()
+    i, j = report.readme_block(text)
+    assert text[i:j].strip() == report.readme_text(res).strip()
+    # only the block changed
+    orig = (ROOT / "README.md").read_text()
+    oi, oj = report.readme_block(orig)
+    assert text[:i] == orig[:oi] and text[j:] == orig[oj:]
 
 
 def test_quick_study_is_deterministic_in_its_data_split(quick_run):

@@ -504,7 +504,7 @@ def run_digits(out: str | os.PathLike | None = None, *, quick: bool = False, con
             raise OutputError(f"output folder {out} already exists and is not empty; choose a new folder (a study never replaces one)")
         check_output_folder(out, inputs=[readme] if readme is not None else [])
     if readme is not None:
-        check_output_file(readme)
+        check_output_file(readme, force=True)  # an existing README is the point: its study block is rewritten
         report.readme_block(Path(readme).read_text(encoding="utf-8"))  # the markers must be there
     _require_stack()
 

@@ -243,7 +243,7 @@ def update_readme(path, results: dict) -> None:
     text = Path(path).read_text(encoding="utf-8")
     i, j = readme_block(text)
     new = text[:i] + "\n" + readme_text(results) + text[j:]
-    with atomic_file(path) as f:
+    with atomic_file(path, force=True) as f:  # the README was named to be rewritten (between the markers only)
         f.write(new.encode("utf-8"))
 
 
