@@ -61,6 +61,12 @@ def test_digits_frames_for_cnns():
     f = saccade_frames(img)
     # step 1 moves the image by (1, 1): the pixel leaves (0, 0) (OFF) and appears at (1, 1) (ON)
     assert f[0, 0, 1, 0, 0] == 1 and f[0, 0, 0, 1, 1] == 1 and f[0, 0].sum() == 2
+    # silent tail steps (a chip's output lags by its latency): the events are unchanged, the tail is empty
+    g = saccade_frames(img, tail_steps=3)
+    assert g.shape == (1, f.shape[1] + 3) + f.shape[2:] and np.array_equal(g[:, : f.shape[1]], f) and g[:, f.shape[1]:].sum() == 0
+    # the frames share the column scan's split, so one study compares both networks on the same digits
+    e, d4 = digits_events(classes=10, seed=3), digits_frames(classes=10, seed=3, tail_steps=4)
+    assert np.array_equal(e.y_test, d4.y_test) and d4.shape[0] == len(SACCADE_PATH) - 1 + 4
 
 
 def test_bad_arguments():
@@ -70,3 +76,5 @@ def test_bad_arguments():
         column_scan(np.zeros((2, 7, 8)))
     with pytest.raises(UsageError):
         split(np.arange(4), 1.5)
+    with pytest.raises(UsageError, match="tail_steps"):
+        saccade_frames(np.zeros((1, 8, 8)), tail_steps=-1)

@@ -601,6 +601,39 @@ def finetune_cmd(graph, target, x_path, y_path, val_x, val_y, out, graph_out, fo
     _run(body)
 
 
+@main.group("study")
+def study_group() -> None:
+    """End-to-end studies: train, export, run in every library, compile for every chip, fine-tune."""
+
+
+@study_group.command("digits")
+@click.option("--quick", is_flag=True, help="the small CI configuration (a few minutes): checks the pipeline, not the accuracy")
+@click.option("-o", "--out", "out", default="study-digits", show_default=True, type=click.Path(),
+              help="output folder, new or empty (results.json, results.md, raster.png, accuracy.png, the graphs); written atomically")
+@click.option("--readme", type=click.Path(dir_okay=False), default=None,
+              help="also rewrite the study table between the study-digits markers in this README")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="data split, initial weights, sample order")
+@click.option("--jobs", type=click.IntRange(min=1), default=None, help="worker processes for independent target runs [default: 2]")
+def study_digits_cmd(quick, out, readme, seed, jobs) -> None:
+    """Digits study (issue 11): scikit-learn's bundled 8x8 digits as events (no download), a
+    recurrent and a convolutional snnTorch net trained on CPU, exported to NIR, run in snnTorch,
+    Norse and the reference, compiled and simulated bit-accurately for every chip that fits,
+    fine-tuned per chip; writes the table (results.md), results.json and two plots to OUT.
+    Needs the [torch] extra, Norse, scikit-learn and matplotlib. Exit 0; 2 on invalid input."""
+
+    def body():
+        from dataclasses import replace
+
+        from .evaluation.study import FULL, QUICK, run_digits
+
+        cfg = replace(QUICK if quick else FULL, seed=seed, **({"jobs": jobs} if jobs is not None else {}))
+        res = run_digits(out, config=cfg, readme=readme, log=lambda m: _echo(m, err=True))
+        _echo(f"wrote {out} ({res['seconds']:.0f} s)", err=True)
+        return EXIT_OK
+
+    _run(body)
+
+
 def _warn_low_agreement(cmp: dict, dep, folder, input_path) -> None:
     """A chip that decides differently from the float reference on more than 1 - AGREEMENT_WARN
     of the samples gets a warning naming the compile report's warnings and the commands that

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .compare import compare_outputs, readout_agreement
+from .compare import accuracy, compare_outputs, readout_agreement
 
 __all__ = ["AGREEMENT_FLAG", "Column", "compare_columns", "explain", "render_comparison", "spike_agreement"]
 
@@ -57,7 +57,9 @@ def compare_columns(columns: list[Column], labels: np.ndarray | None = None, ref
                     flag_below: float = AGREEMENT_FLAG, readout: str = "spikes") -> list[dict]:
     """One row per column: spikes per output, total, agreement with the reference column
     (spike agreement, element-wise agreement, rate correlation, first divergent step; chip
-    columns shifted back by their latency), accuracy when ``labels`` (batch,) are given, and
+    columns shifted back by their latency), accuracy and silent samples when ``labels`` (batch,)
+    are given (:func:`nirdeploy.evaluation.compare.accuracy` with ``readout``: a silent sample
+    counts as wrong; a chip column is read from its latency on), and
     ``flag`` (True when the run failed or its spike agreement < ``flag_below``, a fraction).
 
     ``readout="vmem"`` (the graph's output is a membrane voltage, LI/CubaLI): the outputs are
@@ -83,8 +85,10 @@ def compare_columns(columns: list[Column], labels: np.ndarray | None = None, ref
         row["counts"] = [float(v) for v in counts]
         row["total"] = float(counts.sum())
         if labels is not None:
-            per = y.reshape(y.shape[0], y.shape[1], -1).sum(axis=1)
-            row["accuracy"] = float(np.mean(per.argmax(-1) == np.asarray(labels).ravel()[: per.shape[0]]))
+            # the one readout definition (a silent sample is wrong); a chip is read from its latency
+            # on, as everywhere else
+            acc = accuracy(y, np.asarray(labels).ravel(), readout, int(c.latency_steps), y.shape[1])
+            row["accuracy"], row["silent_samples"] = acc["accuracy"], acc["silent_samples"]
         if ref is not None and c is not ref:
             r = np.asarray(ref.output, dtype=np.float64)
             if r.shape != y.shape:

@@ -16,8 +16,10 @@ split, which is fixed by ``seed``):
 * :func:`digits_frames` - **ON/OFF frames** for convolutional networks: the image, upsampled by
   ``upsample`` (nearest neighbour), moves along a fixed saccade path (like the N-MNIST
   recordings: three sweeps of a triangle, one pixel per step); each step's events are the
-  brightening (ON, channel 0) and darkening (OFF, channel 1) between consecutive frames.
-  Shape ``(n, T, 2, 8u + 2, 8u + 2)`` (one pixel of margin for the motion).
+  brightening (ON, channel 0) and darkening (OFF, channel 1) between consecutive frames;
+  ``tail_steps`` silent steps may follow so a readout can settle (a chip reads its outputs
+  ``latency`` steps later). Shape ``(n, T, 2, 8u + 2, 8u + 2)`` (one pixel of margin for the
+  motion), ``T = len(SACCADE_PATH) - 1 + tail_steps``.
 
 Both return an :class:`EventDataset` with a stratified train/test split. Requires
 scikit-learn (``pip install scikit-learn``); raises MissingDependencyError when it is absent.
@@ -107,16 +109,19 @@ def column_scan(images: np.ndarray, steps_per_column: int = 4, tail_steps: int =
     return x
 
 
-def saccade_frames(images: np.ndarray, upsample: int = 1, levels: int = 1) -> np.ndarray:
+def saccade_frames(images: np.ndarray, upsample: int = 1, levels: int = 1, tail_steps: int = 0) -> np.ndarray:
     """ON/OFF event frames of ``images`` (n, 8, 8) moved along :data:`SACCADE_PATH` (see the
     module docstring). A change of ``d`` grey levels gives ``round(d * levels / 16)`` events.
-    Returns ``(n, len(SACCADE_PATH) - 1, 2, H, W)`` uint8 with ``H = W = 8 * upsample + 2``."""
+    Returns ``(n, len(SACCADE_PATH) - 1 + tail_steps, 2, H, W)`` uint8 with
+    ``H = W = 8 * upsample + 2``; the last ``tail_steps`` steps are silent."""
     imgs = np.asarray(images, dtype=np.float64)
     if imgs.ndim != 3 or imgs.shape[1:] != (8, 8):
         raise UsageError(f"images must be (n, 8, 8), got {imgs.shape}")
     u = int(upsample)
     if not 1 <= u <= 8 or not 1 <= int(levels) <= 255:
         raise UsageError("upsample must be in 1..8 and levels in 1..255")
+    if int(tail_steps) < 0:
+        raise UsageError("tail_steps must be >= 0")
     big = imgs.repeat(u, axis=1).repeat(u, axis=2)
     size = 8 * u + 2
     frames = []
@@ -128,7 +133,10 @@ def saccade_frames(images: np.ndarray, upsample: int = 1, levels: int = 1) -> np
     d = np.diff(fr, axis=1)
     on = np.rint(np.clip(d, 0, None) * levels / GREY_LEVELS)
     off = np.rint(np.clip(-d, 0, None) * levels / GREY_LEVELS)
-    return np.stack([on, off], axis=2).astype(np.uint8)
+    x = np.stack([on, off], axis=2).astype(np.uint8)
+    if tail_steps:
+        x = np.concatenate([x, np.zeros((x.shape[0], int(tail_steps)) + x.shape[2:], np.uint8)], axis=1)
+    return x
 
 
 def split(labels: np.ndarray, test_fraction: float = 0.25, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -159,11 +167,14 @@ def digits_events(classes: int = 10, steps_per_column: int = 4, tail_steps: int 
     return EventDataset(x[tr], y[tr], x[te], y[te], int(classes), desc)
 
 
-def digits_frames(classes: int = 10, upsample: int = 1, levels: int = 1, test_fraction: float = 0.25, seed: int = 0) -> EventDataset:
-    """The saccade ON/OFF frame version of the digits (see the module docstring)."""
+def digits_frames(classes: int = 10, upsample: int = 1, levels: int = 1, test_fraction: float = 0.25, seed: int = 0,
+                  tail_steps: int = 0) -> EventDataset:
+    """The saccade ON/OFF frame version of the digits (see the module docstring), split into
+    train and test sets by ``seed`` (the same split as :func:`digits_events` for equal
+    ``classes``, ``test_fraction`` and ``seed``)."""
     imgs, y = load_digit_images(classes)
-    x = saccade_frames(imgs, upsample, levels)
+    x = saccade_frames(imgs, upsample, levels, tail_steps)
     tr, te = split(y, test_fraction, seed)
     desc = (f"sklearn digits 0-{classes - 1} ({y.size} images), ON/OFF frames of a {len(SACCADE_PATH) - 1}-step saccade, "
-            f"upsample {upsample}, {levels} event level(s); stratified split, test fraction {test_fraction}, seed {seed}")
+            f"upsample {upsample}, {levels} event level(s), {tail_steps} tail steps; stratified split, test fraction {test_fraction}, seed {seed}")
     return EventDataset(x[tr], y[tr], x[te], y[te], int(classes), desc)
