@@ -312,3 +312,27 @@ def test_cli_prints_the_written_deployments_warnings_and_silent_outputs(tmp_path
     for v in report.warnings:
         assert f"warning: [{v.rule}] {v.node}" in res.output, res.output
     assert "warning: after fine-tuning the chip output is silent on 5 of 5 samples" in res.output, res.output
+
+
+def test_graph_out_inside_the_output_folder_is_refused_before_any_work(tmp_path, digits):
+    """`-o OUT --force --graph-out OUT/g.nir` wrote a foreign file into the deployment folder (the
+    next --force then refused OUT as not written by nirdeploy), and --graph-out OUT/graph.nir
+    replaced the deployment's own graph. Now exit 2 before training; OUT is left as it was."""
+    from click.testing import CliRunner
+
+    from nirdeploy.cli import main
+    from nirdeploy.graph.loading import save_nir
+
+    x, y, _, _ = digits
+    save_nir(rsnn(), tmp_path / "g.nir")
+    np.save(tmp_path / "x.npy", x[:8])
+    np.save(tmp_path / "y.npy", y[:8])
+    out = tmp_path / "out"
+    args = ["finetune", str(tmp_path / "g.nir"), "-t", "xylo:audio3", "--x", str(tmp_path / "x.npy"), "--y", str(tmp_path / "y.npy"),
+            "--dt", "1e-4", "--reset", "subtract", "--epochs", "1", "-o", str(out)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    for inside in ("g2.nir", "graph.nir"):
+        r = CliRunner().invoke(main, args + ["--force", "--graph-out", str(out / inside)])
+        assert r.exit_code == 2 and "is inside" in r.output and "epoch" not in r.output, r.output
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
