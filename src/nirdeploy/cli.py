@@ -388,6 +388,11 @@ def simulate_cmd(source, input_path, out, force, reference, dt, reset, scheme, s
         if compare_reference or labels is not None:
             s = dep.report.settings
             _notices([f"reference: dt = {s['dt']:g} s, reset = {s.get('reset', 'zero')}, scheme = {s.get('scheme', 'euler')} (the compiled settings)"])
+            from .graph.discretize import resolve_spike_rule
+
+            # the reference follows the spike rule the graph records (Sinabs' MultiSpike): said, as with --reference
+            _, rule = resolve_spike_rule(dep.source_graph(), None, s.get("reset", "zero"))
+            _notices([rule.replace("; --spikes-per-step N caps it", "") if rule else None])
         if compare_reference:
             ref = dep.simulate_reference(x)
             cmp = api.compare_outputs(y, ref, dep.artifact.latency_steps, dep.readout)
