@@ -232,3 +232,27 @@ def test_per_target_tables_replace_the_top_level_ones_for_that_target():
 def test_bad_per_target_tables_are_budget_errors(bad, match):
     with pytest.raises(BudgetError, match=match):
         parse_budget(bad)
+
+
+@pytest.mark.parametrize("name,match", [
+    ("nosuch", r"\[targets.nosuch\] would never apply: unknown target 'nosuch'"),
+    ("xyl", r"unknown target 'xyl'"),
+    ("xylo:audio9", r"\[targets.\"xylo:audio9\"\] would never apply: unknown variant 'audio9'"),
+])
+def test_a_table_for_an_unknown_target_or_variant_is_an_error_not_a_silent_no_limit(name, match):
+    """A [targets.NAME] table whose target or variant is not registered never applies: before,
+    `check --budget` printed "sets no limit" and exited 0 on a typo."""
+    with pytest.raises(BudgetError, match=match):
+        parse_budget({"targets": {name: {"keep_free": {"hidden neurons": "50%"}}}})
+
+
+def test_a_bad_share_in_a_target_table_names_that_table():
+    with pytest.raises(BudgetError, match=r"\[targets.\"xylo:imu\".keep_free\] 'hidden neurons' = '150%'"):
+        parse_budget({"targets": {"xylo:imu": {"keep_free": {"hidden neurons": "150%"}}}})
+
+
+def test_cli_check_with_a_budget_for_an_unknown_target_exits_2(tmp_path):
+    (tmp_path / "b.toml").write_text('[targets.nosuch.keep_free]\n"hidden neurons" = "50%"\n')
+    r = CliRunner().invoke(main, ["check", str(BRAILLE), *OPTS, "--budget", str(tmp_path / "b.toml")])
+    assert r.exit_code == 2, r.output
+    assert "unknown target 'nosuch'" in r.output and "Traceback" not in r.output

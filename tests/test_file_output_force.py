@@ -179,3 +179,32 @@ def test_report_folder_refreshes_only_its_own_files(pytester):
     for p in (rep / "summary.json", rep / "summary.md", folder / "report.json"):
         assert p.read_bytes() == MINE, p
     assert leftovers(rep) == []
+
+
+def test_force_refuses_a_read_only_file_and_keeps_a_replaced_files_permissions(tmp_path):
+    """A rename replaces a file whatever its mode (for any user who may write the folder), so
+    --force used to replace a read-only file and leave it 0644: the owner's read-only mark was
+    lost, and a private (0600) file became world-readable. A read-only file is refused (exit 2,
+    left as it was); a replaced file keeps its permission bits."""
+    ro = _mine(tmp_path / "ro.md")
+    os.chmod(ro, 0o444)
+    with pytest.raises(OutputError, match=r"refusing to replace .*ro.md: it is read-only \(mode 444\)") as e:
+        outputs.check_output_file(ro, force=True)
+    assert e.value.exit_code == 2
+    with pytest.raises(OutputError, match="read-only"):
+        with outputs.atomic_file(ro, force=True) as f:
+            f.write(b"new")
+    assert ro.read_bytes() == MINE and (ro.stat().st_mode & 0o777) == 0o444
+    private = _mine(tmp_path / "private.npy")
+    os.chmod(private, 0o600)
+    with outputs.atomic_file(private, force=True) as f:
+        f.write(b"new")
+    assert private.read_bytes() == b"new" and (private.stat().st_mode & 0o777) == 0o600
+
+
+def test_an_existing_file_named_as_an_output_folder_is_called_a_file(tmp_path):
+    """`study digits -o FILE` said the regular file FILE 'is not a regular file, not a folder'."""
+    p = _mine(tmp_path / "R.md")
+    with pytest.raises(OutputError, match=r"refusing to replace .*R.md: it exists and is a file, not a folder"):
+        outputs.check_output_folder(p)
+    assert p.read_bytes() == MINE

@@ -282,3 +282,57 @@ def test_cli_bad_input_exits_2_with_a_message_and_writes_nothing(tmp_path, digit
     r = run("x.npy", "y_short.npy", "--force", out="old")  # bad data with --force: the old deployment is untouched
     assert r.exit_code == 2 and "one integer label per sample" in r.output, r.output
     assert {p.name: p.read_bytes() for p in (tmp_path / "old").iterdir()} == old
+
+
+def test_cli_prints_the_written_deployments_warnings_and_silent_outputs(tmp_path):
+    """finetune writes a compiled deployment like `compile` does: what makes that chip differ from
+    the float network (the compile report's warnings, an output that stays silent) is printed,
+    not only left in report.json. Before, the command printed the accuracy table and 'wrote OUT'
+    only, for a deployment with five warnings whose chip output was silent on every sample."""
+    import nir
+    from click.testing import CliRunner
+
+    from nirdeploy.cli import main
+
+    r = np.random.default_rng(1)
+    g = nir.NIRGraph(nodes={
+        "input": nir.Input(input_type=np.array([4])), "fc1": nir.Linear(weight=r.normal(0, 1, (6, 4))),
+        "lif": nir.LIF(tau=np.full(6, 1e-2), r=np.ones(6), v_leak=np.zeros(6), v_threshold=np.ones(6), v_reset=np.zeros(6)),
+        "fc2": nir.Linear(weight=r.normal(0, 1, (3, 6))), "li": nir.LI(tau=np.full(3, 1e-2), r=np.ones(3), v_leak=np.zeros(3)),
+        "output": nir.Output(output_type=np.array([3]))},
+        edges=[("input", "fc1"), ("fc1", "lif"), ("lif", "fc2"), ("fc2", "li"), ("li", "output")])
+    nir.write(str(tmp_path / "li.nir"), g)
+    np.save(tmp_path / "x.npy", (r.random((5, 20, 4)) < 0.5).astype(np.int64))
+    np.save(tmp_path / "y.npy", r.integers(0, 3, 5))
+    res = CliRunner().invoke(main, ["finetune", str(tmp_path / "li.nir"), "-t", "xylo", "--dt", "1e-3", "--reset", "zero", "--epochs", "1",
+                                    "--x", str(tmp_path / "x.npy"), "--y", str(tmp_path / "y.npy"), "-o", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    report = nirdeploy.load_deployment(tmp_path / "out").report
+    assert report.warnings, "the case needs a deployment with warnings"
+    for v in report.warnings:
+        assert f"warning: [{v.rule}] {v.node}" in res.output, res.output
+    assert "warning: after fine-tuning the chip output is silent on 5 of 5 samples" in res.output, res.output
+
+
+def test_graph_out_inside_the_output_folder_is_refused_before_any_work(tmp_path, digits):
+    """`-o OUT --force --graph-out OUT/g.nir` wrote a foreign file into the deployment folder (the
+    next --force then refused OUT as not written by nirdeploy), and --graph-out OUT/graph.nir
+    replaced the deployment's own graph. Now exit 2 before training; OUT is left as it was."""
+    from click.testing import CliRunner
+
+    from nirdeploy.cli import main
+    from nirdeploy.graph.loading import save_nir
+
+    x, y, _, _ = digits
+    save_nir(rsnn(), tmp_path / "g.nir")
+    np.save(tmp_path / "x.npy", x[:8])
+    np.save(tmp_path / "y.npy", y[:8])
+    out = tmp_path / "out"
+    args = ["finetune", str(tmp_path / "g.nir"), "-t", "xylo:audio3", "--x", str(tmp_path / "x.npy"), "--y", str(tmp_path / "y.npy"),
+            "--dt", "1e-4", "--reset", "subtract", "--epochs", "1", "-o", str(out)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    for inside in ("g2.nir", "graph.nir"):
+        r = CliRunner().invoke(main, args + ["--force", "--graph-out", str(out / inside)])
+        assert r.exit_code == 2 and "is inside" in r.output and "epoch" not in r.output, r.output
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before

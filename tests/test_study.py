@@ -104,6 +104,21 @@ def test_study_refuses_an_existing_folder_before_any_work(tmp_path):
     assert (out / "mine.txt").read_text() == "user data"
 
 
+@pytest.mark.parametrize("content,match", [
+    (b"\xff\xfe" + f"{report.BEGIN}\n{report.END}\n".encode(), "is not UTF-8 text"),
+    (f"{report.BEGIN}\na\n{report.END}\n{report.BEGIN}\nb\n{report.END}\n".encode(), "keep exactly one"),
+])
+def test_a_readme_that_is_not_utf8_or_has_two_blocks_is_refused_before_any_work(tmp_path, content, match):
+    """`study digits --readme` on a non-UTF-8 file was an internal error (exit 3, UnicodeDecodeError);
+    on a README with two study blocks it rewrote the first and left the second stale. Both are
+    exit 2 before any work, the README and OUT untouched."""
+    readme = tmp_path / "README.md"
+    readme.write_bytes(content)
+    r = CliRunner().invoke(main, ["study", "digits", "--quick", "-o", str(tmp_path / "o"), "--readme", str(readme)])
+    assert r.exit_code == 2 and match in r.output and "internal error" not in r.output, r.output
+    assert readme.read_bytes() == content and not (tmp_path / "o").exists()
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     for mod in ("torch", "snntorch", "norse", "sklearn", "matplotlib"):  # scripts/test.sh installs them; CI fails without

@@ -388,6 +388,11 @@ def simulate_cmd(source, input_path, out, force, reference, dt, reset, scheme, s
         if compare_reference or labels is not None:
             s = dep.report.settings
             _notices([f"reference: dt = {s['dt']:g} s, reset = {s.get('reset', 'zero')}, scheme = {s.get('scheme', 'euler')} (the compiled settings)"])
+            from .graph.discretize import resolve_spike_rule
+
+            # the reference follows the spike rule the graph records (Sinabs' MultiSpike): said, as with --reference
+            _, rule = resolve_spike_rule(dep.source_graph(), None, s.get("reset", "zero"))
+            _notices([rule.replace("; --spikes-per-step N caps it", "") if rule else None])
         if compare_reference:
             ref = dep.simulate_reference(x)
             cmp = api.compare_outputs(y, ref, dep.artifact.latency_steps, dep.readout)
@@ -575,6 +580,12 @@ def finetune_cmd(graph, target, x_path, y_path, val_x, val_y, out, graph_out, fo
             check_output_file(graph_out, inputs, force=force)
             if os.path.abspath(graph_out) == os.path.abspath(out):
                 raise UsageError("-o and --graph-out name the same path")
+            g_real, o_real = os.path.realpath(graph_out), os.path.realpath(out)
+            if g_real.startswith(o_real.rstrip(os.sep) + os.sep):
+                # a file of ours in the deployment folder: it would replace the folder's own graph.nir
+                # or make the folder no longer one nirdeploy wrote (the next --force refuses it)
+                raise UsageError(f"--graph-out {graph_out} is inside {out}, the folder this command writes; its graph.nir "
+                                 "already is the fine-tuned graph: choose a path outside it")
         res = api.finetune(graph, target, x_path, y_path, x_val=val_x, y_val=val_y, mode="float" if float_mode else "chip",
                            epochs=epochs, lr=lr, batch_size=batch_size, membrane_penalty=membrane_penalty, membrane_margin=membrane_margin,
                            readout=readout, seed=seed, threads=threads, dt=dt, reset=reset, scheme=scheme, quantization=quantization,

@@ -341,6 +341,8 @@ def _describe(mode: int) -> str:
         return "a device"
     if stat.S_ISSOCK(mode):
         return "a socket"
+    if stat.S_ISREG(mode):
+        return "a file"
     return "not a regular file"
 
 
@@ -437,6 +439,9 @@ def check_output_file(path, inputs: Iterable = (), *, force: bool = False) -> st
                 raise OutputError(f"refusing to write {raw}: it is an input of this command")
     if not force:
         raise OutputError(f"{raw} already exists; --force replaces it (nirdeploy replaces a file only when asked)")
+    if not st.st_mode & stat.S_IWUSR:
+        # a rename replaces a file whatever its mode: the owner's read-only mark is honoured here
+        raise OutputError(f"refusing to replace {raw}: it is read-only (mode {stat.S_IMODE(st.st_mode):o}); make it writable to replace it")
     return real
 
 
@@ -694,6 +699,8 @@ class atomic_file(_Atomic):
                 raise OutputError(f"{self.shown} appeared while nirdeploy was writing; it was not replaced") from None
         else:
             check_output_file(self.path, self.inputs, force=True)  # still a regular file, not an input
+            with contextlib.suppress(OSError):  # the replacement keeps the file's permissions (a private file stays private)
+                os.chmod(self.tmp, stat.S_IMODE(os.lstat(self.real).st_mode))
             os.replace(self.tmp, self.real)
         _unregister(self.tmp)
 

@@ -205,6 +205,7 @@ def parse_budget(data: Mapping[str, Any], *, source: str = "", base_dir=None) ->
         tn, _, var = str(tname).partition(":")
         if not re.fullmatch(r"[A-Za-z0-9_.\-]+", tn) or (var and not re.fullmatch(r"[A-Za-z0-9_.\-]+", var)):
             raise BudgetError(f"{where}: a table name is a target or TARGET:VARIANT, got {tname!r}", source)
+        _known_chip(tn, var, where, source)
         bad = [k for k in tdata if k not in TARGET_KEYS]
         if bad:
             raise BudgetError(f"{where} has unknown key(s) {', '.join(map(repr, bad))}; known: {', '.join(TARGET_KEYS)}", source)
@@ -234,6 +235,17 @@ def parse_budget(data: Mapping[str, Any], *, source: str = "", base_dir=None) ->
     return Budget(keep_free=keep_free, min_agreement=floors, sample_input=sample, source=source, targets=targets)
 
 
+def _known_chip(target: str, variant: str, where: str, source: str) -> None:
+    """A [targets.NAME] table for a target or variant nobody registered would never apply: the
+    budget would silently set no limit (a typo such as ``xyl`` or ``xylo:audio9``)."""
+    from ..backend.target import parse_target_spec  # the registry: built-in and entry-point targets
+
+    try:
+        parse_target_spec(f"{target}:{variant}" if variant else target)
+    except UsageError as e:
+        raise BudgetError(f"{where} would never apply: {e}", source) from None
+
+
 def _keep_free_table(table: Mapping, where: str, source: str) -> dict[str, float]:
     keep_free: dict[str, float] = {}
     seen: dict[str, str] = {}
@@ -244,7 +256,7 @@ def _keep_free_table(table: Mapping, where: str, source: str) -> dict[str, float
         if key in seen:
             raise BudgetError(f"{where} names {seen[key]!r} and {name!r}, which are the same resource", source)
         seen[key] = name
-        keep_free[name] = _share(name, value, source)
+        keep_free[name] = _share(name, value, source, where)
     return keep_free
 
 
@@ -282,16 +294,16 @@ def _number(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _share(name: str, value, source: str) -> float:
+def _share(name: str, value, source: str, where: str = "[keep_free]") -> float:
     share = _number(value)
     if isinstance(value, str):
         m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*%\s*", value)
         share = float(m.group(1)) / 100.0 if m else None
     elif share is not None and share > 1:
-        raise BudgetError(f"[keep_free] {name!r} = {value!r} is above 1: shares are fractions (0.2) or percentages (\"20%\")",
+        raise BudgetError(f"{where} {name!r} = {value!r} is above 1: shares are fractions (0.2) or percentages (\"20%\")",
                           source)
     if share is None or not 0.0 <= share <= 1.0:
-        raise BudgetError(f"[keep_free] {name!r} = {value!r} is not a share of the chip: use a fraction in [0, 1] "
+        raise BudgetError(f"{where} {name!r} = {value!r} is not a share of the chip: use a fraction in [0, 1] "
                           "such as 0.2, or a percentage such as \"20%\"", source)
     return share
 

@@ -75,7 +75,21 @@ class FinetuneResult:
         s = self.settings
         title = (f"Fine-tuning ({s['mode']}) for {s.get('target') or 'the reference'}: {s['epochs']} epoch(s) on {s['train_samples']} samples, "
                  f"accuracy on {s['eval_samples']} {'validation' if s['validation'] else 'training'} samples, readout {s['readout']}")
-        return render_rows(title, ["model", "before", "after"], rows)
+        text = render_rows(title, ["model", "before", "after"], rows)
+        # what makes the written deployment differ from the float network is said here, not only
+        # in report.json: the compile report's warnings and outputs that stay silent
+        dep = self.deployment
+        for n in getattr(dep, "notices", None) or []:
+            text += f"notice: {n}\n"
+        if dep is not None:
+            for v in dep.report.warnings:
+                text += f"warning: {v}\n"
+        for k in ("chip", "float"):
+            a = self.after.get(k)
+            if a and a.get("silent_samples"):
+                text += (f"warning: after fine-tuning the {k} output is silent on {a['silent_samples']} of {s['eval_samples']} "
+                         "samples (no output activity; counted as wrong)\n")
+        return text
 
 
 class _Recording(SpikeRule):

@@ -505,7 +505,7 @@ def run_digits(out: str | os.PathLike | None = None, *, quick: bool = False, con
         check_output_folder(out, inputs=[readme] if readme is not None else [])
     if readme is not None:
         check_output_file(readme, force=True)  # an existing README is the point: its study block is rewritten
-        report.readme_block(Path(readme).read_text(encoding="utf-8"))  # the markers must be there
+        report.readme_block(report.read_readme(readme))  # the markers must be there
     _require_stack()
 
     import torch
