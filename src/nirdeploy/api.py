@@ -496,6 +496,7 @@ def simulate_reference(
     notices[:0] = [dt_notice] if dt_notice else []
     check_delays(graph, dt)
     res = _sim(graph, x, dt, scheme=scheme, reset=reset, record=record, progress=progress, spikes_per_step=spikes_per_step)
+    res.notes = [n for n in res.notes if n not in notices]  # the recorded spike rule's notice is said once
     res.notices = notices  # what the caller should say (dt inferred, reset recorded); res.notes: what happened
     return res if (record or full) else res.output
 

@@ -449,7 +449,9 @@ def simulate_reference(
     ``reset``: ``"zero"`` or ``"subtract"``; None means ``"zero"``, or ``"subtract"`` with
     ``spikes_per_step``. ``spikes_per_step=N`` (N >= 1) applies the chip spiking rule to every
     spiking node (output = spike counts); ``chip`` applies a target's :class:`ChipSemantics`
-    (per-node caps, which take precedence, effective decays, input clipping). Raises
+    (per-node caps, which take precedence, effective decays, input clipping). Without either,
+    the spike rule the graph records applies (a graph exported from Sinabs' MultiSpike fires
+    floor(v / threshold) spikes per step unless ``reset="zero"``; ``notes`` says so). Raises
     UsageError for ``reset="zero"`` together with a spike cap (the rule subtracts).
     """
     validate_scheme(scheme)
@@ -457,13 +459,19 @@ def simulate_reference(
     if reset is None:
         reset = RESET_SUBTRACT if caps_given else RESET_ZERO
     validate_reset(reset)
+    notes: list[str] = []
+    if not caps_given:  # the spike rule the graph records (Sinabs' MultiSpike), for every caller
+        from ..graph.discretize import resolve_spike_rule
+
+        spikes_per_step, rule_note = resolve_spike_rule(graph, None, reset)
+        caps_given = spikes_per_step is not None
+        notes += [rule_note] if rule_note else []
     if spikes_per_step is not None:
         if isinstance(spikes_per_step, bool) or not isinstance(spikes_per_step, (int, np.integer)) or spikes_per_step < 1:
             raise UsageError(f"spikes_per_step must be an integer >= 1, got {spikes_per_step!r}")
         spikes_per_step = int(spikes_per_step)
     if caps_given and reset == RESET_ZERO:
         raise UsageError("spikes_per_step fires floor(v / threshold) spikes and subtracts them (subtractive reset); it cannot be combined with reset='zero'")
-    notes: list[str] = []
     if dt is None:
         from ..graph.discretize import resolve_dt
 
