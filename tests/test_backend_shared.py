@@ -121,3 +121,20 @@ def test_read_npz(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(DeploymentFolderError, match="not a valid .npz"):
         read_npz(tmp_path / "junk.npz")
+
+
+@pytest.mark.parametrize("content", [
+    b"\xff\xfe not utf-8",                         # not UTF-8
+    b"[chip\ntarget = 'xylo'",                      # not TOML
+    b"[limits]\nhidden_neurons = 10\n",             # no [chip] table
+    b"[chip]\ntarget = 'xylo'\nvariant = 'mine'\n[formats]\nweight = 3\n",  # a format that is not a table
+])
+def test_a_user_hw_config_that_is_not_one_is_a_usage_error(tmp_path, content):
+    """hw_configs from a user folder are input: every kind of bad file is a UsageError naming it
+    (before, a non-UTF-8 file raised UnicodeDecodeError and a missing table KeyError)."""
+    from nirdeploy.backend.hwconfig import load_hwconfig
+    from nirdeploy.errors import UsageError
+
+    (tmp_path / "xylo-mine.toml").write_bytes(content)
+    with pytest.raises(UsageError, match="xylo-mine.toml"):
+        load_hwconfig("xylo", "mine", folder=tmp_path)

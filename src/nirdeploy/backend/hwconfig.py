@@ -134,7 +134,14 @@ def list_hwconfigs(target: str, folder: str | Path | None = None) -> list[str]:
     return sorted(n[len(prefix) : -5] for n in names if n.startswith(prefix) and n.endswith(".toml"))
 
 
+#: the largest user hw_config file read (the built-in ones are a few kB)
+MAX_HWCONFIG_BYTES = 1_000_000
+
+
 def load_hwconfig(target: str, variant: str, folder: str | Path | None = None) -> HWConfig:
+    """The hw_config of ``target:variant``: the built-in file, or ``folder/TARGET-VARIANT.toml``.
+    Raises UsageError (unknown variant; a user file that is missing, not a regular file, larger
+    than MAX_HWCONFIG_BYTES, not UTF-8 TOML, or missing the chip/limits/formats a hw_config has)."""
     fname = f"{target}-{variant}.toml"
     if folder is None:
         if variant not in list_hwconfigs(target):
@@ -145,4 +152,15 @@ def load_hwconfig(target: str, variant: str, folder: str | Path | None = None) -
     p = Path(folder) / fname
     if not p.is_file():
         raise UsageError(f"no hw_config {fname} in {folder}")
-    return _parse(tomllib.loads(p.read_text(encoding="utf-8")), source=str(p))
+    from ..inputs import check_input_file
+
+    src = check_input_file(p, "hw_config", "a TOML file", MAX_HWCONFIG_BYTES)  # a regular file of bounded size
+    try:
+        with open(src, "rb") as f:
+            text = f.read(MAX_HWCONFIG_BYTES + 1).decode("utf-8")
+        return _parse(tomllib.loads(text), source=str(p))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as e:
+        raise UsageError(f"hw_config {p} cannot be read as UTF-8 TOML: {type(e).__name__}: {str(e)[:300]}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise UsageError(f"hw_config {p} is not a valid hw_config ({type(e).__name__}: {str(e)[:300]}); compare it with "
+                         f"the built-in hw_configs/{fname}") from None
