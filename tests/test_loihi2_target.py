@@ -775,3 +775,42 @@ def test_hw_config_limits_carry_their_source():
     assert (f["u"].bits, f["u"].overflow, f["v"].min, f["v"].max) == (24, "wrap", -(2**23 - 1), 2**23 - 1)
     assert (f["decay"].max, f["threshold"].max, f["bias_mant"].min, f["bias_mant"].max, f["bias_exp"].max) == (4095, 131071, -4096, 4095, 7)
     assert (f["weight_mixed"].min, f["weight_mixed"].max, f["weight"].max, f["weight_exp"].min, f["weight_exp"].max) == (-256, 255, 255, -8, 7)
+
+
+def test_hardware_path_names_what_is_missing(tmp_path):
+    """targets/loihi2/hardware.py, the same role as Xylo's and Speck's: without Lava (this
+    Python) both hardware calls raise MissingDependencyError naming the install, never an
+    ImportError; the netx file is refused with the compile option that writes it; inside the
+    Lava environment the process graph builds and Loihi2HwCfg is refused for want of Intel's
+    lava-loihi extension (the public lava-nc has no Nc compiler)."""
+    import importlib.util
+
+    from click.testing import CliRunner
+
+    from nirdeploy.cli import main
+    from nirdeploy.errors import MissingDependencyError, UsageError
+    from nirdeploy_targets.loihi2 import hardware
+
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["compile", str(CORPUS / "lif_norse.nir"), "--target", "loihi2", "--dt", "1e-4", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    with pytest.raises(UsageError, match="loihi_mode=netx"):
+        hardware.netx_file(out)
+    x = np.zeros((5, 1), dtype=np.int64)
+    if importlib.util.find_spec("lava") is None:
+        for call in (hardware.process_graph, hardware.run_on_loihi2):
+            with pytest.raises(MissingDependencyError, match="lava_env.sh"):
+                call(out, x)
+    lava_py = lava_python()  # skips, or fails under NIRDEPLOY_REQUIRE_ORACLES=1, without the side environment
+    code = ("import sys, numpy as np\n"
+            "from nirdeploy_targets.loihi2 import hardware\n"
+            "from nirdeploy.errors import MissingDependencyError\n"
+            f"g = hardware.process_graph({str(out)!r}, np.zeros((5, 1), dtype=np.int64))\n"
+            "assert g['steps'] == 5 and len(g['lifs']) == 1, g\n"
+            "try:\n"
+            f"    hardware.run_on_loihi2({str(out)!r}, np.zeros((5, 1), dtype=np.int64))\n"
+            "except MissingDependencyError as e:\n"
+            "    assert 'lava-loihi' in str(e), e\n"
+            "    print('refused')\n")
+    res = subprocess.run([str(lava_py), "-c", code], capture_output=True, text=True, timeout=300, cwd=tempfile.gettempdir())
+    assert res.returncode == 0 and "refused" in res.stdout, res.stderr[-2000:]
