@@ -25,3 +25,55 @@ def test_loihi2_exact_decay_has_no_tau_warning():
     # dt = 2.5 ms / 4096 * 4: dv = 4 exactly, so the effective tau equals the requested one
     rep = nirdeploy.check(CORPUS + "lif_norse.nir", "loihi2", dt=0.0025 * 4 / 4096)
     assert not [v for v in rep.violations if v.rule == "time_constant_changed"]
+
+
+GRAPH = CORPUS + "braille_noDelay_bias_zero.nir"  # input shape (12,)
+
+
+@pytest.fixture(scope="module")
+def dep():
+    return nirdeploy.compile(GRAPH, "xylo", dt=1e-4)
+
+
+def test_masked_array_input_is_read_as_its_data_or_refused(dep):
+    x = np.zeros((1, 10, 12), dtype=int)
+    x[0, 2, 3] = 1
+    ref = nirdeploy.simulate_reference(GRAPH, x, dt=1e-4)
+    # was ValueError: operands could not be broadcast together (np.ma matmul semantics)
+    np.testing.assert_array_equal(nirdeploy.simulate_reference(GRAPH, np.ma.masked_array(x), dt=1e-4), ref)
+    np.testing.assert_array_equal(dep.simulate_reference(np.ma.masked_array(x)), ref)
+    assert dep.evaluate(np.ma.masked_array(x))["samples"] == 1
+    m = np.ma.masked_array(x, mask=x > 0)
+    for f in (lambda: dep.simulate(m), lambda: dep.simulate_reference(m), lambda: nirdeploy.simulate_reference(GRAPH, m, dt=1e-4),
+              lambda: dep.evaluate(x, np.ma.masked_array([0], mask=[True]))):
+        with pytest.raises(UsageError, match="masked"):
+            f()
+
+
+@pytest.mark.parametrize("n", [10**30, 2**31, np.uint64(2**63)])
+def test_huge_spikes_per_step_is_a_usage_error(dep, n):
+    x = np.zeros((1, 5, 12), dtype=int)
+    with pytest.raises(UsageError, match="spikes_per_step"):  # was OverflowError: Python int too large to convert to C long
+        nirdeploy.simulate_reference(GRAPH, x, dt=1e-4, spikes_per_step=n)
+    with pytest.raises(UsageError, match="spikes_per_step"):
+        dep.simulate_reference(x, spikes_per_step=n)
+
+
+def test_cli_huge_spikes_per_step_exits_2_and_writes_nothing(tmp_path):
+    from click.testing import CliRunner
+
+    from nirdeploy.cli import main
+
+    np.save(tmp_path / "x.npy", np.zeros((1, 5, 12), dtype=int))
+    r = CliRunner().invoke(main, ["simulate", GRAPH, "-i", str(tmp_path / "x.npy"), "--reference", "--dt", "1e-4",
+                                  "--spikes-per-step", str(10**24), "-o", str(tmp_path / "y.npy")])
+    assert r.exit_code == 2, r.output
+    assert "internal error" not in r.output and not (tmp_path / "y.npy").exists()
+
+
+@pytest.mark.parametrize("labels", [np.array([True]), np.ma.masked_array([0], mask=[True]), np.array([np.nan])])
+def test_evaluate_labels_go_through_the_one_label_validator(dep, labels):
+    # evaluate/accuracy had its own check: it took bool labels (check_labels: "bools are not")
+    # and read a masked label's hidden value as a class
+    with pytest.raises(UsageError, match="labels"):
+        dep.evaluate(np.zeros((1, 10, 12), dtype=int), labels)
