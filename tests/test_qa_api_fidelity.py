@@ -77,3 +77,13 @@ def test_evaluate_labels_go_through_the_one_label_validator(dep, labels):
     # and read a masked label's hidden value as a class
     with pytest.raises(UsageError, match="labels"):
         dep.evaluate(np.zeros((1, 10, 12), dtype=int), labels)
+
+
+def test_ci_assertion_names_the_missing_labels_file(tmp_path):
+    from nirdeploy.ci import assert_chip_accuracy
+
+    x = np.zeros((2, 10, 12), dtype=int)
+    with pytest.raises(UsageError, match=r"y \(labels\)"):  # said "input file ... does not exist"
+        assert_chip_accuracy(GRAPH, "xylo", x, str(tmp_path / "y.npy"), max_drop=1.0, dt=1e-4)
+    with pytest.raises(UsageError, match=r"x \(sample input\)"):
+        assert_chip_accuracy(GRAPH, "xylo", str(tmp_path / "x.npy"), np.zeros(2, int), max_drop=1.0, dt=1e-4)
