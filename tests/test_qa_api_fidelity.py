@@ -87,3 +87,35 @@ def test_ci_assertion_names_the_missing_labels_file(tmp_path):
         assert_chip_accuracy(GRAPH, "xylo", x, str(tmp_path / "y.npy"), max_drop=1.0, dt=1e-4)
     with pytest.raises(UsageError, match=r"x \(sample input\)"):
         assert_chip_accuracy(GRAPH, "xylo", str(tmp_path / "x.npy"), np.zeros(2, int), max_drop=1.0, dt=1e-4)
+
+
+@pytest.mark.parametrize("target", ["xylo:audio2", "xylo:imu", "loihi2", "speck"])
+@pytest.mark.parametrize("dt", [5e-324, 1e-200, 1e300, 1.7e308])
+def test_extreme_dt_is_a_usage_error_on_every_target(target, dt):
+    # was OverflowError (exit 3, "internal error"): xylo at dt = 5e-324, loihi2 at dt >= 1e300
+    for g in ("braille_noDelay_bias_zero.nir", "lif_norse.nir"):
+        with pytest.raises(UsageError, match="dt"):
+            nirdeploy.check(CORPUS + g, target, dt=dt)
+
+
+@pytest.mark.parametrize("tau", [5e-324, 1e-300])
+@pytest.mark.parametrize("target", ["loihi2", "xylo"])
+def test_tau_far_below_dt_is_a_typed_error_or_a_report(tau, target):
+    # loihi2 with tau = 5e-324: dt/tau = inf, int(inf) was an OverflowError (CLI: exit 3)
+    import nir
+
+    from nirdeploy.errors import NirDeployError, UnsupportedError
+
+    g = nir.NIRGraph(
+        nodes={"input": nir.Input(np.array([2])), "fc": nir.Linear(np.ones((2, 2))),
+               "lif": nir.LIF(tau=np.full(2, tau), r=np.ones(2), v_leak=np.zeros(2), v_threshold=np.ones(2)),
+               "output": nir.Output(np.array([2]))},
+        edges=[("input", "fc"), ("fc", "lif"), ("lif", "output")])
+    try:
+        rep = nirdeploy.check(g, target, dt=1e-4)
+    except UnsupportedError as e:
+        assert "'lif'" in str(e) and "dt = 0.0001" in str(e)
+        return
+    except NirDeployError:
+        raise
+    assert rep.violations  # a report, then it must say something

@@ -398,6 +398,9 @@ def _decays(L: _Layer, opts: CompileOptions, hw: HWConfig, viol: list, mode: str
     unity = 1 << int(hw.limits["decay_shift"])
     off = int(hw.limits["current_decay_offset"])
     a_v = np.broadcast_to(d.alpha_v, (n,)) if np.ndim(d.alpha_v) == 0 else np.asarray(d.alpha_v).reshape(-1)
+    for what, val in (("decay", a_v), ("input gain", d.gain_v), ("current decay", d.alpha_i), ("current gain", d.gain_i)):
+        if val is not None and not np.all(np.isfinite(np.asarray(val, dtype=np.float64))):
+            _overflow(L.name, opts.dt, what, val)
     usage: dict = {"neurons": n}
     if mode == "paper":
         tau = np.asarray(node.params.get("tau", node.params.get("tau_mem", np.inf)), dtype=np.float64).reshape(-1)
@@ -454,6 +457,16 @@ def _decays(L: _Layer, opts: CompileOptions, hw: HWConfig, viol: list, mode: str
             viol.append(_v("v_reset_shifted", "Loihi resets v to 0: v is held shifted by v_reset (threshold v_th - v_reset, bias adjusted); "
                            "the chip starts at v = v_reset where the reference starts at 0", node, severity="warning"))
     return _Params(du, dv, gain, bias, thr, usage)
+
+
+def _overflow(name: str, dt: float, what: str, val) -> None:
+    """A discretized parameter that left float64 (a tau of 5e-324 s, a dt far from the time
+    constants): no 12-bit decay or 8-bit weight can follow it, so the lowering stops here."""
+    v = np.abs(np.asarray(val, dtype=np.float64))
+    raise UnsupportedError(f"node {name!r}: the discretized {what} at dt = {dt:g} s is not a finite float64 "
+                           f"(|value| up to {float(np.max(v)) if v.size else float('nan'):.3g}): a time constant far below dt, or "
+                           "weights this large, cannot be lowered to Loihi 2 (check the graph's tau units: seconds; "
+                           "nirdeploy inspect lists dt candidates)")
 
 
 TAU_CHANGE_WARN = 0.05  # requested vs effective time constant: a warning above this relative change
@@ -812,6 +825,8 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions) -> Lowered:
         # -- synapses -------------------------------------------------------------------------------
         synapses = []
         unit = S * P.gain / float(1 << ashift)  # NIR weight unit -> a units, per destination neuron
+        if not np.all(np.isfinite(unit)):
+            _overflow(L.name, opts.dt, "input gain", P.gain)
         for kind, p, op in ops:
             src = INPUT if p.src == INPUT_NAME else index[p.src]
             key = f"{p.src} -> {L.name}"
