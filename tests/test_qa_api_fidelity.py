@@ -119,3 +119,17 @@ def test_tau_far_below_dt_is_a_typed_error_or_a_report(tau, target):
     except NirDeployError:
         raise
     assert rep.violations  # a report, then it must say something
+
+
+def test_inspect_text_says_when_the_update_oscillates_or_diverges():
+    # nirdeploy inspect G --dt 10 showed "tau_eff nan..nan" and kept the discretization notes in --json only
+    from click.testing import CliRunner
+
+    from nirdeploy.cli import main
+
+    r = CliRunner().invoke(main, ["inspect", CORPUS + "lif_norse.nir", "--dt", "10"])
+    assert r.exit_code == 0, r.output
+    assert "warning: 1 (LIF): dt=10 >= tau" in r.output and "diverges" in r.output and "min -3999" in r.output
+    assert "nan" not in r.output
+    ok = CliRunner().invoke(main, ["inspect", CORPUS + "lif_norse.nir", "--dt", "1e-4"])
+    assert ok.exit_code == 0 and "warning" not in ok.output
