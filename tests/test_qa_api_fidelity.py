@@ -133,3 +133,12 @@ def test_inspect_text_says_when_the_update_oscillates_or_diverges():
     assert "nan" not in r.output
     ok = CliRunner().invoke(main, ["inspect", CORPUS + "lif_norse.nir", "--dt", "1e-4"])
     assert ok.exit_code == 0 and "warning" not in ok.output
+
+
+def test_float16_input_raises_no_runtime_warning(dep):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # was "RuntimeWarning: overflow encountered in cast" on every call
+        y = dep.simulate(np.zeros((1, 10, 12), dtype=np.float16))
+    assert y.shape[:2] == (1, 10)

@@ -154,7 +154,7 @@ def check_events(x: Any, input_shape: Sequence[int] | None = None, *, what: str 
         lo, hi = a.min(), a.max()
         if lo < 0:
             raise UsageError(f"{what} must hold non-negative event counts; found {_num(lo)}")
-        if hi > MAX_EVENT_COUNT:
+        if float(hi) > MAX_EVENT_COUNT:  # a Python float: comparing a float16 to 2**31-1 overflowed (RuntimeWarning)
             raise UsageError(f"{what} holds an event count of {_num(hi)}, more than {MAX_EVENT_COUNT}")
     return a.astype(np.int64, copy=False)
 
