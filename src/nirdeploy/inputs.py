@@ -85,8 +85,13 @@ def _kind_problem(dtype: np.dtype) -> str | None:
 
 
 def _as_array(x: Any, what: str, shape: str = "(batch, time, ...)") -> np.ndarray:
+    if isinstance(x, np.ma.MaskedArray):  # its hidden values would be simulated as if they were data
+        if np.ma.count_masked(x):
+            raise UsageError(f"{what} is a masked array with {int(np.ma.count_masked(x))} masked value(s); "
+                             "pass a plain array (fill or drop the masked entries first)")
+        return np.asarray(x.data)
     if isinstance(x, np.ndarray):
-        return x
+        return np.asarray(x)  # a subclass (np.matrix, ...) would change what operators mean downstream
     if x is None or isinstance(x, (str, bytes, bytearray, dict, set)) or not hasattr(x, "__len__") and not hasattr(x, "__array__"):
         raise UsageError(f"{what} must be an array of shape {shape}, got {type(x).__name__}")
     try:
@@ -149,7 +154,7 @@ def check_events(x: Any, input_shape: Sequence[int] | None = None, *, what: str 
         lo, hi = a.min(), a.max()
         if lo < 0:
             raise UsageError(f"{what} must hold non-negative event counts; found {_num(lo)}")
-        if hi > MAX_EVENT_COUNT:
+        if float(hi) > MAX_EVENT_COUNT:  # a Python float: comparing a float16 to 2**31-1 overflowed (RuntimeWarning)
             raise UsageError(f"{what} holds an event count of {_num(hi)}, more than {MAX_EVENT_COUNT}")
     return a.astype(np.int64, copy=False)
 

@@ -398,6 +398,9 @@ def _decays(L: _Layer, opts: CompileOptions, hw: HWConfig, viol: list, mode: str
     unity = 1 << int(hw.limits["decay_shift"])
     off = int(hw.limits["current_decay_offset"])
     a_v = np.broadcast_to(d.alpha_v, (n,)) if np.ndim(d.alpha_v) == 0 else np.asarray(d.alpha_v).reshape(-1)
+    for what, val in (("decay", a_v), ("input gain", d.gain_v), ("current decay", d.alpha_i), ("current gain", d.gain_i)):
+        if val is not None and not np.all(np.isfinite(np.asarray(val, dtype=np.float64))):
+            _overflow(L.name, opts.dt, what, val)
     usage: dict = {"neurons": n}
     if mode == "paper":
         tau = np.asarray(node.params.get("tau", node.params.get("tau_mem", np.inf)), dtype=np.float64).reshape(-1)
@@ -433,6 +436,8 @@ def _decays(L: _Layer, opts: CompileOptions, hw: HWConfig, viol: list, mode: str
         with np.errstate(divide="ignore"):
             usage["tau_syn_requested_s"] = _span(np.asarray(node.params["tau_syn"], dtype=np.float64))
             usage["tau_syn_effective_s"] = _tau_span(fu, opts.dt, opts.scheme)
+        tau_s = np.broadcast_to(np.asarray(node.params["tau_syn"], dtype=np.float64).reshape(-1), (n,))
+        _warn_tau_change("tau_syn", "du", tau_s, fu, du, (raw_du >= dfmt.min) & (raw_du <= dfmt.max), unity, opts, node, viol, usage)
     else:
         du = np.full(n, dfmt.max, np.int64)  # u = this step's input only
         gain = gain_v
@@ -441,11 +446,7 @@ def _decays(L: _Layer, opts: CompileOptions, hw: HWConfig, viol: list, mode: str
     if node.type not in ("IF",):
         tau_m = np.broadcast_to(np.asarray(node.params.get("tau", node.params.get("tau_mem")), dtype=np.float64).reshape(-1), (n,))
         usage["tau_mem_requested_s"] = _span(tau_m)
-        uf, inv = np.unique(fv, return_inverse=True)
-        eff = np.array([_tau(float(f), opts.dt, opts.scheme) for f in uf])[inv.reshape(-1)]
-        ok = np.isfinite(eff) & (eff > 0)
-        if ok.any():
-            usage["tau_mem_max_rel_error"] = float(np.max(np.abs(eff[ok] - tau_m[ok]) / tau_m[ok]))
+        _warn_tau_change("tau_mem", "dv", tau_m, fv, dv, (raw_dv > 0) & (raw_dv <= dfmt.max), unity, opts, node, viol, usage)
     bias = np.broadcast_to(np.asarray(d.bias_v, dtype=np.float64).reshape(-1) if np.ndim(d.bias_v) else d.bias_v, (n,)).astype(np.float64)
     thr = None
     if d.spiking:
@@ -456,6 +457,41 @@ def _decays(L: _Layer, opts: CompileOptions, hw: HWConfig, viol: list, mode: str
             viol.append(_v("v_reset_shifted", "Loihi resets v to 0: v is held shifted by v_reset (threshold v_th - v_reset, bias adjusted); "
                            "the chip starts at v = v_reset where the reference starts at 0", node, severity="warning"))
     return _Params(du, dv, gain, bias, thr, usage)
+
+
+def _overflow(name: str, dt: float, what: str, val) -> None:
+    """A discretized parameter that left float64 (a tau of 5e-324 s, a dt far from the time
+    constants): no 12-bit decay or 8-bit weight can follow it, so the lowering stops here."""
+    v = np.abs(np.asarray(val, dtype=np.float64))
+    raise UnsupportedError(f"node {name!r}: the discretized {what} at dt = {dt:g} s is not a finite float64 "
+                           f"(|value| up to {float(np.max(v)) if v.size else float('nan'):.3g}): a time constant far below dt, or "
+                           "weights this large, cannot be lowered to Loihi 2 (check the graph's tau units: seconds; "
+                           "nirdeploy inspect lists dt candidates)")
+
+
+TAU_CHANGE_WARN = 0.05  # requested vs effective time constant: a warning above this relative change
+
+
+def _warn_tau_change(label: str, field: str, tau: np.ndarray, f: np.ndarray, code: np.ndarray, in_range: np.ndarray, unity: int,
+                     opts: CompileOptions, node: str, viol: list, usage: dict) -> None:
+    """Record ``{label}_max_rel_error`` and warn when a rounded 12-bit decay moves a time constant by
+    more than :data:`TAU_CHANGE_WARN` (decays clipped or rounded to 0 have their own warnings)."""
+    uf, inv = np.unique(f, return_inverse=True)
+    eff = np.array([_tau(float(x), opts.dt, opts.scheme) for x in uf])[inv.reshape(-1)]
+    ok = np.isfinite(eff) & (eff > 0) & np.isfinite(tau) & (tau > 0)
+    if not ok.any():
+        return
+    rel = np.where(ok, np.abs(eff - tau) / np.where(ok, tau, 1.0), 0.0)
+    usage[f"{label}_max_rel_error"] = float(np.max(rel))
+    changed = (rel > TAU_CHANGE_WARN) & in_range
+    if np.any(changed):
+        i = int(np.argmax(np.where(changed, rel, -1.0)))
+        viol.append(_v("time_constant_changed", f"{label}: requested {float(tau[i]):.4g} s, effective on the chip {float(eff[i]):.4g} s "
+                       f"({100 * (eff[i] - tau[i]) / tau[i]:+.0f} %; {int(changed.sum())} of {changed.size} neuron(s) change by more than "
+                       f"{100 * TAU_CHANGE_WARN:.0f} %; Loihi's 12-bit decay {field} = {int(code[i])}, a per-step factor {float(f[i]):.6g}, at dt = {opts.dt:g} s)",
+                       node, limit=f"{100 * TAU_CHANGE_WARN:.0f} %", actual=f"{100 * float(rel[i]):.0f} %", severity="warning",
+                       hint=f"choose dt so that {unity} * dt / {label} is close to an integer (a larger dt, or a longer time constant), "
+                            "or fine-tune with the chip's decays"))
 
 
 def _finite(x: float) -> float | None:
@@ -789,6 +825,8 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions) -> Lowered:
         # -- synapses -------------------------------------------------------------------------------
         synapses = []
         unit = S * P.gain / float(1 << ashift)  # NIR weight unit -> a units, per destination neuron
+        if not np.all(np.isfinite(unit)):
+            _overflow(L.name, opts.dt, "input gain", P.gain)
         for kind, p, op in ops:
             src = INPUT if p.src == INPUT_NAME else index[p.src]
             key = f"{p.src} -> {L.name}"

@@ -14,7 +14,7 @@ import os
 from typing import Any, Mapping
 
 from ..errors import DoesNotFitError, UsageError
-from ..inputs import check_number
+from ..inputs import check_number, load_npy
 from . import session
 from .budget import AGREEMENT_METRICS, validate_floor, as_budget, evaluate_budget, floor_failures
 
@@ -51,9 +51,7 @@ def _array(x, what: str):
     if x is None:
         raise UsageError(f"{what} is required")
     if isinstance(x, (str, os.PathLike)):
-        from ..api import load_input_array
-
-        return load_input_array(x)
+        return load_npy(x, what=what)  # a missing labels file is named as the labels, not as "input"
     return x
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UsageError
-from ..inputs import check_int, check_real_array
+from ..inputs import check_int, check_labels, check_real_array
 
 __all__ = ["READOUTS", "readout_values", "decisions", "readout_agreement", "accuracy", "compare_outputs", "describe_readout"]
 
@@ -129,17 +129,9 @@ def accuracy(y: np.ndarray, labels, readout: str = "spikes", start: int = 0, sto
     """Accuracy of outputs ``y`` (batch, time, n) against integer ``labels`` (batch,) in
     ``[0, n)``, reading steps ``[start, stop)``; silent samples count as wrong and are counted.
     Raises UsageError for labels of the wrong shape, type or range."""
-    labels = np.asarray(labels)
-    if labels.ndim != 1 or labels.shape[0] != np.asarray(y).shape[0]:
-        raise UsageError(f"labels must be one integer per sample ({np.asarray(y).shape[0]}), got shape {labels.shape}")
-    if labels.dtype.kind not in "iub" and not (labels.dtype.kind == "f" and np.all(labels == np.round(labels))):
-        raise UsageError(f"labels must be integers, got dtype {labels.dtype}")
     stop = np.asarray(y).shape[1] if stop is None else stop
     n_out = int(np.prod(np.asarray(y).shape[2:]))
-    lab = labels.astype(np.int64)
-    if lab.size and (lab.min() < 0 or lab.max() >= n_out):
-        raise UsageError(f"labels must be class indices in [0, {n_out - 1}] (the network has {n_out} outputs); "
-                         f"got values in [{lab.min()}, {lab.max()}]")
+    labels = lab = check_labels(labels, np.asarray(y).shape[0], n_out)  # the one label validator (masked, bool, NaN, range)
     vals = readout_values(y, readout, start, stop)
     d = decisions(vals, readout, _window(y, start, stop))
     return {"accuracy": float(np.mean(d == lab)) if labels.size else 0.0, "samples": int(labels.size),

@@ -106,7 +106,15 @@ def validate_dt(dt: Any) -> float:
         raise UsageError(f"dt must be a positive number of seconds, got {dt!r}") from None
     if not math.isfinite(f) or f <= 0.0:
         raise UsageError(f"dt must be a positive finite number of seconds, got {dt!r}")
+    if not MIN_DT <= f <= MAX_DT:
+        raise UsageError(f"dt = {f:g} s is outside [{MIN_DT:g}, {MAX_DT:g}] s: at such a step dt/tau over- or underflows "
+                         "float64 in the discretized parameters (a unit error? dt is in seconds; nirdeploy inspect lists dt candidates)")
     return f
+
+
+#: the range of dt (s) nirdeploy accepts: beyond it dt/tau and tau/dt leave float64 (dt = 5e-324 or
+#: 1.7e308 crashed the Xylo and Loihi 2 lowerings); every chip steps far inside it
+MIN_DT, MAX_DT = 1e-12, 1e6
 
 
 #: the longest Delay nirdeploy accepts, in steps of dt (a 32-bit step counter)

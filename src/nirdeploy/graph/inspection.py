@@ -139,6 +139,8 @@ def render_inspection(info: dict) -> str:
         d0 = next(iter(info["discretization"].values()))
         out.append(render_rows(f"Discretization ({d0['scheme']}, dt = {d0['dt']:g} s)",
                                ["node", "type", "alpha_v", "gain_v", "bias_v", "alpha_i", "gain_i", "tau_eff (s)"], rows))
+        for d in info["discretization"].values():  # an oscillating or diverging update is said in the text, not only in --json
+            out += [f"warning: {n}" for n in d.get("notes") or []]
     return "\n".join(out)
 
 
@@ -146,4 +148,7 @@ def _range(v) -> str:
     if v is None:
         return "-"
     a = np.asarray(v, dtype=np.float64)
+    a = a[~np.isnan(a)]  # no time constant (a decay factor <= 0): n/a, the warning below the table says why
+    if a.size == 0:
+        return "n/a"
     return f"{a.min():.4g}" if a.min() == a.max() else f"{a.min():.4g}..{a.max():.4g}"

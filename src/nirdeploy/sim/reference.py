@@ -64,6 +64,7 @@ from ..graph.discretize import (
     RESET_SUBTRACT,
     RESET_ZERO,
     SCHEME_EULER,
+    UNBOUNDED_SPIKES,
     NeuronDiscretization,
     discretize_node,
     validate_dt,
@@ -467,8 +468,8 @@ def simulate_reference(
         caps_given = spikes_per_step is not None
         notes += [rule_note] if rule_note else []
     if spikes_per_step is not None:
-        if isinstance(spikes_per_step, bool) or not isinstance(spikes_per_step, (int, np.integer)) or spikes_per_step < 1:
-            raise UsageError(f"spikes_per_step must be an integer >= 1, got {spikes_per_step!r}")
+        if isinstance(spikes_per_step, bool) or not isinstance(spikes_per_step, (int, np.integer)) or not 1 <= spikes_per_step <= UNBOUNDED_SPIKES:
+            raise UsageError(f"spikes_per_step must be an integer from 1 to {UNBOUNDED_SPIKES}, got {spikes_per_step!r}")
         spikes_per_step = int(spikes_per_step)
     if caps_given and reset == RESET_ZERO:
         raise UsageError("spikes_per_step fires floor(v / threshold) spikes and subtracts them (subtractive reset); it cannot be combined with reset='zero'")
