@@ -142,3 +142,17 @@ def test_float16_input_raises_no_runtime_warning(dep):
         warnings.simplefilter("error")  # was "RuntimeWarning: overflow encountered in cast" on every call
         y = dep.simulate(np.zeros((1, 10, 12), dtype=np.float16))
     assert y.shape[:2] == (1, 10)
+
+
+def test_loihi2_a_synapse_whose_every_weight_rounds_to_zero_does_not_fit(tmp_path):
+    """The layer behind it receives nothing: an error (does not fit), as Speck's weights_all_zero,
+    not a warning under a report that says FITS."""
+    from click.testing import CliRunner
+
+    from nirdeploy.cli import main
+
+    r = CliRunner().invoke(main, ["check", CORPUS + "cnn_sinabs.nir", "-t", "loihi2", "--dt", "1e-12"])
+    assert r.exit_code == 1, r.output
+    assert "weights_all_zero" in r.output and "receives nothing" in r.output
+    rep = nirdeploy.check(CORPUS + "cnn_sinabs.nir", target="loihi2", dt=1e-3)  # the ordinary case still fits
+    assert rep.fits and not [v for v in rep.violations if v.rule == "weights_all_zero"]

@@ -853,7 +853,13 @@ def lower(graph: Graph, hw: HWConfig, opts: CompileOptions) -> Lowered:
             if stats["saturated"]:
                 viol.append(_v("weight_saturated", f"{stats['saturated']} weight(s) of {key} exceed the 8-bit range at weight_exp {exp} and were clipped",
                                L.node, severity="warning", hint="the layer's weights span too wide a range for 8 bits plus one exponent"))
-            if stats["became_zero"]:
+            if stats["nonzero_float"] and stats["became_zero"] >= stats["nonzero_float"]:
+                # the synapse delivers nothing: the layer behind it would not see this input at all (Speck: weights_all_zero)
+                viol.append(_v("weights_all_zero", f"all {stats['nonzero_float']} non-zero weight(s) of {key} quantize to 0 (8-bit "
+                               f"mantissa, {sign} sign mode): {L.name} receives nothing from this input", L.node,
+                               limit=">= 1 non-zero weight after quantization", actual=0, hint="the weights are far below the layer's threshold scale: check dt and the graph's "
+                               "units (r, w_in), or scale the weights up and retrain"))
+            elif stats["became_zero"]:
                 frac = stats["became_zero"] / max(stats["nonzero_float"], 1)
                 viol.append(_v("weights_round_to_zero", f"{stats['became_zero']} of {stats['nonzero_float']} non-zero weight(s) of {key} "
                                f"({100 * frac:.1f} %) quantize to 0 (8-bit mantissa, {sign} sign mode)", L.node,
