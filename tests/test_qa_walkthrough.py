@@ -201,11 +201,12 @@ def test_simulate_warns_when_the_input_exceeds_what_the_chip_takes(xylo_folder, 
     assert r.exit_code == 0 and "exceed the chip's 1 event(s)" in r.output
 
 
-@pytest.mark.parametrize("dt", [1e-7, 1e-300])
+@pytest.mark.parametrize("dt", [1e-7, 1e-12])
 def test_loihi2_dead_decay_and_vanished_weights_are_reported_at_any_dt(dt):
-    """At --dt 1e-300, dt/tau is below float resolution (alpha == 1.0 exactly) and the scaled
-    weights underflow to 0.0: Loihi 2 reported FITS with neither voltage_decay_rounds_to_zero
-    (shown at 1e-7) nor weights_round_to_zero, although no weight and no leak was left."""
+    """At a tiny dt the decays round to nothing and the scaled weights to 0: Loihi 2 reported FITS
+    with neither voltage_decay_rounds_to_zero nor a word about the weights, although no weight and
+    no leak was left (first seen at 1e-300, which is now refused as outside 1e-12..1e6 s). Every
+    synapse that lost all its weights is now an error: the network does not fit."""
     import nirdeploy
 
     rep = nirdeploy.check(str(BRAILLE_ZERO), target="loihi2", dt=dt)
@@ -213,10 +214,12 @@ def test_loihi2_dead_decay_and_vanished_weights_are_reported_at_any_dt(dt):
     assert "voltage_decay_rounds_to_zero" in rules
     lost = {k: q for k, q in rep.details["quantization"].items()}
     assert all(q["nonzero_float"] > 0 for q in lost.values())
-    if dt == 1e-300:
+    if dt == 1e-12:
         assert rules.count("voltage_decay_rounds_to_zero") == 2  # lif1.lif and lif2: no leak at all
         assert all(q["became_zero"] == q["nonzero_float"] for q in lost.values())
-        assert rules.count("weights_round_to_zero") == len(lost)
+        assert rules.count("weights_all_zero") == len(lost) and not rep.fits
+    with pytest.raises(nirdeploy.errors.UsageError, match="outside"):
+        nirdeploy.check(str(BRAILLE_ZERO), target="loihi2", dt=1e-300)
 
 
 def test_compare_table_says_n_a_for_an_undefined_rate_correlation(tmp_path):
