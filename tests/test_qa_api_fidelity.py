@@ -156,3 +156,22 @@ def test_loihi2_a_synapse_whose_every_weight_rounds_to_zero_does_not_fit(tmp_pat
     assert "weights_all_zero" in r.output and "receives nothing" in r.output
     rep = nirdeploy.check(CORPUS + "cnn_sinabs.nir", target="loihi2", dt=1e-3)  # the ordinary case still fits
     assert rep.fits and not [v for v in rep.violations if v.rule == "weights_all_zero"]
+
+
+@pytest.mark.parametrize("tau", [5e-324, 1e-300])
+def test_xylo_extreme_tau_gives_a_report_without_numpy_warnings(tmp_path, tau):
+    """A LIF with a tau far below dt: the report says what it means (does not fit / a dead or
+    diverging layer); numpy's overflow RuntimeWarnings are not printed on top of it."""
+    import warnings
+
+    import nir
+
+    from graphs import ff_graph, write
+
+    g = ff_graph(neuron="lif")
+    g.nodes["lif1"] = nir.LIF(tau=np.full(8, tau), r=np.ones(8), v_leak=np.zeros(8), v_threshold=np.ones(8), v_reset=np.zeros(8))
+    p = write(g, tmp_path / "g.nir")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        rep = nirdeploy.check(str(p), target="xylo:audio2", dt=1e-4)
+    assert not rep.fits and rep.violations

@@ -654,7 +654,16 @@ def _quant_matrix(w: np.ndarray, scale_cols: np.ndarray, shift: int, wfmt) -> tu
 # ---------------------------------------------------------------------------------------------
 def lower(graph: Graph, hw: HWConfig, opts: CompileOptions, *, scale_factor: np.ndarray | None = None) -> Lowered:
     """Lower ``graph`` onto ``hw``. ``scale_factor`` (hidden then output neurons, default 1):
-    multipliers of the per-neuron quantization scales, chosen by calibration."""
+    multipliers of the per-neuron quantization scales, chosen by calibration.
+
+    Extreme but finite parameters (tau = 5e-324 s) overflow float64 on the way; the rules report
+    what that means (a dead or diverging layer, a scale that does not fit), so numpy's own
+    RuntimeWarnings are not printed on top of the report."""
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
+        return _lower(graph, hw, opts, scale_factor=scale_factor)
+
+
+def _lower(graph: Graph, hw: HWConfig, opts: CompileOptions, *, scale_factor: np.ndarray | None = None) -> Lowered:
     from nirdeploy.graph.passes import normalize
 
     g = normalize(graph)
