@@ -24,7 +24,7 @@ from nirdeploy.backend.folder import ArraySpec, Bool, Float, Int, ListOf, Nullab
 from nirdeploy.backend.compiled import read_report
 from nirdeploy.backend.report import FitReport, Violation
 from nirdeploy.backend.target import Artifact, CompileOptions, SimOutput, Target
-from nirdeploy.evaluation.compare import AGREEMENT_WARN
+from nirdeploy.backend.calibration import add_sample_agreement
 from nirdeploy.errors import DeploymentFolderError, UsageError
 from nirdeploy.graph.ir import Graph
 
@@ -287,21 +287,13 @@ class Loihi2Target(Target):
         readout = rep.details.get("readout", "spikes")
         b, t = chip.shape[:2]
         ag = readout_agreement(chip.reshape(b, t, -1), ref.reshape(b, t, -1), low.latency_steps, readout)
-        pa, corr = ag["decision_agreement"], ag["value_correlation"]
-        rep.details["sample_agreement"] = {"samples": int(b), "steps": int(t), "readout": readout, "decision_agreement": pa,
-                                           "correlation": corr, "silent_chip_samples": ag["silent_chip_samples"],
-                                           "silent_reference_samples": ag["silent_reference_samples"]}
-        pct = "-" if pa is None else f"{100 * pa:.1f} %"
-        rep.notes.append(f"sample ({b} x {t} steps): the chip's output decision equals the float reference's on {pct} of the samples the "
-                         f"reference decides; {'spike-count' if readout == 'spikes' else 'Vmem'} correlation "
-                         f"{'-' if corr is None else format(corr, '.3f')}")
-        if pa is None or pa < AGREEMENT_WARN:
-            rep.violations.append(Violation(
-                "fidelity", f"the chip's output decision equals the float reference's on {pct} of the sample's decided samples "
-                f"(silent: chip {ag['silent_chip_samples']}, reference {ag['silent_reference_samples']} of {b})",
-                "", limit=f"agreement >= {100 * AGREEMENT_WARN:.0f} %", actual=pct, severity="warning",
-                hint="see the quantization and decay warnings above; `nirdeploy compare G.nir --input X.npy --with reference,OUT` "
-                     "explains the differences it detects"))
+        add_sample_agreement(rep, samples=b, steps=t, agreement=ag["decision_agreement"], correlation=ag["value_correlation"],
+                             values="spike-count" if readout == "spikes" else "Vmem",
+                             detail=f" (silent: chip {ag['silent_chip_samples']}, reference {ag['silent_reference_samples']} of {b})",
+                             extra={"readout": readout, "silent_chip_samples": ag["silent_chip_samples"],
+                                    "silent_reference_samples": ag["silent_reference_samples"]},
+                             hint="see the quantization and decay warnings above; `nirdeploy compare G.nir --input X.npy --with "
+                                  "reference,OUT` explains the differences it detects")
         return low
 
     # -- contract ------------------------------------------------------------------------------

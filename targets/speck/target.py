@@ -9,9 +9,9 @@ import numpy as np
 
 from nirdeploy.backend.compiled import REPORT_FILE, read_report
 from nirdeploy.backend.folder import AnyValue, ArraySpec, Bool, Float, Int, ListOf, Schema, Str, read_json, read_npz, write_json, write_npz
-from nirdeploy.backend.report import FitReport, Violation
+from nirdeploy.backend.report import FitReport
 from nirdeploy.backend.target import Artifact, CompileOptions, SimOutput, Target
-from nirdeploy.evaluation.compare import AGREEMENT_WARN
+from nirdeploy.backend.calibration import add_sample_agreement
 from nirdeploy.errors import DeploymentFolderError, UsageError
 from nirdeploy.graph.ir import Graph
 
@@ -85,19 +85,12 @@ class SpeckTarget(Target):
         else:
             a, _ = agreement(low, hw, x, ref)
             ag = {"agreement": a["decision_agreement"], "correlation": a["value_correlation"]}
-        low.report.details["sample_agreement"] = {"samples": int(x.shape[0]), "steps": int(x.shape[1]), "mode": low.options["sim_mode"],
-                                                  "decision_agreement": ag.get("agreement"), "correlation": ag.get("correlation")}
-        low.report.notes.append(
-            f"sample ({x.shape[0]} x {x.shape[1]} steps, {low.options['sim_mode']} simulation): the chip's output decision equals the "
-            f"float reference's on {_pct(ag.get('agreement'))} of the samples the reference decides; spike-count correlation "
-            f"{_num(ag.get('correlation'))}")
-        pa = ag.get("agreement")
-        if pa is None or pa < AGREEMENT_WARN:  # a figure in a note is easy to miss: below the floor it is a warning
-            low.report.violations.append(Violation(
-                "fidelity", f"the chip's output decision equals the float reference's on {_pct(pa)} of the sample's decided samples "
-                f"({low.options['sim_mode']} simulation)", "", limit=f"agreement >= {100 * AGREEMENT_WARN:.0f} %", actual=_pct(pa),
-                severity="warning", hint="see the weight and threshold warnings above; --calibrate X.npy tunes the per-layer weight scales "
-                                         "on the sample; `nirdeploy compare` explains the differences it detects"))
+        mode = low.options["sim_mode"]
+        add_sample_agreement(low.report, samples=x.shape[0], steps=x.shape[1], agreement=ag.get("agreement"),
+                             correlation=ag.get("correlation"), context=f", {mode} simulation", detail=f" ({mode} simulation)",
+                             extra={"mode": mode},
+                             hint="see the weight and threshold warnings above; --calibrate X.npy tunes the per-layer weight scales "
+                                  "on the sample; `nirdeploy compare` explains the differences it detects")
         return low
 
     def check(self, graph: Graph, variant: str, options: CompileOptions) -> FitReport:
@@ -290,14 +283,6 @@ def _first_difference(a, b, path: str = "") -> str:
             if x != y:
                 return _first_difference(x, y, f"{path}[{i}]")
     return path
-
-
-def _pct(v) -> str:
-    return "-" if v is None else f"{100 * v:.1f} %"
-
-
-def _num(v) -> str:
-    return "-" if v is None else f"{v:.3f}"
 
 
 def _range_check(lo: int, hi: int):

@@ -25,12 +25,11 @@ import numpy as np
 
 from nirdeploy.backend.report import FitReport
 from nirdeploy.backend.rules import violation
-from nirdeploy.evaluation.compare import describe_readout, readout_agreement
+from nirdeploy.evaluation.compare import AGREEMENT_WARN, describe_readout, readout_agreement  # one agreement floor for every target
 
 __all__ = ["MULTI_SPIKE_WARN", "AGREEMENT_WARN", "saturation", "fidelity_report", "chip_output", "activity"]
 
 MULTI_SPIKE_WARN = 0.05  # share of firing events with >= 2 spikes in one step, per hidden layer
-AGREEMENT_WARN = 0.90  # predicted decision agreement with the reference below this: a warning
 
 
 def chip_output(res, low) -> np.ndarray:

@@ -46,7 +46,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-__all__ = ["Evaluation", "Move", "CalibrationRound", "CalibrationResult", "calibrate", "DEFAULT_BUDGET"]
+__all__ = ["Evaluation", "Move", "CalibrationRound", "CalibrationResult", "calibrate", "DEFAULT_BUDGET", "add_sample_agreement"]
 
 DEFAULT_BUDGET = 8  # chip simulations of the sample, the uncalibrated one included
 
@@ -142,6 +142,14 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f} %"
+
+
+def _num(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
 def _fmt_score(s) -> str:
     return "(" + ", ".join(_fmt(float(v)) if isinstance(v, (int, float)) else str(v) for v in s) + ")" if s is not None else "-"
 
@@ -190,3 +198,27 @@ def calibrate(initial: Any, evaluate: Callable[[Any], Evaluation], propose: Call
             break
     res.best, res.best_score, res.best_evaluation = best, tuple(best_ev.score), best_ev
     return res
+
+
+def add_sample_agreement(report, *, samples: int, steps: int, agreement: float | None, correlation: float | None,
+                         values: str = "spike-count", context: str = "", detail: str = "", hint: str = "",
+                         extra: dict | None = None) -> None:
+    """Record a ``--sample`` measurement in ``report``, the same way on every target:
+    ``details["sample_agreement"]`` (``samples``, ``steps``, ``decision_agreement``,
+    ``correlation`` and ``extra``), one note with the figures, and, when ``agreement`` (a
+    fraction; None: the reference decides no sample) is below
+    :data:`nirdeploy.evaluation.compare.AGREEMENT_WARN`, a ``fidelity`` warning, because a figure
+    in a note is easy to miss. ``values`` names the correlated readout ("spike-count", "Vmem");
+    ``context`` is added to the note's "(N x T steps...)" and ``detail`` to the warning."""
+    from ..evaluation.compare import AGREEMENT_WARN
+    from .report import Violation
+
+    report.details["sample_agreement"] = {"samples": int(samples), "steps": int(steps), **(extra or {}),
+                                          "decision_agreement": agreement, "correlation": correlation}
+    pct = _pct(agreement)
+    report.notes.append(f"sample ({samples} x {steps} steps{context}): the chip's output decision equals the float reference's on "
+                        f"{pct} of the samples the reference decides; {values} correlation {_num(correlation)}")
+    if agreement is None or agreement < AGREEMENT_WARN:
+        report.violations.append(Violation(
+            "fidelity", f"the chip's output decision equals the float reference's on {pct} of the sample's decided samples{detail}",
+            "", limit=f"agreement >= {100 * AGREEMENT_WARN:.0f} %", actual=pct, severity="warning", hint=hint))
