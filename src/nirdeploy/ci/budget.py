@@ -92,9 +92,10 @@ class Budget:
     #: "TARGET" or "TARGET:VARIANT" -> {"keep_free": {...}, "min_agreement": {...}} (either may be absent)
     targets: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
-    def for_chip(self, target: str, variant: str) -> tuple[dict[str, float], dict[str, float], str]:
-        """(keep_free, min_agreement, where they come from) for one chip: the ``TARGET:VARIANT``
-        table, else the ``TARGET`` table, else the top-level one, per key."""
+    def for_chip(self, target: str, variant: str) -> tuple[dict[str, float], dict[str, float], str, str]:
+        """(keep_free, min_agreement, the keep_free table's name, the min_agreement table's name)
+        for one chip: the ``TARGET:VARIANT`` table, else the ``TARGET`` table, else the top-level
+        one, per key."""
         kf, ma, kf_src, ma_src = self.keep_free, self.min_agreement, "[keep_free]", "[min_agreement]"
         for name in (target, f"{target}:{variant}"):
             t = self.targets.get(name, {})
@@ -102,7 +103,7 @@ class Budget:
                 kf, kf_src = t["keep_free"], f"[targets.{_key(name)}.keep_free]"
             if "min_agreement" in t:
                 ma, ma_src = t["min_agreement"], f"[targets.{_key(name)}.min_agreement]"
-        return kf, ma, f"{kf_src}|{ma_src}"
+        return kf, ma, kf_src, ma_src
 
     def to_dict(self) -> dict:
         return {"source": self.source, "keep_free": dict(self.keep_free), "min_agreement": dict(self.min_agreement),
@@ -328,8 +329,8 @@ def check_resources(reports, budget: Budget) -> list[BudgetResult]:
     results: list[BudgetResult] = []
     groups: dict[str, tuple[dict, list]] = {}  # reports that share one keep_free table
     for rep in reports:
-        kf, _, where = budget.for_chip(rep.target, rep.variant)
-        groups.setdefault(where.split("|")[0], (kf, []))[1].append(rep)
+        kf, _, where, _ = budget.for_chip(rep.target, rep.variant)
+        groups.setdefault(where, (kf, []))[1].append(rep)
     for where, (keep_free, reps) in groups.items():
         for name, share in keep_free.items():
             key = normalize_name(name)
